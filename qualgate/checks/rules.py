@@ -1,0 +1,428 @@
+"""Rule-based validity checks: cheap, per sample, no models beyond langdetect's profiles."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from qualgate.checks.base import Check, Measurement, Params, register
+from qualgate.findings import Finding
+from qualgate.packs import read_list
+from qualgate.sample import FieldProblem, Sample
+
+FieldName = str | None
+FIELD_DOC = "record field to read; unset = the configured text view"
+
+
+def _compile_all(patterns: list[str], flags: int = 0) -> list[re.Pattern[str]]:
+    return [re.compile(p, flags) for p in patterns]
+
+
+def _check_regexes(patterns: list[str]) -> list[str]:
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
+    return patterns
+
+
+def _where(field: str | None) -> str:
+    return f"field '{field}'" if field else "text"
+
+
+# --------------------------------------------------------------------------------------------- length
+class LengthParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    min_chars: int | None = Field(None, ge=0, description="fewest characters allowed")
+    max_chars: int | None = Field(None, ge=1, description="most characters allowed")
+    min_words: int | None = Field(None, ge=0, description="fewest whitespace-separated words allowed")
+    max_words: int | None = Field(None, ge=1, description="most whitespace-separated words allowed")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LengthParams:
+        for lo, hi in (("min_chars", "max_chars"), ("min_words", "max_words")):
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"{lo} ({a}) is greater than {hi} ({b})")
+        if all(getattr(self, k) is None for k in ("min_chars", "max_chars", "min_words", "max_words")):
+            raise ValueError("set at least one of min_chars, max_chars, min_words, max_words")
+        return self
+
+
+@register
+class Length(Check[LengthParams]):
+    """Text (or one field) is too short or too long, in characters or words."""
+
+    kind = "length"
+    params_model = LengthParams
+    score_names = ("chars", "words")
+    cost = 1
+
+    def score(self, sample: Sample) -> Measurement:
+        text = sample.view(self.params.field)
+        return Measurement({"chars": float(len(text)), "words": float(len(text.split()))})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        p, out, where = self.params, [], _where(self.params.field)
+        for unit, lo, hi in (("chars", p.min_chars, p.max_chars), ("words", p.min_words, p.max_words)):
+            v = m.values[unit]
+            assert v is not None
+            if lo is not None and v < lo:
+                out.append(self.finding(f"too_few_{unit}", v, lo,
+                                        f"{where} has {int(v)} {unit}, fewer than the minimum {lo}"))
+            if hi is not None and v > hi:
+                out.append(self.finding(f"too_many_{unit}", v, hi,
+                                        f"{where} has {int(v)} {unit}, more than the maximum {hi}"))
+        return out
+
+
+# ------------------------------------------------------------------------------------------- language
+@lru_cache(maxsize=1)
+def _lang_factory() -> Any:
+    """langdetect's profiles, loaded once per process, with a fixed seed so results are reproducible."""
+    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+
+    factory = DetectorFactory()
+    factory.load_profile(PROFILES_DIRECTORY)
+    factory.seed = 0
+    return factory
+
+
+class LanguageParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    allowed: list[str] = Field(default_factory=lambda: ["en"], min_length=1,
+                               description="ISO 639-1 codes accepted (langdetect's codes, e.g. en, fr, zh-cn)")
+    min_prob: float = Field(0.25, gt=0, le=1, description="least total probability of the allowed languages")
+    min_chars: int = Field(80, ge=1, description="texts with fewer letters are not judged (detection is unreliable)")
+    max_chars: int = Field(500, ge=50, description="only the first this many characters are read (speed)")
+    trials: int = Field(3, ge=1, le=20, description="langdetect's random trials (its own default is 7; 3 agrees "
+                        "on the top language for 99.9% of Alpaca at 2.5x the speed)")
+
+
+@register
+class Language(Check[LanguageParams]):
+    """Text is not in an allowed language (langdetect, seeded; short texts are not judged)."""
+
+    kind = "language"
+    params_model = LanguageParams
+    score_names = ("prob",)
+    cost = 5
+
+    def score(self, sample: Sample) -> Measurement:
+        from langdetect.lang_detect_exception import LangDetectException
+
+        text = sample.view(self.params.field)[: self.params.max_chars]
+        if sum(c.isalpha() for c in text) < self.params.min_chars:
+            return Measurement({"prob": None}, {"skipped": "too_short"})
+        detector = _lang_factory().create()
+        detector.n_trial = self.params.trials
+        detector.append(text)
+        try:
+            langs = detector.get_probabilities()
+        except LangDetectException:
+            return Measurement({"prob": None}, {"skipped": "no_features"})
+        allowed = set(self.params.allowed)
+        prob = sum(lang.prob for lang in langs if lang.lang in allowed)
+        top = langs[0] if langs else None
+        return Measurement({"prob": round(prob, 6)},
+                           {"detected": top.lang if top else None, "detected_prob": round(top.prob, 4) if top else 0.0})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        prob = m.values["prob"]
+        if prob is None or prob >= self.params.min_prob:
+            return []
+        det = m.evidence.get("detected")
+        allowed = ", ".join(self.params.allowed)
+        return [self.finding("wrong_language", prob, self.params.min_prob,
+                             f"{_where(self.params.field)} looks like '{det}', not {allowed} "
+                             f"(p={prob:.2f} < {self.params.min_prob})", **m.evidence)]
+
+
+# -------------------------------------------------------------------------------------------- pattern
+def _span(match: re.Match[str], pattern: str) -> dict[str, Any]:
+    return {"pattern": pattern, "match": match.group(0)[:200], "start": match.start(), "end": match.end()}
+
+
+class PatternParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    forbidden: list[str] = Field(default_factory=list, description="regexes that must not match")
+    required: list[str] = Field(default_factory=list, description="regexes that must each match")
+    ignore_case: bool = Field(False, description="match case-insensitively")
+
+    _v = field_validator("forbidden", "required")(_check_regexes)
+
+    @model_validator(mode="after")
+    def _some(self) -> PatternParams:
+        if not self.forbidden and not self.required:
+            raise ValueError("set at least one regex in forbidden or required")
+        return self
+
+
+@register
+class Pattern(Check[PatternParams]):
+    """Text matches a forbidden regular expression, or misses a required one."""
+
+    kind = "pattern"
+    params_model = PatternParams
+    score_names = ("forbidden", "required_missing")
+    cost = 2
+
+    def __init__(self, name: str, params: PatternParams) -> None:
+        super().__init__(name, params)
+        flags = re.IGNORECASE if params.ignore_case else 0
+        self._forbidden = _compile_all(params.forbidden, flags)
+        self._required = _compile_all(params.required, flags)
+
+    def score(self, sample: Sample) -> Measurement:
+        text = sample.view(self.params.field)
+        hits = [_span(m, rx.pattern) for rx in self._forbidden if (m := rx.search(text))]
+        missing = [rx.pattern for rx in self._required if not rx.search(text)]
+        return Measurement({"forbidden": float(len(hits)), "required_missing": float(len(missing))},
+                           {"matches": hits, "missing": missing})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        out, where = [], _where(self.params.field)
+        forbidden, missing = m.values["forbidden"] or 0.0, m.values["required_missing"] or 0.0
+        if forbidden > 0:
+            first = m.evidence.get("matches", [{}])[0]
+            out.append(self.finding("forbidden_pattern", forbidden, 0,
+                                    f"{where} matches forbidden pattern {first.get('pattern')!r}: "
+                                    f"{first.get('match')!r}", matches=m.evidence.get("matches", [])))
+        if missing > 0:
+            pats = m.evidence.get("missing", [])
+            out.append(self.finding("missing_required_pattern", missing, 0,
+                                    f"{where} does not match required pattern(s) {pats}", missing=pats))
+        return out
+
+
+# ------------------------------------------------------------------------------- boilerplate phrases
+def phrase_regex(phrases: list[str]) -> re.Pattern[str]:
+    """One case-insensitive regex for many phrases: apostrophes and whitespace matched loosely."""
+    parts = []
+    for phrase in sorted({p.lower() for p in phrases}, key=len, reverse=True):
+        words = [re.escape(w).replace("'", "['’]") for w in phrase.split()]
+        parts.append(r"\s+".join(words))
+    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)
+
+
+class BoilerplateParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    phrases_file: str = Field("boilerplate.txt", description="phrase list: a path, or a list shipped in rules/")
+    extra_phrases: list[str] = Field(default_factory=list, description="more phrases to match")
+    max_matches: int = Field(0, ge=0, description="most phrase matches allowed")
+
+    @field_validator("phrases_file")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        read_list(v)
+        return v
+
+
+@register
+class Boilerplate(Check[BoilerplateParams]):
+    """Text contains model boilerplate or refusal phrases ("As an AI language model", "I cannot fulfill")."""
+
+    kind = "boilerplate"
+    params_model = BoilerplateParams
+    score_names = ("matches",)
+    cost = 3
+
+    def __init__(self, name: str, params: BoilerplateParams) -> None:
+        super().__init__(name, params)
+        self._rx = phrase_regex(read_list(params.phrases_file) + list(params.extra_phrases))
+
+    def score(self, sample: Sample) -> Measurement:
+        hits = [{"match": m.group(0), "start": m.start(), "end": m.end()}
+                for m in self._rx.finditer(sample.view(self.params.field))]
+        return Measurement({"matches": float(len(hits))}, {"matches": hits[:10]})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        n = m.values["matches"] or 0.0
+        if n <= self.params.max_matches:
+            return []
+        first = m.evidence.get("matches", [{}])[0].get("match")
+        return [self.finding("boilerplate_phrase", n, self.params.max_matches,
+                             f"{_where(self.params.field)} contains boilerplate phrase {first!r}",
+                             matches=m.evidence.get("matches", []))]
+
+
+# -------------------------------------------------------------------------------------- empty fields
+class EmptyFieldParams(Params):
+    fields: list[str] = Field(min_length=1, description="fields that must be present and non-blank")
+
+
+@register
+class EmptyField(Check[EmptyFieldParams]):
+    """A required field is empty or whitespace only (a missing field is reported as malformed)."""
+
+    kind = "empty_field"
+    params_model = EmptyFieldParams
+    score_names = ("empty",)
+    cost = 0
+
+    def score(self, sample: Sample) -> Measurement:
+        record = sample.record or {}
+        empty = []
+        for key in self.params.fields:
+            if key not in record:
+                raise FieldProblem("missing_field", key, f"field '{key}' is missing")
+            value = record[key]
+            blank = len(value) == 0 if isinstance(value, (list, Mapping)) else not sample.view(key).strip()
+            if blank:
+                empty.append(key)
+        return Measurement({"empty": float(len(empty))}, {"fields": empty})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        empty = m.evidence.get("fields", [])
+        n = m.values["empty"] or 0.0
+        if n <= 0:
+            return []
+        names = ", ".join(f"'{f}'" for f in empty) or f"{int(n)} field(s)"
+        return [self.finding("empty_field", n, 0, f"{names} {'is' if n == 1 else 'are'} empty", fields=empty)]
+
+
+# ------------------------------------------------------------------------------------- placeholders
+DEFAULT_PLACEHOLDERS = [
+    r"<\s*no\s*_?(?:input|output)\s*>",
+    r"\[\s*(?:insert|your|add|enter|fill\s+in|placeholder|name\s+of|todo)\b[^\]\n]{0,60}\]",
+    r"<\s*(?:insert|placeholder|your)\b[^>\n]{0,60}>",
+    r"\{\{\s*[A-Za-z_][\w .-]{0,40}\s*\}\}",
+    r"(?m)^[ \t]*(?:N/A|TBD|TODO|\?\?\?|XXX)[ \t]*\.?[ \t]*$",
+    r"\blorem ipsum\b",
+]
+
+
+class PlaceholderParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PLACEHOLDERS),
+                                description="placeholder regexes (case-insensitive); replaces the built-in list")
+    extra_patterns: list[str] = Field(default_factory=list, description="regexes added to the list")
+
+    _v = field_validator("patterns", "extra_patterns")(_check_regexes)
+
+
+@register
+class Placeholder(Check[PlaceholderParams]):
+    """Text contains an unfilled placeholder (<noinput>, N/A, [insert name], {{var}}, lorem ipsum)."""
+
+    kind = "placeholder"
+    params_model = PlaceholderParams
+    score_names = ("matches",)
+    cost = 2
+
+    def __init__(self, name: str, params: PlaceholderParams) -> None:
+        super().__init__(name, params)
+        self._rx = _compile_all(list(params.patterns) + list(params.extra_patterns), re.IGNORECASE)
+
+    def score(self, sample: Sample) -> Measurement:
+        text = sample.view(self.params.field)
+        hits = [_span(m, rx.pattern) for rx in self._rx if (m := rx.search(text))]
+        return Measurement({"matches": float(len(hits))}, {"matches": hits})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        n = m.values["matches"] or 0.0
+        if n <= 0:
+            return []
+        first = m.evidence.get("matches", [{}])[0].get("match")
+        return [self.finding("placeholder", n, 0,
+                             f"{_where(self.params.field)} contains unfilled placeholder {first!r}",
+                             matches=m.evidence.get("matches", []))]
+
+
+# ----------------------------------------------------------------------------------------- truncated
+_TERMINAL = set(".!?…。！？)]}\"'`»”’>*|;")
+_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
+_TRAILING_TAGS = re.compile(r"(?:\s+[#@]\w+)+\s*$")
+_SENTENCE_END = re.compile(r"[.!?…。！？:;][\"'”’)\]]*(?:\s|$)")
+_CODE_LIKE = re.compile(r"[=(){};<>\[\]]|^\s{2,}|^\s*(?:def|return|SELECT|import|print)\b")
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+DANGLING = [
+    "a", "an", "the", "and", "or", "but", "nor", "of", "than", "whose", "because", "whether",
+    "their", "its", "our", "your", "my", "such",
+]
+
+
+def _final_segment(text: str) -> list[str] | None:
+    """Words after the last sentence end on the final line; None when that line is code or a list.
+
+    Trailing #hashtags/@mentions are dropped, so a tweet's tags do not count as an unfinished sentence.
+    """
+    line = _TRAILING_TAGS.sub("", text.rsplit("\n", 1)[-1]).rstrip()
+    if not line or _CODE_LIKE.search(line):
+        return None
+    segment = _SENTENCE_END.split(line)[-1]
+    if segment.count(",") >= 2 and len(segment.split()) < 3 * segment.count(","):
+        return segment.rsplit(",", 1)[-1].split()  # a list of short items: judge its last item only
+    return segment.split()
+
+
+def _unterminated_words(text: str, words: list[str]) -> int:
+    """Length of the final sentence when it lacks closing punctuation; Title Case headlines count as finished."""
+    if not words or text[-1] in _TERMINAL or text[-1].isdigit():
+        return 0
+    capitalised = sum(w[:1].isupper() for w in words)
+    return 0 if capitalised >= 0.6 * len(words) else len(words)
+
+
+class TruncatedParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    min_words: int = Field(15, ge=1, description="an unpunctuated final sentence this long counts as cut off")
+    min_dangling_words: int = Field(4, ge=1, description="a dangling last word counts only in a sentence this long")
+    dangling_words: list[str] = Field(default_factory=lambda: list(DANGLING),
+                                      description="words a finished text never ends on (articles, conjunctions)")
+    check_fences: bool = Field(True, description="flag an unclosed ``` code block")
+
+
+@register
+class Truncated(Check[TruncatedParams]):
+    """Text ends mid-sentence, on a dangling word or comma, or inside an open code block."""
+
+    kind = "truncated"
+    params_model = TruncatedParams
+    score_names = ("open_fence", "dangling", "unterminated_words")
+    cost = 1
+
+    def __init__(self, name: str, params: TruncatedParams) -> None:
+        super().__init__(name, params)
+        self._dangling = {w.lower() for w in params.dangling_words}
+
+    def score(self, sample: Sample) -> Measurement:
+        text = sample.view(self.params.field).rstrip().rstrip(_INVISIBLE).rstrip()
+        fences = len(_FENCE.findall(text))
+        open_fence = float(fences % 2 == 1) if self.params.check_fences else 0.0
+        evidence: dict[str, Any] = {"ending": text[-80:]}
+        dangling = 0.0
+        unterminated = 0.0
+        words = _final_segment(text) if text and not open_fence else None
+        if words:
+            if text[-1] in ",:-–—" and len(words) >= 3:
+                dangling = 1.0
+                evidence["last"] = text[-1]
+            elif (len(words) >= self.params.min_dangling_words and words[-1].islower()
+                  and words[-1] in self._dangling):
+                dangling = 1.0
+                evidence["last"] = words[-1]
+            unterminated = float(_unterminated_words(text, words))
+        return Measurement({"open_fence": open_fence, "dangling": dangling, "unterminated_words": unterminated},
+                           evidence)
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        v, where, ev = m.values, _where(self.params.field), m.evidence
+        ending = ev.get("ending", "")
+        if (v["open_fence"] or 0) > 0:
+            return [self.finding("unclosed_code_block", v["open_fence"], 0,
+                                 f"{where} ends inside an unclosed ``` code block", ending=ending)]
+        if (v["dangling"] or 0) > 0:
+            return [self.finding("dangling_ending", v["dangling"], 0,
+                                 f"{where} ends on {ev.get('last')!r}, as if cut off", ending=ending)]
+        words = v["unterminated_words"] or 0.0
+        if words >= self.params.min_words:
+            return [self.finding("ends_mid_sentence", words, self.params.min_words,
+                                 f"{where} ends mid-sentence: a final sentence of {int(words)} words with no "
+                                 "closing punctuation", ending=ending)]
+        return []

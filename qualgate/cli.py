@@ -1,0 +1,140 @@
+"""Command line: ``qualgate filter``, ``qualgate rules``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from qualgate import __version__
+from qualgate.errors import QualgateError
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def _fail(exc: QualgateError) -> None:
+    click.echo(f"qualgate: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="qualgate")
+def main() -> None:
+    """Guard a training set against bad synthetic samples, with a recorded reason for every rejection."""
+
+
+@main.command("filter")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-c", "--config", "config", default="default", show_default=True,
+              help="Shipped pack name (see `qualgate rules`) or a YAML file.")
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
+              help="Folder for accepted.jsonl, rejected.jsonl, scores.parquet, report.json, report.md.")
+@click.option("--text", default=None, help="Text view: 'auto', a field, or a template like '{instruction}\\n{output}'.")
+@click.option("--id", "id_field", default=None, help="Field holding each record's id (default: content hash).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]), default=None,
+              help="Input format (default: from the file extension; '-' reads JSONL from stdin).")
+@click.option("--all-findings", is_flag=True, help="Run every check on every sample, even after one failed.")
+@click.option("--strict", is_flag=True, help="Stop with exit 2 at the first malformed record.")
+@click.option("-j", "--workers", default=0, show_default=True,
+              help="Worker processes for per-sample checks (0 = all cores).")
+@click.option("--batch-size", default=512, show_default=True, help="Samples per batch.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
+               fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int, quiet: bool) -> None:
+    """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
+
+    Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
+    """
+    from qualgate.gate import Gate
+    from qualgate.io import read_records
+    from qualgate.outputs import RunWriter
+    from qualgate.report import ReportBuilder
+
+    try:
+        gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,
+                                workers=workers, batch_size=batch_size)
+    except QualgateError as exc:
+        _fail(exc)
+    start = time.perf_counter()
+    writer = RunWriter(outdir, gate.score_columns)
+    builder = ReportBuilder(gate.config, gate.score_columns)
+    try:
+        with _progress(quiet) as bar:
+            for d in gate.stream(read_records(list(inputs), fmt)):
+                writer.write(d)
+                builder.add(d)
+                bar.update(1)
+        elapsed = time.perf_counter() - start
+        report = builder.finish(inputs=list(inputs), seconds=round(elapsed, 3),
+                                samples_per_second=round(builder.total / elapsed, 1) if elapsed else None,
+                                **gate.settings())
+        writer.close(report)
+    except QualgateError as exc:
+        writer.abort()
+        _fail(exc)
+    except BaseException:
+        writer.abort()
+        raise
+    if not quiet:
+        click.echo(report.summary_line(), err=True)
+        for c in report["gate"]["conditions"]:
+            if not c["passed"]:
+                click.echo(f"  gate condition failed: {c['name']} = {c['value']} (limit {c['limit']})", err=True)
+    sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
+
+
+def _progress(quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(unit=" samples", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, mininterval=0.5)
+
+
+@main.command("rules")
+@click.argument("name", required=False)
+def rules_cmd(name: str | None) -> None:
+    """List check kinds and shipped packs, or show one of them (NAME) with its parameters."""
+    from qualgate.checks import REGISTRY
+    from qualgate.config import load_config
+    from qualgate.packs import pack_names, pack_path
+
+    if name is None:
+        click.echo("Checks (use as `check: KIND` in a config):")
+        for kind in sorted(REGISTRY):
+            click.echo(f"  {kind:<14} {REGISTRY[kind].doc()}")
+        click.echo("\nPacks (use as `-c NAME` or `extends: NAME`):")
+        for pack in pack_names():
+            try:
+                desc = load_config(pack).description
+            except QualgateError as exc:
+                desc = f"(broken: {exc})"
+            click.echo(f"  {pack:<14} {desc}")
+        click.echo("\n`qualgate rules NAME` shows one check or pack in full.")
+        return
+    if name in REGISTRY:
+        cls = REGISTRY[name]
+        click.echo(f"{name}: {cls.doc()}\n\nscores: {', '.join(cls.score_names)}\nparameters:")
+        for pname, f in cls.params_model.model_fields.items():
+            default = "required" if f.is_required() else f"default {f.get_default(call_default_factory=True)!r}"
+            click.echo(f"  {pname:<16} {f.description or ''} ({default})")
+        return
+    path = pack_path(name)
+    if path is None:
+        click.echo(f"qualgate: no check or pack named {name!r}; `qualgate rules` lists them", err=True)
+        sys.exit(EXIT_ERROR)
+    try:
+        cfg = load_config(name)
+    except QualgateError as exc:
+        _fail(exc)
+    click.echo(f"pack {name} ({path}): {cfg.description}\n")
+    click.echo(f"input: text={cfg.input.text!r} id={cfg.input.id!r}")
+    for spec in cfg.checks:
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.params.model_dump(exclude_defaults=True).items())
+        click.echo(f"  {spec.name:<16} {spec.kind:<12} {params}")
+    cond = cfg.gate.model_dump(exclude_defaults=True)
+    click.echo(f"gate: {cond or 'no conditions'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""YAML config -> validated GateConfig. Every error names the file, the line and the key path.
+
+Shape (version 1)::
+
+    version: 1
+    extends: default          # optional: a shipped pack name or a path (relative to this file)
+    input: {text: auto, id: null}
+    checks:
+      - check: length         # the check kind
+        name: short_output    # optional; defaults to the kind; lets a kind appear twice
+        field: output
+        min_words: 1
+    gate: {max_reject_rate: 0.3}
+
+With ``extends``, an entry whose name matches an inherited check updates its parameters
+(``enabled: false`` removes it); other entries are appended. ``input`` and ``gate`` keys override.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qualgate.checks import REGISTRY, Check, Params
+from qualgate.errors import ConfigError
+from qualgate.findings import MALFORMED
+from qualgate.packs import pack_names, pack_path
+from qualgate.sample import TextSpec
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+
+
+class InputConfig(BaseModel):
+    """How records become samples."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field("auto", min_length=1, description="auto, a field name, or a template like '{a}\\n{b}'")
+    id: str | None = Field(None, description="field holding a sample id; unset = content hash of the record")
+
+
+class GateConditions(BaseModel):
+    """Dataset-level conditions: the gate fails (exit 1) when one is not met."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_reject_rate: float | None = Field(None, ge=0, le=1)
+    max_rejected: int | None = Field(None, ge=0)
+    min_accepted: int | None = Field(None, ge=0)
+    max_malformed: int | None = Field(None, ge=0)
+    max_check_reject_rate: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("max_check_reject_rate")
+    @classmethod
+    def _rates(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, rate in v.items():
+            if not 0 <= rate <= 1:
+                raise ValueError(f"max_check_reject_rate.{name} must be between 0 and 1, got {rate}")
+        return v
+
+
+class _RawConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1]
+    description: str | None = None
+    extends: str | None = None
+    input: InputConfig | None = None
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    gate: GateConditions | None = None
+
+
+@dataclass
+class CheckSpec:
+    """One validated check entry."""
+
+    kind: str
+    name: str
+    params: Params
+
+    def build(self) -> Check[Any]:
+        return REGISTRY[self.kind](self.name, self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.kind, "name": self.name, **self.params.model_dump(mode="json")}
+
+
+@dataclass
+class GateConfig:
+    """A whole validated config (after ``extends`` is resolved)."""
+
+    input: InputConfig = field(default_factory=lambda: InputConfig())
+    checks: list[CheckSpec] = field(default_factory=list)
+    gate: GateConditions = field(default_factory=lambda: GateConditions())
+    description: str = ""
+    source: str = "<dict>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, fully resolved form: loading it again gives an equal config."""
+        return {
+            "version": 1,
+            "description": self.description,
+            "input": self.input.model_dump(),
+            "checks": [c.to_dict() for c in self.checks],
+            "gate": self.gate.model_dump(exclude_defaults=True),
+        }
+
+    def with_input(self, text: str | None = None, id: str | None = None) -> GateConfig:
+        update: dict[str, Any] = {}
+        if text is not None:
+            update["text"] = text
+        if id is not None:
+            update["id"] = id
+        if not update:
+            return self
+        new_input = InputConfig.model_validate({**self.input.model_dump(), **update})
+        TextSpec(new_input.text)
+        return GateConfig(new_input, self.checks, self.gate, self.description, self.source)
+
+
+# ------------------------------------------------------------------------------------------ loading
+@dataclass
+class _Doc:
+    """One parsed file: its data and its YAML node tree (for line numbers)."""
+
+    file: str
+    data: Any
+    node: yaml.Node | None
+
+
+def _line_of(node: yaml.Node | None, path: list[str | int]) -> int | None:
+    """1-based line of the value at ``path`` in a composed YAML tree (nearest existing ancestor)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            match = next((kn for kn, vn in node.value if getattr(kn, "value", None) == key), None)
+            if match is None:
+                return line
+            line = match.start_mark.line + 1
+            node = dict((kn.value, vn) for kn, vn in node.value if isinstance(kn, yaml.ScalarNode))[key]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _key_text(path: list[str | int]) -> str:
+    out = ""
+    for k in path:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+def _read_yaml(path: Path) -> _Doc:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=file) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", file=file,
+                          line=mark.line + 1 if mark is not None else None) from None
+    if data is None:
+        raise ConfigError("file is empty; a config needs at least 'version: 1'", file=file)
+    if not isinstance(data, dict):
+        raise ConfigError(f"top level must be a mapping, got {type(data).__name__}", file=file, line=1)
+    return _Doc(file, data, node)
+
+
+def _pydantic_error(exc: ValidationError, doc: _Doc, prefix: list[str | int]) -> ConfigError:
+    err = exc.errors()[0]
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after"))]
+    path = prefix + list(loc)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] not in ("value_error", "assertion_error") and "input" in err:
+        shown = repr(err["input"])
+        msg += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
+    msg = msg.removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(msg, file=doc.file, key=_key_text(path), line=_line_of(doc.node, path))
+
+
+def _known_keys_hint(kind: str) -> str:
+    return ", ".join(["check", "name", "enabled", *REGISTRY[kind].params_model.model_fields])
+
+
+@dataclass
+class _Entry:
+    kind: str
+    name: str
+    params: dict[str, Any]
+    origins: list[tuple[_Doc, int, set[str]]]
+
+
+def _resolve(doc: _Doc, stack: tuple[str, ...]) -> tuple[_RawConfig, list[_Entry]]:
+    try:
+        raw = _RawConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, doc, []) from None
+    entries: list[_Entry] = []
+    input_cfg, gate_cfg = raw.input, raw.gate
+    if raw.extends:
+        parent_path = _locate(raw.extends, Path(doc.file).parent if doc.file != "<dict>" else None)
+        if parent_path is None:
+            raise ConfigError(f"extends {raw.extends!r}: no such pack or file (packs: {', '.join(pack_names())})",
+                              file=doc.file, key="extends", line=_line_of(doc.node, ["extends"]))
+        key = str(parent_path.resolve())
+        if key in stack:
+            raise ConfigError(f"extends forms a cycle: {' -> '.join([*stack, key])}", file=doc.file,
+                              key="extends", line=_line_of(doc.node, ["extends"]))
+        parent_raw, entries = _resolve(_read_yaml(parent_path), (*stack, key))
+        input_cfg = _merge_model(parent_raw.input, raw.input, InputConfig)
+        gate_cfg = _merge_model(parent_raw.gate, raw.gate, GateConditions)
+    raw = raw.model_copy(update={"input": input_cfg, "gate": gate_cfg})
+    by_name = {e.name: e for e in entries}
+    for i, entry in enumerate(raw.checks):
+        here: list[str | int] = ["checks", i]
+        kind = entry.get("check")
+        name = entry.get("name", kind)
+        if name is not None and not (isinstance(name, str) and _NAME.match(name)):
+            raise ConfigError("name must be 1-64 letters, digits, '_' or '-'", file=doc.file,
+                              key=_key_text([*here, "name"]), line=_line_of(doc.node, [*here, "name"]))
+        params = {k: v for k, v in entry.items() if k not in ("check", "name", "enabled")}
+        enabled = entry.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError("enabled must be true or false", file=doc.file,
+                              key=_key_text([*here, "enabled"]), line=_line_of(doc.node, [*here, "enabled"]))
+        inherited = by_name.get(name) if isinstance(name, str) else None
+        if inherited is not None and (kind is None or kind == inherited.kind):
+            if not enabled:
+                entries.remove(inherited)
+                del by_name[inherited.name]
+                continue
+            inherited.params.update(params)
+            inherited.origins.append((doc, i, set(params)))
+            continue
+        if kind is None:
+            raise ConfigError("missing 'check' (the check kind)" + (
+                f"; no inherited check is named {name!r}" if name else ""), file=doc.file,
+                key=_key_text(here), line=_line_of(doc.node, here))
+        if not isinstance(kind, str) or kind not in REGISTRY:
+            close = difflib.get_close_matches(str(kind), REGISTRY, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(REGISTRY))}"
+            raise ConfigError(f"unknown check {kind!r}{hint}", file=doc.file, key=_key_text([*here, "check"]),
+                              line=_line_of(doc.node, [*here, "check"]))
+        assert isinstance(name, str)
+        if name == MALFORMED or name in by_name:
+            why = "is reserved" if name == MALFORMED else "is used twice"
+            raise ConfigError(f"check name {name!r} {why}; give this entry its own 'name'", file=doc.file,
+                              key=_key_text(here), line=_line_of(doc.node, here))
+        if not enabled:
+            continue
+        new = _Entry(kind, name, params, [(doc, i, set(params))])
+        entries.append(new)
+        by_name[name] = new
+    return raw, entries
+
+
+def _merge_model(parent: Any, child: Any, model: type[BaseModel]) -> Any:
+    if parent is None or child is None:
+        return child if child is not None else parent
+    return model.model_validate({**parent.model_dump(), **child.model_dump(exclude_unset=True)})
+
+
+def _build_specs(entries: list[_Entry]) -> list[CheckSpec]:
+    specs = []
+    for e in entries:
+        try:
+            params = REGISTRY[e.kind].params_model.model_validate(e.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = next((str(k) for k in err["loc"] if isinstance(k, str)), None)
+            doc, idx, _ = next((o for o in reversed(e.origins) if key in o[2]), e.origins[-1])
+            ce = _pydantic_error(exc, doc, ["checks", idx])
+            if err["type"] == "extra_forbidden":
+                ce = ConfigError(f"unknown key for check '{e.kind}'; allowed: {_known_keys_hint(e.kind)}",
+                                 file=ce.file, key=ce.key, line=ce.line)
+            raise ce from None
+        specs.append(CheckSpec(e.kind, e.name, params))
+    return specs
+
+
+def _locate(ref: str, base: Path | None) -> Path | None:
+    """A config reference: an existing path (relative to ``base`` first), else a shipped pack name."""
+    candidates = []
+    if base is not None:
+        candidates.append(base / ref)
+    candidates.append(Path(ref))
+    for c in candidates:
+        if c.is_file():
+            return c
+    if "/" not in ref and not ref.endswith((".yaml", ".yml")):
+        return pack_path(ref)
+    return None
+
+
+def load_config(source: str | Path | dict[str, Any] | GateConfig) -> GateConfig:
+    """Load and validate a config from a pack name, a YAML path, a dict, or pass a GateConfig through."""
+    if isinstance(source, GateConfig):
+        return source
+    if isinstance(source, dict):
+        doc = _Doc("<dict>", source, None)
+    else:
+        path = _locate(str(source), None)
+        if path is None:
+            raise ConfigError(f"no config file or shipped pack named {str(source)!r} "
+                              f"(packs: {', '.join(pack_names())})", file=str(source))
+        doc = _read_yaml(path)
+    raw, entries = _resolve(doc, ())
+    inp = raw.input or InputConfig()
+    try:
+        TextSpec(inp.text)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, file=doc.file, key="input.text",
+                          line=_line_of(doc.node, ["input", "text"])) from None
+    return GateConfig(inp, _build_specs(entries), raw.gate or GateConditions(), raw.description or "", doc.file)

@@ -1,0 +1,67 @@
+"""Finding (why a check objected) and Decision (what happened to one sample)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qualgate.sample import Sample
+
+MALFORMED = "malformed"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One objection: the check's name, a short reason code, the score and the threshold it crossed.
+
+    ``score`` and ``threshold`` are ``None`` only for ``malformed`` findings, where nothing was scored.
+    """
+
+    check: str
+    reason: str
+    score: float | None
+    threshold: float | None
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "reason": self.reason,
+            "score": self.score,
+            "threshold": self.threshold,
+            "message": self.message,
+            "evidence": self.evidence,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(d["check"], d["reason"], d["score"], d["threshold"], d["message"], d.get("evidence", {}))
+
+
+@dataclass
+class Decision:
+    """The gate's verdict on one sample: every finding, every score computed, and the checks skipped."""
+
+    sample: Sample
+    findings: list[Finding] = field(default_factory=list)
+    scores: dict[str, float | None] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.sample.id
+
+    @property
+    def accepted(self) -> bool:
+        return not self.findings
+
+    def qualgate_field(self) -> dict[str, Any]:
+        """The ``qualgate`` value added to a rejected record."""
+        out: dict[str, Any] = {"id": self.sample.id, "findings": [f.to_dict() for f in self.findings]}
+        if self.sample.source is not None:
+            out["source"] = self.sample.source.to_dict()
+        if self.skipped:
+            out["skipped"] = list(self.skipped)
+        return out

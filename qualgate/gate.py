@@ -1,0 +1,231 @@
+"""Gate: the ordered checks of one config, run over samples in batches, cheapest first.
+
+Per-sample checks run in worker processes (``workers > 1``) on batches, in input order; set-aware and
+model checks run afterwards in this process. Every input record yields exactly one Decision.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from qualgate.checks import Check
+from qualgate.config import GateConfig, load_config
+from qualgate.errors import InputError
+from qualgate.findings import MALFORMED, Decision, Finding
+from qualgate.io import RawRecord, dumps_record
+from qualgate.report import Report, ReportBuilder
+from qualgate.sample import FieldProblem, Sample, Source, TextSpec, make_sample, malformed, unparseable_sample
+
+Verdict = tuple[list[Finding], dict[str, float | None], list[str]]
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all_findings: bool) -> None:
+    """Run ``checks`` in order over ``decisions``, adding scores and findings in place.
+
+    A sample that already has a finding skips later checks unless ``all_findings``; a malformed
+    sample skips every check (there is nothing sound to score).
+    """
+    for check in checks:
+        live = []
+        for d in decisions:
+            if d.sample.problem is not None or (d.findings and not all_findings):
+                d.skipped.append(check.name)
+            else:
+                live.append(d)
+        if not live:
+            continue
+        for d, m in zip(live, check.score_batch([d.sample for d in live]) if not check.per_sample
+                        else (_score_one(check, d.sample) for d in live), strict=True):
+            if isinstance(m, FieldProblem):
+                d.findings.append(malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key))
+                continue
+            for key in check.score_names:
+                d.scores[f"{check.name}.{key}"] = m.values.get(key)
+            d.findings.extend(check.decide(m))
+
+
+def _score_one(check: Check[Any], sample: Sample) -> Any:
+    try:
+        return check.score(sample)
+    except FieldProblem as exc:
+        return exc
+
+
+# ----------------------------------------------------------------------------- worker processes
+_WORKER: tuple[list[Check[Any]], bool] | None = None
+
+
+def _init_worker(config: dict[str, Any], names: list[str], all_findings: bool) -> None:
+    global _WORKER
+    checks = {c.name: c for c in (spec.build() for spec in load_config(config).checks)}
+    _WORKER = ([checks[n] for n in names], all_findings)
+
+
+def _worker_run(samples: list[Sample]) -> list[Verdict]:
+    assert _WORKER is not None, "worker not initialised"
+    checks, all_findings = _WORKER
+    decisions = [Decision(s, [s.problem] if s.problem else []) for s in samples]
+    apply_checks(checks, decisions, all_findings)
+    return [(d.findings, d.scores, d.skipped) for d in decisions]
+
+
+# ----------------------------------------------------------------------------------------- gate
+@dataclass
+class Result:
+    """What ``Gate.run`` returns: every decision, in input order, and the report."""
+
+    decisions: list[Decision]
+    report: Report
+
+    @property
+    def accepted(self) -> list[Mapping[str, Any]]:
+        return [d.sample.record for d in self.decisions if d.accepted and d.sample.record is not None]
+
+    @property
+    def rejected(self) -> list[dict[str, Any]]:
+        return [rejected_record(d) for d in self.decisions if not d.accepted]
+
+
+def rejected_record(d: Decision) -> dict[str, Any]:
+    """The record's own fields plus ``qualgate`` (id, findings, source). Unparseable input keeps its raw text."""
+    q = d.qualgate_field()
+    rec = d.sample.record
+    if rec is None:
+        raw = d.sample.raw or b""
+        try:
+            q["raw"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            q["raw"] = raw.decode("utf-8", "replace")
+            q["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        return {"qualgate": q}
+    out = dict(rec)
+    if "qualgate" in out:
+        q["replaced_field"] = out["qualgate"]
+    out["qualgate"] = q
+    return out
+
+
+class Gate:
+    """Runs one config's checks over records. Stateless between runs; safe to reuse."""
+
+    def __init__(self, config: GateConfig, *, all_findings: bool = False, strict: bool = False,
+                 workers: int = 1, batch_size: int = 512) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.config = config
+        self.all_findings = all_findings
+        self.strict = strict
+        self.workers = default_workers() if workers <= 0 else workers
+        self.batch_size = batch_size
+        self.spec = TextSpec(config.input.text)
+        built = [spec.build() for spec in config.checks]
+        self.checks = sorted(built, key=lambda c: c.cost)  # stable: config order within a cost
+        lead = list(itertools.takewhile(lambda c: c.per_sample, self.checks))
+        self._pooled, self._local = lead, self.checks[len(lead):]
+
+    @classmethod
+    def from_config(cls, source: str | Path | dict[str, Any] | GateConfig = "default", *,
+                    text: str | None = None, id: str | None = None, **options: Any) -> Gate:
+        """Build from a pack name, a YAML path, a dict or a GateConfig; ``text``/``id`` override ``input``."""
+        return cls(load_config(source).with_input(text=text, id=id), **options)
+
+    @property
+    def score_columns(self) -> list[str]:
+        return [f"{c.name}.{k}" for c in self.checks for k in c.score_names]
+
+    # ------------------------------------------------------------------------------------ samples
+    def sample(self, item: Any, n: int) -> Sample:
+        """Turn one input item (a dict, or a RawRecord from a reader) into a Sample."""
+        if isinstance(item, RawRecord):
+            if item.error is not None or item.record is None:
+                reason, msg = item.error or ("not_an_object", "no record")
+                return unparseable_sample(reason, msg, item.source, item.raw or b"")
+            return make_sample(item.record, self.spec, self.config.input.id, item.source,
+                               item.raw if item.verbatim else None)
+        src = Source("<records>", n, "item")
+        if isinstance(item, Mapping):
+            return make_sample(item, self.spec, self.config.input.id, src)
+        return unparseable_sample("not_an_object", f"expected a mapping, got {type(item).__name__}", src,
+                                  dumps_record(item))
+
+    # -------------------------------------------------------------------------------------- running
+    def stream(self, records: Iterable[Any]) -> Iterator[Decision]:
+        """One Decision per record, in input order, computed a batch at a time."""
+        samples = (self.sample(item, n) for n, item in enumerate(records, start=1))
+        batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])
+        for batch in self._evaluate(batches):
+            for d in batch:
+                if self.strict and d.findings and d.findings[0].check == MALFORMED:
+                    f = d.findings[0]
+                    src = d.sample.source
+                    raise InputError(f.message.split(": ", 1)[-1] if src else f.message,
+                                     file=src.file if src else None, line=src.line if src else None,
+                                     key=f.evidence.get("key"))
+                yield d
+
+    def run(self, records: Iterable[Any]) -> Result:
+        """Evaluate all records in memory; see ``stream`` for a lazy variant."""
+        builder = ReportBuilder(self.config, self.score_columns)
+        decisions = []
+        for d in self.stream(records):
+            builder.add(d)
+            decisions.append(d)
+        return Result(decisions, builder.finish(**self.settings()))
+
+    def settings(self) -> dict[str, Any]:
+        return {"all_findings": self.all_findings, "strict": self.strict, "workers": self.workers,
+                "batch_size": self.batch_size, "check_order": [c.name for c in self.checks],
+                "text": self.config.input.text, "id": self.config.input.id}
+
+    def _evaluate(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
+        first = next(batches, None)
+        if first is None:
+            return
+        second = next(batches, None)
+        rest = itertools.chain([first], [second] if second is not None else [], batches)
+        if self.workers > 1 and second is not None and self._pooled:
+            yield from self._evaluate_pooled(rest)
+        else:
+            for batch in rest:
+                decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
+                apply_checks(self._pooled, decisions, self.all_findings)
+                apply_checks(self._local, decisions, self.all_findings)
+                yield decisions
+
+    def _evaluate_pooled(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
+        names = [c.name for c in self._pooled]
+        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(self.config.to_dict(), names, self.all_findings))
+        pending: deque[tuple[list[Sample], Future[list[Verdict]]]] = deque()
+        try:
+            for batch in batches:
+                lean = [replace(s, raw=None) for s in batch]
+                pending.append((batch, pool.submit(_worker_run, lean)))
+                if len(pending) >= 2 * self.workers:
+                    yield self._join(*pending.popleft())
+            while pending:
+                yield self._join(*pending.popleft())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _join(self, batch: list[Sample], future: Future[list[Verdict]]) -> list[Decision]:
+        decisions = [Decision(s, f, sc, sk) for s, (f, sc, sk) in zip(batch, future.result(), strict=True)]
+        apply_checks(self._local, decisions, self.all_findings)
+        return decisions

@@ -1,0 +1,200 @@
+"""Report: counts per check, score distributions, examples, and the dataset-level gate conditions."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qualgate.config import GateConditions, GateConfig
+from qualgate.findings import MALFORMED, Decision
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+EXAMPLES_PER_CHECK = 3
+
+
+@dataclass
+class _CheckStats:
+    kind: str
+    scored: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ReportBuilder:
+    """Folds decisions, one at a time, into the numbers of a Report."""
+
+    def __init__(self, config: GateConfig, score_columns: list[str]) -> None:
+        self.config = config
+        self.total = self.accepted = 0
+        self.checks: dict[str, _CheckStats] = {MALFORMED: _CheckStats(MALFORMED)}
+        for spec in config.checks:
+            self.checks[spec.name] = _CheckStats(spec.kind)
+        self._scores: dict[str, list[float]] = {c: [] for c in score_columns}
+
+    def add(self, d: Decision) -> None:
+        self.total += 1
+        if d.accepted:
+            self.accepted += 1
+        for key, value in d.scores.items():
+            if value is not None and key in self._scores:
+                self._scores[key].append(value)
+        scored = {k.split(".", 1)[0] for k in d.scores}
+        for name in scored:
+            if name in self.checks:
+                self.checks[name].scored += 1
+        for name in d.skipped:
+            if name in self.checks:
+                self.checks[name].skipped += 1
+        seen: set[str] = set()
+        for f in d.findings:
+            stats = self.checks.setdefault(f.check, _CheckStats(f.check))
+            stats.reasons[f.reason] += 1
+            if f.check in seen:
+                continue
+            seen.add(f.check)
+            stats.rejected += 1
+            if len(stats.examples) < EXAMPLES_PER_CHECK:
+                src = d.sample.source
+                stats.examples.append({"id": d.id, "source": str(src) if src else None,
+                                       "reason": f.reason, "message": f.message})
+
+    def finish(self, **run_info: Any) -> Report:
+        rejected = self.total - self.accepted
+        by_check = {
+            name: {"kind": s.kind, "scored": s.scored, "rejected": s.rejected, "skipped": s.skipped,
+                   "reject_rate": _rate(s.rejected, self.total), "reasons": dict(sorted(s.reasons.items()))}
+            for name, s in self.checks.items()
+        }
+        data: dict[str, Any] = {
+            "total": self.total,
+            "accepted": self.accepted,
+            "rejected": rejected,
+            "reject_rate": _rate(rejected, self.total),
+            "by_check": by_check,
+            "scores": {k: _summary(v) for k, v in self._scores.items()},
+            "examples": {n: s.examples for n, s in self.checks.items() if s.examples},
+            "gate": evaluate_gate(self.config.gate, self.total, self.accepted, by_check),
+            "config": {"source": self.config.source, "description": self.config.description,
+                       "checks": [c.to_dict() for c in self.config.checks]},
+            "run": run_info,
+        }
+        return Report(data)
+
+
+def _rate(n: int, total: int) -> float:
+    return round(n / total, 6) if total else 0.0
+
+
+def _summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0}
+    arr = np.asarray(values, dtype=np.float64)
+    out: dict[str, float | int | None] = {"count": int(arr.size), "mean": round(float(arr.mean()), 6),
+                                          "min": float(arr.min()), "max": float(arr.max())}
+    for q, v in zip(QUANTILES, np.quantile(arr, QUANTILES), strict=True):
+        out[f"p{round(q * 100)}"] = round(float(v), 6)
+    return out
+
+
+def evaluate_gate(cond: GateConditions, total: int, accepted: int,
+                  by_check: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each configured condition with its value, limit and outcome; the gate passes when all do."""
+    rejected = total - accepted
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: float, limit: float, ok: bool) -> None:
+        rows.append({"name": name, "value": value, "limit": limit, "passed": ok})
+
+    if cond.max_reject_rate is not None:
+        rate = _rate(rejected, total)
+        add("max_reject_rate", rate, cond.max_reject_rate, rate <= cond.max_reject_rate)
+    if cond.max_rejected is not None:
+        add("max_rejected", rejected, cond.max_rejected, rejected <= cond.max_rejected)
+    if cond.min_accepted is not None:
+        add("min_accepted", accepted, cond.min_accepted, accepted >= cond.min_accepted)
+    if cond.max_malformed is not None:
+        bad = by_check.get(MALFORMED, {}).get("rejected", 0)
+        add("max_malformed", bad, cond.max_malformed, bad <= cond.max_malformed)
+    for name, limit in cond.max_check_reject_rate.items():
+        rate = by_check.get(name, {}).get("reject_rate", 0.0)
+        add(f"max_check_reject_rate.{name}", rate, limit, rate <= limit)
+    return {"passed": all(r["passed"] for r in rows), "conditions": rows}
+
+
+class Report:
+    """The finished report: ``data`` is what ``report.json`` holds."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.data["gate"]["passed"])
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+    def summary_line(self) -> str:
+        d = self.data
+        return (f"{d['total']} records: {d['accepted']} accepted, {d['rejected']} rejected "
+                f"({d['reject_rate']:.1%}); gate {'PASSED' if self.passed else 'FAILED'}")
+
+    def to_markdown(self) -> str:
+        d = self.data
+        lines = [f"# qualgate report: gate {'PASSED' if self.passed else 'FAILED'}", "",
+                 f"**{d['total']}** records: **{d['accepted']}** accepted, **{d['rejected']}** rejected "
+                 f"({d['reject_rate']:.1%}). Config: `{d['config']['source']}`.", ""]
+        if d["gate"]["conditions"]:
+            lines += ["## Gate conditions", "", "| condition | value | limit | result |", "|---|---:|---:|---|"]
+            for c in d["gate"]["conditions"]:
+                lines.append(f"| {c['name']} | {_fmt(c['value'])} | {_fmt(c['limit'])} | "
+                             f"{'pass' if c['passed'] else '**FAIL**'} |")
+            lines.append("")
+        lines += ["## Checks", "", "Checks run cheapest first; a sample that already failed skips later checks "
+                  "unless `--all-findings` was given (the *skipped* column).", "",
+                  "| check | kind | scored | rejected | rate | skipped | reasons |",
+                  "|---|---|---:|---:|---:|---:|---|"]
+        for name, c in d["by_check"].items():
+            if name == MALFORMED and not c["rejected"]:
+                continue
+            reasons = ", ".join(f"{r} ({n})" for r, n in c["reasons"].items()) or "-"
+            lines.append(f"| {name} | {c['kind']} | {c['scored']} | {c['rejected']} | {c['reject_rate']:.1%} | "
+                         f"{c['skipped']} | {reasons} |")
+        scores = {k: v for k, v in d["scores"].items() if v.get("count")}
+        if scores:
+            lines += ["", "## Score distributions", "", "| score | count | min | p5 | p50 | p95 | max |",
+                      "|---|---:|---:|---:|---:|---:|---:|"]
+            for k, s in scores.items():
+                lines.append(f"| {k} | {s['count']} | {_fmt(s['min'])} | {_fmt(s['p5'])} | {_fmt(s['p50'])} | "
+                             f"{_fmt(s['p95'])} | {_fmt(s['max'])} |")
+        if d["examples"]:
+            lines += ["", "## Example rejections", ""]
+            grouped: dict[str, list[dict[str, Any]]] = defaultdict(list, d["examples"])
+            for name, examples in grouped.items():
+                lines.append(f"### {name}")
+                lines.append("")
+                for e in examples:
+                    src = e.get("source")
+                    where = f" ({src})" if src and not e["message"].startswith(src) else ""
+                    lines.append(f"- `{e['id']}`{where}: {_md_escape(e['message'])}")
+                lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")[:300]

@@ -1,0 +1,217 @@
+"""Sample: one input record (never mutated), its stable id, and the text views checks read.
+
+The text view is chosen by ``input.text``: ``auto`` (recognise common layouts), a field name (a string,
+or a chat ``messages`` list of ``{role, content}``), or a template such as ``"{instruction}\\n{output}"``.
+Templates only substitute top-level field names: no attribute access, no indexing, no format specs.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from qualgate.errors import ConfigError
+from qualgate.findings import MALFORMED, Finding
+
+AUTO = "auto"
+_CHAT_FIELDS = ("messages", "conversations", "conversation")
+_PAIRS = (
+    ("instruction", ("input", "context"), ("output", "response", "answer")),
+    ("prompt", (), ("completion", "response", "chosen")),
+    ("question", ("context",), ("answer", "response")),
+)
+_TEXT_FIELDS = ("text", "content")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a record came from: file and 1-based position (a line, a JSON array item, a table row)."""
+
+    file: str
+    line: int
+    unit: str = "line"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.unit == "line" else f"{self.file} {self.unit} {self.line}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, self.unit: self.line}
+
+
+class FieldProblem(Exception):
+    """A field a check or the text view needs is missing or of the wrong type."""
+
+    def __init__(self, reason: str, key: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.key, self.message = reason, key, message
+
+
+@dataclass
+class Sample:
+    """One record and its views. ``record`` is ``None`` only when the input could not be parsed."""
+
+    id: str
+    record: Mapping[str, Any] | None
+    text: str = ""
+    messages: list[dict[str, str]] | None = None
+    source: Source | None = None
+    raw: bytes | None = None
+    problem: Finding | None = None
+
+    def view(self, field: str | None) -> str:
+        """The text of ``field`` (``None``: the configured text view). Raises FieldProblem."""
+        if field is None:
+            return self.text
+        if self.record is None:
+            raise FieldProblem("missing_field", field, "record could not be parsed")
+        return as_text(self.record, field)
+
+
+def as_text(record: Mapping[str, Any], key: str) -> str:
+    """A field's value as text: strings as they are, numbers formatted, anything else is a problem."""
+    if key not in record:
+        raise FieldProblem("missing_field", key, f"field '{key}' is missing")
+    value = record[key]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+        kind = "null" if value is None else type(value).__name__
+        raise FieldProblem("wrong_type", key, f"field '{key}' should be a string, got {kind}")
+    return str(value)
+
+
+class TextSpec:
+    """Parsed ``input.text``: how a record becomes the text that checks read."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.fields: list[str] = []
+        self.parts: list[tuple[str, str | None]] = []
+        if spec == AUTO:
+            self.kind = "auto"
+        elif "{" in spec or "}" in spec:
+            self.kind = "template"
+            try:
+                parsed = list(string.Formatter().parse(spec))
+            except ValueError as exc:
+                raise ConfigError(f"bad template {spec!r}: {exc}", key="input.text") from None
+            for literal, name, fmt, conv in parsed:
+                if name is not None and (not name.isidentifier() or fmt or conv):
+                    raise ConfigError(
+                        f"template field {{{name}{'!' + conv if conv else ''}{':' + fmt if fmt else ''}}} "
+                        "is not allowed: use plain top-level field names such as {instruction}",
+                        key="input.text")
+                self.parts.append((literal, name))
+                if name is not None:
+                    self.fields.append(name)
+        else:
+            self.kind = "field"
+            self.fields = [spec]
+
+    def render(self, record: Mapping[str, Any]) -> tuple[str, list[dict[str, str]] | None]:
+        """Text view and chat messages (if any). Raises FieldProblem."""
+        if self.kind == "template":
+            return "".join(lit + (as_text(record, name) if name else "") for lit, name in self.parts), None
+        if self.kind == "field":
+            return _field_view(record, self.spec)
+        return _auto_view(record)
+
+
+def _field_view(record: Mapping[str, Any], key: str) -> tuple[str, list[dict[str, str]] | None]:
+    value = record.get(key)
+    if isinstance(value, list):
+        messages = chat_messages(value, key)
+        return "\n".join(m["content"] for m in messages), messages
+    return as_text(record, key), None
+
+
+def chat_messages(value: list[Any], key: str) -> list[dict[str, str]]:
+    """Validate a chat list: ``{role, content}`` (or ShareGPT's ``{from, value}``) string pairs."""
+    out: list[dict[str, str]] = []
+    for i, msg in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(msg, Mapping):
+            raise FieldProblem("wrong_type", where, f"{where} should be an object with role and content")
+        role = msg.get("role", msg.get("from"))
+        content = msg.get("content", msg.get("value"))
+        if not isinstance(role, str):
+            raise FieldProblem("wrong_type" if role is not None else "missing_field", f"{where}.role",
+                               f"{where}.role should be a string")
+        if not isinstance(content, str):
+            raise FieldProblem("wrong_type" if content is not None else "missing_field", f"{where}.content",
+                               f"{where}.content should be a string")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def _auto_view(record: Mapping[str, Any]) -> tuple[str, list[dict[str, str]] | None]:
+    for key in _CHAT_FIELDS:
+        if isinstance(record.get(key), list):
+            return _field_view(record, key)
+    for key in _TEXT_FIELDS:
+        if key in record:
+            return as_text(record, key), None
+    for first, optional, answers in _PAIRS:
+        answer = next((a for a in answers if a in record), None)
+        if first in record and answer is not None:
+            parts = [as_text(record, first)]
+            parts += [t for k in optional if k in record and (t := as_text(record, k))]
+            parts.append(as_text(record, answer))
+            return "\n".join(parts), None
+    raise FieldProblem("missing_field", "input.text",
+                       "no known text layout (text, messages, instruction/output, prompt/completion); "
+                       "set input.text or --text")
+
+
+def canonical_json(record: Any) -> bytes:
+    """Key-sorted compact JSON: the same record gives the same bytes on every machine."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def content_id(data: bytes) -> str:
+    """Stable 64-bit content hash (xxh3), hex."""
+    return xxhash.xxh3_64_hexdigest(data)
+
+
+def malformed(reason: str, message: str, source: Source | None, key: str | None = None) -> Finding:
+    evidence: dict[str, Any] = {}
+    if source is not None:
+        evidence.update(source.to_dict())
+    if key is not None:
+        evidence["key"] = key
+    where = f"{source}: " if source is not None else ""
+    return Finding(MALFORMED, reason, None, None, f"{where}{message}", evidence)
+
+
+def make_sample(record: Mapping[str, Any], spec: TextSpec, id_field: str | None,
+                source: Source | None = None, raw: bytes | None = None) -> Sample:
+    """Build a Sample from a parsed record; problems become a ``malformed`` finding, never an exception."""
+    problem: Finding | None = None
+    sid: str | None = None
+    if id_field is not None:
+        value = record.get(id_field)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            sid = str(value)
+        else:
+            why = ("is missing" if id_field not in record
+                   else f"should be a string or integer, got {type(value).__name__}")
+            problem = malformed("bad_id", f"id field '{id_field}' {why}", source, id_field)
+    if sid is None:
+        sid = content_id(canonical_json(record))
+    text, messages = "", None
+    try:
+        text, messages = spec.render(record)
+    except FieldProblem as exc:
+        problem = problem or malformed(exc.reason, exc.message, source, exc.key)
+    return Sample(sid, record, text, messages, source, raw, problem)
+
+
+def unparseable_sample(reason: str, message: str, source: Source, raw: bytes) -> Sample:
+    """A record that could not be parsed at all: kept (as raw bytes) and rejected as malformed."""
+    return Sample(content_id(raw), None, "", None, source, raw, malformed(reason, message, source))
