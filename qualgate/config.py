@@ -229,6 +229,7 @@ def _resolve(doc: _Doc, stack: tuple[str, ...]) -> tuple[_RawConfig, list[_Entry
         gate_cfg = _merge_model(parent_raw.gate, raw.gate, GateConditions)
     raw = raw.model_copy(update={"input": input_cfg, "gate": gate_cfg})
     by_name = {e.name: e for e in entries}
+    from_parent = set(by_name)
     for i, entry in enumerate(raw.checks):
         here: list[str | int] = ["checks", i]
         kind = entry.get("check")
@@ -241,7 +242,7 @@ def _resolve(doc: _Doc, stack: tuple[str, ...]) -> tuple[_RawConfig, list[_Entry
         if not isinstance(enabled, bool):
             raise ConfigError("enabled must be true or false", file=doc.file,
                               key=_key_text([*here, "enabled"]), line=_line_of(doc.node, [*here, "enabled"]))
-        inherited = by_name.get(name) if isinstance(name, str) else None
+        inherited = by_name.get(name) if isinstance(name, str) and name in from_parent else None
         if inherited is not None and (kind is None or kind == inherited.kind):
             if not enabled:
                 entries.remove(inherited)
@@ -249,6 +250,7 @@ def _resolve(doc: _Doc, stack: tuple[str, ...]) -> tuple[_RawConfig, list[_Entry
                 continue
             inherited.params.update(params)
             inherited.origins.append((doc, i, set(params)))
+            from_parent.discard(name)
             continue
         if kind is None:
             raise ConfigError("missing 'check' (the check kind)" + (

@@ -347,18 +347,18 @@ DANGLING = [
 ]
 
 
-def _final_segment(text: str) -> list[str] | None:
-    """Words after the last sentence end on the final line; None when that line is code or a list.
+def _final_segment(text: str) -> tuple[list[str], bool] | None:
+    """Words after the last sentence end on the final line, and whether they form a list of short items.
 
-    Trailing #hashtags/@mentions are dropped, so a tweet's tags do not count as an unfinished sentence.
+    None when that line is code. Trailing #hashtags/@mentions are dropped, so a tweet's tags do not
+    count as an unfinished sentence.
     """
     line = _TRAILING_TAGS.sub("", text.rsplit("\n", 1)[-1]).rstrip()
     if not line or _CODE_LIKE.search(line):
         return None
     segment = _SENTENCE_END.split(line)[-1]
-    if segment.count(",") >= 2 and len(segment.split()) < 3 * segment.count(","):
-        return segment.rsplit(",", 1)[-1].split()  # a list of short items: judge its last item only
-    return segment.split()
+    commas = segment.count(",")
+    return segment.split(), commas >= 2 and len(segment.split()) < 3 * commas
 
 
 def _unterminated_words(text: str, words: list[str]) -> int:
@@ -398,16 +398,19 @@ class Truncated(Check[TruncatedParams]):
         evidence: dict[str, Any] = {"ending": text[-80:]}
         dangling = 0.0
         unterminated = 0.0
-        words = _final_segment(text) if text and not open_fence else None
-        if words:
-            if text[-1] in ",:-–—" and len(words) >= 3:
+        final = _final_segment(text) if text and not open_fence else None
+        if final is not None:
+            words, is_list = final
+            last_item = text.rsplit(",", 1)[-1].split() if is_list else words
+            if text[-1] in ",:-–—" and len(text.rsplit("\n", 1)[-1].split()) >= 3:
                 dangling = 1.0
                 evidence["last"] = text[-1]
-            elif (len(words) >= self.params.min_dangling_words and words[-1].islower()
-                  and words[-1] in self._dangling):
+            elif (len(words) >= self.params.min_dangling_words and len(last_item) >= 2
+                  and last_item[-1].islower() and last_item[-1] in self._dangling):
                 dangling = 1.0
-                evidence["last"] = words[-1]
-            unterminated = float(_unterminated_words(text, words))
+                evidence["last"] = last_item[-1]
+            if not is_list:
+                unterminated = float(_unterminated_words(text, words))
         return Measurement({"open_fence": open_fence, "dangling": dangling, "unterminated_words": unterminated},
                            evidence)
 

@@ -1,0 +1,126 @@
+"""The CLI end to end on the bundled fixtures, and the library API that backs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+from qualgate import Gate, __version__
+from qualgate.cli import main
+from qualgate.io import read_records
+
+# line of fixtures/instruct_sample.jsonl -> (check, reason) of its first finding under the default pack
+EXPECTED = {
+    11: ("boilerplate", "boilerplate_phrase"),
+    13: ("malformed", "invalid_json"),
+    17: ("placeholder", "placeholder"),
+    18: ("placeholder", "placeholder"),
+    19: ("truncated", "dangling_ending"),
+    23: ("truncated", "unclosed_code_block"),
+    24: ("language", "wrong_language"),
+    29: ("boilerplate", "boilerplate_phrase"),
+}
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_filter_default_pack_on_fixture(fixtures: Path, tmp_path: Path) -> None:
+    src = fixtures / "instruct_sample.jsonl"
+    code, out = run_cli("filter", str(src), "-o", str(tmp_path), "-j", "1")
+    assert code == 0, out
+    assert "29 records: 21 accepted, 8 rejected" in out
+    rejected = [json.loads(line) for line in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+    got = {r["qualgate"]["source"]["line"]: (r["qualgate"]["findings"][0]["check"],
+                                             r["qualgate"]["findings"][0]["reason"]) for r in rejected}
+    assert got == EXPECTED
+    for r in rejected:
+        for f in r["qualgate"]["findings"]:
+            assert set(f) == {"check", "reason", "score", "threshold", "message", "evidence"}
+            assert f["message"]
+    lines = [line for line in src.read_bytes().splitlines() if line.strip()]
+    accepted = (tmp_path / "accepted.jsonl").read_bytes().splitlines()
+    assert accepted == [line for n, line in enumerate(lines, 1) if n not in EXPECTED]  # byte for byte
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["total"], report["accepted"], report["rejected"]) == (29, 21, 8)
+    assert report["by_check"]["truncated"]["reasons"] == {"dangling_ending": 1, "unclosed_code_block": 1}
+    assert report["gate"]["passed"] is True
+    assert report["gate"]["conditions"][0]["name"] == "max_reject_rate"
+    table = pq.read_table(tmp_path / "scores.parquet")
+    assert table.num_rows == 29 and "length.words" in table.column_names and "language.prob" in table.column_names
+    assert sum(table.column("accepted").to_pylist()) == 21
+    md = (tmp_path / "report.md").read_text()
+    assert "gate PASSED" in md and "| truncated | truncated |" in md and "As an AI language model" in md
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_gate_failure_exits_1(fixtures: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "strict.yaml"
+    cfg.write_text("version: 1\nextends: default\ngate: {max_rejected: 0}\n")
+    code, out = run_cli("filter", str(fixtures / "instruct_sample.jsonl"), "-c", str(cfg), "-o", str(tmp_path / "o"))
+    assert code == 1 and "gate FAILED" in out and "max_rejected" in out
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+
+
+def test_config_error_exits_2(fixtures: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("version: 1\nchecks:\n  - check: length\n    min_words: -1\n")
+    code, out = run_cli("filter", str(fixtures / "instruct_sample.jsonl"), "-c", str(cfg), "-o", str(tmp_path / "o"))
+    assert code == 2 and "checks[0].min_words" in out and f"{cfg}:4" in out
+    assert not (tmp_path / "o").exists()
+
+
+def test_instruct_pack_and_text_option(fixtures: Path, tmp_path: Path) -> None:
+    code, _ = run_cli("filter", str(fixtures / "instruct_sample.jsonl"), "-c", "instruct", "-o", str(tmp_path), "-q")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert code == 0 and report["by_check"]["empty_field"]["rejected"] == 1
+    code, _ = run_cli("filter", str(fixtures / "instruct_sample.jsonl"), "--text", "{output}", "-o",
+                      str(tmp_path / "t"), "-q")
+    report = json.loads((tmp_path / "t" / "report.json").read_text())
+    assert code == 0 and report["run"]["text"] == "{output}"
+
+
+def test_rules_lists_checks_and_packs() -> None:
+    code, out = run_cli("rules")
+    assert code == 0
+    for name in ("length", "language", "pattern", "boilerplate", "empty_field", "placeholder", "truncated",
+                 "default", "instruct"):
+        assert f"  {name} " in out
+    code, out = run_cli("rules", "language")
+    assert code == 0 and "min_prob" in out and "default 0.25" in out
+    code, out = run_cli("rules", "instruct")
+    assert code == 0 and "output_length" in out
+    code, out = run_cli("rules", "nope")
+    assert code == 2
+
+
+def test_version() -> None:
+    code, out = run_cli("--version")
+    assert code == 0 and __version__ in out
+
+
+def test_library_run_and_stream(fixtures: Path) -> None:
+    gate = Gate.from_config("default")
+    records = list(read_records([str(fixtures / "instruct_sample.jsonl")]))
+    result = gate.run(records)
+    assert len(result.accepted) == 21 and len(result.rejected) == 8
+    assert result.report["total"] == 29 and result.report.passed
+    ids = [d.id for d in gate.stream(records)]
+    assert ids == [d.id for d in result.decisions]
+    lines = [d.sample.source.line for d in result.decisions if d.sample.source]
+    assert lines == sorted(lines)
+
+
+def test_library_accepts_plain_dicts_and_bad_items() -> None:
+    gate = Gate.from_config("default")
+    result = gate.run([{"text": "A perfectly normal sentence about gardens and the plants that grow there."},
+                       "not a dict", {"text": 3.5}, {"other": "x"}])
+    reasons = [[f.reason for f in d.findings] for d in result.decisions]
+    assert reasons == [[], ["not_an_object"], [], ["missing_field"]]
+    assert result.rejected[0]["qualgate"]["raw"] == '"not a dict"'
