@@ -173,11 +173,9 @@ class Gate:
         for batch in self._evaluate(batches):
             for d in batch:
                 if self.strict and d.findings and d.findings[0].check == MALFORMED:
-                    f = d.findings[0]
-                    src = d.sample.source
-                    raise InputError(f.message.split(": ", 1)[-1] if src else f.message,
-                                     file=src.file if src else None, line=src.line if src else None,
-                                     key=f.evidence.get("key"))
+                    f, src = d.findings[0], d.sample.source
+                    raise InputError(f.message.removeprefix(f"{src}: "), file=src.file if src else None,
+                                     line=src.line if src else None, key=f.evidence.get("key"))
                 yield d
 
     def run(self, records: Iterable[Any]) -> Result:
