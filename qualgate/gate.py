@@ -174,8 +174,13 @@ class Gate:
             for d in batch:
                 if self.strict and d.findings and d.findings[0].check == MALFORMED:
                     f, src = d.findings[0], d.sample.source
-                    raise InputError(f.message.removeprefix(f"{src}: "), file=src.file if src else None,
-                                     line=src.line if src else None, key=f.evidence.get("key"))
+                    if src is None:
+                        raise InputError(f.message, key=f.evidence.get("key"))
+                    detail = f.message.removeprefix(f"{src}: ")
+                    if src.unit != "line":
+                        detail = f"{src.unit} {src.line}: {detail}"
+                    raise InputError(detail, file=src.file, line=src.line if src.unit == "line" else None,
+                                     key=f.evidence.get("key"))
                 yield d
 
     def run(self, records: Iterable[Any]) -> Result:

@@ -14,9 +14,10 @@ import decimal
 import gzip
 import io
 import json
+import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +29,7 @@ FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 _EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
         ".parquet": "parquet", ".pq": "parquet"}
 _BOM = b"\xef\xbb\xbf"
+_MAX_CSV_FIELD = 2**31 - 1  # csv's default 128 KiB field limit would stop a run on one long answer
 
 
 @dataclass
@@ -68,7 +70,7 @@ def _open_binary(path: str) -> IO[bytes]:
     if path == "-":
         return sys.stdin.buffer
     try:
-        if path.endswith(".gz"):
+        if path.lower().endswith(".gz"):
             return gzip.open(path, "rb")  # type: ignore[return-value]
         return open(path, "rb")
     except OSError as exc:
@@ -80,6 +82,39 @@ def _utf8_error(exc: UnicodeDecodeError) -> str:
     return f"not valid UTF-8 (byte 0x{bad} at offset {exc.start})"
 
 
+class _StrictJSONError(ValueError):
+    """Valid for Python's json module, but not strict JSON or not representable without loss."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _no_constants(name: str) -> Any:
+    raise _StrictJSONError("invalid_json", f"invalid JSON: {name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _StrictJSONError("invalid_json", f"number {text[:40]} is out of range for a 64-bit float")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _StrictJSONError("duplicate_key", f"key {dup!r} appears twice in one object")
+    return obj
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """json.loads that refuses NaN/Infinity, overflowing numbers and duplicate keys (they would lose data)."""
+    return json.loads(text, parse_constant=_no_constants, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+
+
 def parse_line(line: bytes, source: Source) -> RawRecord:
     """One JSONL line -> RawRecord (with ``error`` for invalid UTF-8, invalid JSON or a non-object)."""
     try:
@@ -87,11 +122,15 @@ def parse_line(line: bytes, source: Source) -> RawRecord:
     except UnicodeDecodeError as exc:
         return RawRecord(source, None, line, ("invalid_utf8", f"line is {_utf8_error(exc)}"))
     try:
-        value = json.loads(text)
+        value = loads_strict(text)
     except json.JSONDecodeError as exc:
         return RawRecord(source, None, line, ("invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})"))
+    except _StrictJSONError as exc:
+        return RawRecord(source, None, line, (exc.reason, str(exc)))
     except RecursionError:
         return RawRecord(source, None, line, ("invalid_json", "invalid JSON: nested too deeply"))
+    except ValueError as exc:  # e.g. an integer longer than Python's int max str digits
+        return RawRecord(source, None, line, ("invalid_json", f"invalid JSON: {exc}"))
     if not isinstance(value, dict):
         return RawRecord(source, None, line,
                          ("not_an_object", f"expected a JSON object, got {type(value).__name__}"))
@@ -102,41 +141,55 @@ def read_jsonl(path: str) -> Iterator[RawRecord]:
     name = "<stdin>" if path == "-" else path
     fh = _open_binary(path)
     try:
-        for n, line in enumerate(fh, start=1):
-            if n == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            yield parse_line(line, Source(name, n))
+        yield from _jsonl_lines(fh, name)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
 
 
+def _jsonl_lines(lines: Iterable[bytes], name: str) -> Iterator[RawRecord]:
+    for n, line in enumerate(lines, start=1):
+        if n == 1 and line.startswith(_BOM):
+            line = line[len(_BOM):]
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            yield parse_line(line, Source(name, n))
+
+
 def read_json(path: str) -> Iterator[RawRecord]:
     """A JSON array of objects, a single object, or JSONL saved with a .json name."""
-    with _open_binary(path) as fh:
+    name = "<stdin>" if path == "-" else path
+    fh = _open_binary(path)
+    try:
         data = fh.read().removeprefix(_BOM)
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
     if not data.strip():
         return
+    if path == "-" and data.lstrip()[:1] == b"{":
+        yield from _jsonl_lines(data.splitlines(), name)
+        return
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = loads_strict(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         if data.lstrip()[:1] == b"{":
             yield from read_jsonl(path)
             return
         raise InputError(f"file is {_utf8_error(exc)}", file=path) from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, _StrictJSONError) as exc:
         if data.lstrip()[:1] == b"{":  # JSON Lines saved with a .json name
-            yield from read_jsonl(path)
+            yield from _jsonl_lines(data.splitlines(), name)
             return
-        raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=path, line=exc.lineno) from None
-    except RecursionError:
-        raise InputError("invalid JSON: nested too deeply", file=path) from None
+        if isinstance(exc, json.JSONDecodeError):
+            raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=name, line=exc.lineno) from None
+        raise InputError(str(exc), file=name) from None
+    except (RecursionError, ValueError) as exc:
+        raise InputError(f"invalid JSON: {'nested too deeply' if isinstance(exc, RecursionError) else exc}",
+                         file=name) from None
     items = value if isinstance(value, list) else [value]
     for i, item in enumerate(items, start=1):
-        src = Source(path, i, "item")
+        src = Source(name, i, "item")
         if isinstance(item, dict):
             yield RawRecord(src, item)
         else:
@@ -146,6 +199,7 @@ def read_json(path: str) -> Iterator[RawRecord]:
 
 def read_csv(path: str, delimiter: str = ",") -> Iterator[RawRecord]:
     """CSV/TSV with a header row; values stay strings. Ragged rows and bad bytes become malformed."""
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_CSV_FIELD))
     fh = _open_binary(path)
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
@@ -223,11 +277,24 @@ def _json_default(obj: Any) -> Any:
 
 
 def dumps_record(obj: Any) -> bytes:
-    """One JSON line (no newline). Strings with lone surrogates are escaped rather than lost."""
+    """One strict JSON line (no newline). Lone surrogates are escaped, non-finite floats become strings."""
     try:
-        return json.dumps(obj, ensure_ascii=False, default=_json_default).encode("utf-8")
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_json_default).encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, default=_json_default).encode("ascii")
+        return json.dumps(obj, ensure_ascii=True, allow_nan=False, default=_json_default).encode("ascii")
+    except ValueError:
+        return dumps_record(_finite(obj))
+
+
+def _finite(obj: Any) -> Any:
+    """A copy with NaN/Infinity floats replaced by their names (only reachable from library input)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 class AtomicFiles:

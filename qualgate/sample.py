@@ -203,7 +203,13 @@ def make_sample(record: Mapping[str, Any], spec: TextSpec, id_field: str | None,
                    else f"should be a string or integer, got {type(value).__name__}")
             problem = malformed("bad_id", f"id field '{id_field}' {why}", source, id_field)
     if sid is None:
-        sid = content_id(canonical_json(record))
+        try:
+            sid = content_id(canonical_json(record))
+        except (TypeError, ValueError, RecursionError) as exc:
+            # Not JSON-shaped (non-string keys, cycles, absurd depth): only reachable from library input.
+            sid = content_id(f"unserialisable:{source}".encode())
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            problem = problem or malformed("not_json", f"record is not JSON-serialisable: {why}", source)
     text, messages = "", None
     try:
         text, messages = spec.render(record)
