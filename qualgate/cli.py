@@ -40,14 +40,20 @@ def main() -> None:
 @click.option("-j", "--workers", default=0, show_default=True,
               help="Worker processes for per-sample checks (0 = all cores).")
 @click.option("--batch-size", default=512, show_default=True, help="Samples per batch.")
+@click.option("--baseline", multiple=True, help="Dataset the inputs would join (repeatable): duplicate checks "
+              "compare with it; its records are never rejected or written.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where baseline indexes are cached (default: $QUALGATE_CACHE_DIR or ~/.cache/qualgate).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the baseline cache.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
-               fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int, quiet: bool) -> None:
+               fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
+               baseline: tuple[str, ...], cache_dir: str | None, no_cache: bool, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
 
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
     """
-    from qualgate.gate import Gate
+    from qualgate.gate import Gate, default_cache_dir
     from qualgate.io import read_records
     from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
@@ -55,6 +61,9 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     try:
         gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,
                                 workers=workers, batch_size=batch_size)
+        if baseline:
+            cache = None if no_cache else (cache_dir or default_cache_dir())
+            gate.load_baseline(list(baseline), fmt=fmt, cache_dir=cache)
     except QualgateError as exc:
         _fail(exc)
     start = time.perf_counter()
@@ -67,9 +76,8 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
                 builder.add(d)
                 bar.update(1)
         elapsed = time.perf_counter() - start
-        report = builder.finish(inputs=list(inputs), seconds=round(elapsed, 3),
-                                samples_per_second=round(builder.total / elapsed, 1) if elapsed else None,
-                                **gate.settings())
+        report = gate.finish_report(builder, inputs=list(inputs), seconds=round(elapsed, 3),
+                                    samples_per_second=round(builder.total / elapsed, 1) if elapsed else None)
         writer.close(report)
     except QualgateError as exc:
         writer.abort()
@@ -79,6 +87,8 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
         raise
     if not quiet:
         click.echo(report.summary_line(), err=True)
+        for w in report["warnings"]:
+            click.echo(f"  warning: {w}", err=True)
         for c in report["gate"]["conditions"]:
             if not c["passed"]:
                 click.echo(f"  gate condition failed: {c['name']} = {c['value']} (limit {c['limit']})", err=True)

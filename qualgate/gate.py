@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -16,11 +17,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from qualgate.checks import Check
+from qualgate.checks import Check, SetCheck
 from qualgate.config import GateConfig, load_config
 from qualgate.errors import InputError
 from qualgate.findings import MALFORMED, Decision, Finding
-from qualgate.io import RawRecord, dumps_record
+from qualgate.io import RawRecord, dumps_record, read_records
 from qualgate.report import Report, ReportBuilder
 from qualgate.sample import FieldProblem, Sample, Source, TextSpec, make_sample, malformed, unparseable_sample
 
@@ -49,8 +50,9 @@ def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], al
                 live.append(d)
         if not live:
             continue
-        for d, m in zip(live, check.score_batch([d.sample for d in live]) if not check.per_sample
-                        else (_score_one(check, d.sample) for d in live), strict=True):
+        results = (check.score_batch([d.sample for d in live], [not d.findings for d in live])
+                   if not check.per_sample else (_score_one(check, d.sample) for d in live))
+        for d, m in zip(live, results, strict=True):
             if isinstance(m, FieldProblem):
                 d.findings.append(malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key))
                 continue
@@ -135,10 +137,13 @@ class Gate:
         self.workers = default_workers() if workers <= 0 else workers
         self.batch_size = batch_size
         self.spec = TextSpec(config.input.text)
+        self._specs = {spec.name: spec for spec in config.checks}
         built = [spec.build() for spec in config.checks]
         self.checks = sorted(built, key=lambda c: c.cost)  # stable: config order within a cost
         lead = list(itertools.takewhile(lambda c: c.per_sample, self.checks))
         self._pooled, self._local = lead, self.checks[len(lead):]
+        self._baseline_state: dict[str, dict[str, Any]] = {}
+        self.baseline_info: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, source: str | Path | dict[str, Any] | GateConfig = "default", *,
@@ -166,8 +171,89 @@ class Gate:
                                   dumps_record(item))
 
     # -------------------------------------------------------------------------------------- running
+    # ------------------------------------------------------------------------------------- baseline
+    @property
+    def set_checks(self) -> list[SetCheck[Any]]:
+        return [c for c in self.checks if isinstance(c, SetCheck)]
+
+    def _fresh_set_checks(self) -> None:
+        """New index state for every run: the baseline (if loaded) and nothing else."""
+        for i, check in enumerate(self.checks):
+            if isinstance(check, SetCheck):
+                fresh = self._specs[check.name].build()
+                assert isinstance(fresh, SetCheck)
+                if check.name in self._baseline_state:
+                    fresh.import_state(self._baseline_state[check.name])
+                self.checks[i] = fresh
+        self._local = self.checks[len(self._pooled):]
+
+    def load_baseline(self, paths: Sequence[str], *, fmt: str | None = None,
+                      cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Index the dataset new samples would join. Its records are compared with, never rejected.
+
+        Each set-aware check's index is cached in ``cache_dir`` under a key made of the files' content,
+        the check's parameters and the text view, so a second run does not recompute it.
+        """
+        import numpy as np
+        import xxhash
+
+        info: dict[str, Any] = {"files": list(paths), "records": 0, "skipped": 0, "cache": {}}
+        self.baseline_info = info
+        if not self.set_checks:
+            info["note"] = "no set-aware check in this config: the baseline is not used"
+            return info
+        digest = xxhash.xxh3_128()
+        for path in paths:
+            if not os.path.isfile(path):
+                raise InputError("baseline file not found", file=path)
+            digest.update(f"{path.rsplit('/', 1)[-1]}|{fmt}|".encode())
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    digest.update(chunk)
+        todo: list[tuple[SetCheck[Any], Path | None]] = []
+        for check in self.set_checks:
+            key = xxhash.xxh3_128_hexdigest(f"{digest.hexdigest()}|{check.cache_token()}|"
+                                            f"{self.config.input.text}|{self.config.input.id}".encode())
+            cached = Path(cache_dir) / f"{check.kind}-{key}.npz" if cache_dir is not None else None
+            if cached is not None and cached.is_file():
+                try:
+                    with np.load(cached, allow_pickle=False) as z:
+                        state = {k: z[k] for k in z.files}
+                    check.import_state(state)
+                    self._baseline_state[check.name] = state
+                    info["cache"][check.name] = {"status": "hit", "path": str(cached)}
+                    continue
+                except (OSError, ValueError, KeyError):
+                    pass  # unreadable cache: recompute and overwrite it
+            todo.append((check, cached))
+        if todo:
+            samples = (self.sample(item, n) for n, item in enumerate(read_records(list(paths), fmt), start=1))
+            while batch := list(itertools.islice(samples, 4096)):
+                good = [s for s in batch if s.problem is None]
+                info["skipped"] += len(batch) - len(good)
+                for check, _ in todo:
+                    check.add_baseline(good)
+            for check, cached in todo:
+                state = check.export_state()
+                self._baseline_state[check.name] = state
+                info["cache"][check.name] = {"status": "miss" if cached else "disabled", "path": str(cached or "")}
+                if cached is not None:
+                    _save_npz(cached, state)
+        info["records"] = max(getattr(c, "n_baseline", 0) for c in self.set_checks)
+        return info
+
+    def report_sections(self) -> dict[str, Any]:
+        """Dataset-level sections contributed by set-aware checks (duplicate clusters, ...)."""
+        return {c.name: sec for c in self.set_checks if (sec := c.report_section()) is not None}
+
+    def finish_report(self, builder: ReportBuilder, **run_info: Any) -> Report:
+        return builder.finish(sections=self.report_sections(), baseline=self.baseline_info,
+                              **run_info, **self.settings())
+
+    # -------------------------------------------------------------------------------------- running
     def stream(self, records: Iterable[Any]) -> Iterator[Decision]:
         """One Decision per record, in input order, computed a batch at a time."""
+        self._fresh_set_checks()
         samples = (self.sample(item, n) for n, item in enumerate(records, start=1))
         batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])
         for batch in self._evaluate(batches):
@@ -190,7 +276,7 @@ class Gate:
         for d in self.stream(records):
             builder.add(d)
             decisions.append(d)
-        return Result(decisions, builder.finish(**self.settings()))
+        return Result(decisions, self.finish_report(builder))
 
     def settings(self) -> dict[str, Any]:
         return {"all_findings": self.all_findings, "strict": self.strict, "workers": self.workers,
@@ -232,3 +318,26 @@ class Gate:
         decisions = [Decision(s, f, sc, sk) for s, (f, sc, sk) in zip(batch, future.result(), strict=True)]
         apply_checks(self._local, decisions, self.all_findings)
         return decisions
+
+
+def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """Write an .npz atomically (temp file, then rename), creating the folder."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def default_cache_dir() -> Path:
+    """``$QUALGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/qualgate``, else ``~/.cache/qualgate``."""
+    if env := os.environ.get("QUALGATE_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "qualgate"

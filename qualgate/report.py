@@ -64,7 +64,8 @@ class ReportBuilder:
                 stats.examples.append({"id": d.id, "source": str(src) if src else None,
                                        "reason": f.reason, "message": f.message})
 
-    def finish(self, **run_info: Any) -> Report:
+    def finish(self, sections: dict[str, Any] | None = None, baseline: dict[str, Any] | None = None,
+               **run_info: Any) -> Report:
         rejected = self.total - self.accepted
         by_check = {
             name: {"kind": s.kind, "scored": s.scored, "rejected": s.rejected, "skipped": s.skipped,
@@ -80,6 +81,9 @@ class ReportBuilder:
             "scores": {k: _summary(v) for k, v in self._scores.items()},
             "examples": {n: s.examples for n, s in self.checks.items() if s.examples},
             "gate": evaluate_gate(self.config.gate, self.total, self.accepted, by_check),
+            "sets": sections or {},
+            "warnings": [w for sec in (sections or {}).values() for w in sec.get("warnings", [])],
+            "baseline": baseline,
             "config": {"source": self.config.source, "description": self.config.description,
                        "checks": [c.to_dict() for c in self.config.checks]},
             "run": run_info,
@@ -176,6 +180,21 @@ class Report:
             for k, s in scores.items():
                 lines.append(f"| {k} | {s['count']} | {_fmt(s['min'])} | {_fmt(s['p5'])} | {_fmt(s['p50'])} | "
                              f"{_fmt(s['p95'])} | {_fmt(s['max'])} |")
+        for name, sec in d.get("sets", {}).items():
+            clusters = sec.get("largest_clusters") or []
+            if clusters:
+                lines += ["", f"## Largest duplicate clusters ({name})", "",
+                          "| kept sample | in baseline | duplicates | examples |", "|---|---|---:|---|"]
+                for c in clusters:
+                    lines.append(f"| `{c['kept']}` | {'yes' if c['in_baseline'] else 'no'} | {c['duplicates']} | "
+                                 f"{', '.join(f'`{e}`' for e in c['examples'])} |")
+        if d.get("warnings"):
+            lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in d["warnings"]]
+        if d.get("baseline"):
+            b = d["baseline"]
+            lines += ["", "## Baseline", "", f"{b['records']} records from {', '.join(b['files'])} "
+                      f"({b['skipped']} malformed skipped); index cache: "
+                      + (", ".join(f"{k} {v['status']}" for k, v in b["cache"].items()) or "-")]
         if d["examples"]:
             lines += ["", "## Example rejections", ""]
             grouped: dict[str, list[dict[str, Any]]] = defaultdict(list, d["examples"])

@@ -8,14 +8,14 @@ stores them as ``<check name>.<score name>`` columns.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from qualgate.findings import Finding
-from qualgate.sample import Sample
+from qualgate.sample import FieldProblem, Sample
 
 
 class Params(BaseModel):
@@ -58,9 +58,19 @@ class Check(ABC, Generic[P]):
     def decide(self, m: Measurement) -> list[Finding]:
         """Turn scores into findings (empty list: no objection)."""
 
-    def score_batch(self, samples: Sequence[Sample]) -> list[Measurement]:
-        """Score many samples; batched checks (models, indexes) override this."""
-        return [self.score(s) for s in samples]
+    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool]) -> list[Measurement | FieldProblem]:
+        """Score many samples; batched checks (models, indexes) override this.
+
+        ``eligible[i]`` is False when sample ``i`` already has a finding (it is scored only because of
+        ``--all-findings``): a set-aware check must not admit it to its index.
+        """
+        out: list[Measurement | FieldProblem] = []
+        for s in samples:
+            try:
+                out.append(self.score(s))
+            except FieldProblem as exc:
+                out.append(exc)
+        return out
 
     def finding(self, reason: str, score: float | None, threshold: float | None, message: str,
                 **evidence: Any) -> Finding:
@@ -70,6 +80,46 @@ class Check(ABC, Generic[P]):
     def doc(cls) -> str:
         """First line of the class docstring: shown by ``qualgate rules``."""
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+class SetCheck(Check[P]):
+    """A check that compares each sample with an Index of kept samples (and an optional baseline).
+
+    It runs in the main process, in input order, so keep-first decisions are deterministic.
+    """
+
+    per_sample = False
+    cost = 50
+
+    def score(self, sample: Sample) -> Measurement:
+        result = self.score_batch([sample], [True])[0]
+        if isinstance(result, FieldProblem):
+            raise result
+        return result
+
+    @abstractmethod
+    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool]) -> list[Measurement | FieldProblem]:
+        """Compare with the index, then admit the eligible samples that are not duplicates."""
+
+    @abstractmethod
+    def add_baseline(self, samples: Sequence[Sample]) -> None:
+        """Admit samples of the dataset the new ones would join: never rejected, always compared with."""
+
+    @abstractmethod
+    def cache_token(self) -> str:
+        """Everything besides the baseline's content that its cached index depends on."""
+
+    @abstractmethod
+    def export_state(self) -> dict[str, Any]:
+        """The index as plain numpy arrays (saved with ``np.savez``, loaded without pickle)."""
+
+    @abstractmethod
+    def import_state(self, arrays: Mapping[str, Any]) -> None:
+        """Restore what ``export_state`` returned."""
+
+    def report_section(self) -> dict[str, Any] | None:
+        """Extra report content (e.g. the largest duplicate clusters)."""
+        return None
 
 
 REGISTRY: dict[str, type[Check[Any]]] = {}

@@ -1,0 +1,491 @@
+"""Near-duplicates: normalised shingles, MinHash in datasketch's ``affine32`` scheme, LSH, true Jaccard.
+
+Everything per batch is vectorised in numpy: code points -> token hashes (a polynomial hash via prefix
+sums) -> n-gram hashes -> 32-bit shingle hashes -> ``a * fmix32(h) + b`` over all permutations,
+min-reduced per document. The permutations are datasketch's own (``MinHash(num_perm, seed)``), and
+``shingle_hash`` is the same shingle hash as a plain Python function, so
+``MinHash.bulk(shingles, hashfunc=shingle_hash)`` gives bit-identical signatures (tested).
+
+LSH only proposes candidates; nothing is rejected until the true Jaccard of the two shingle sets
+(32-bit shingle hashes) reaches the threshold. Keep-first: a sample is compared with the samples
+kept before it (and the baseline), never with rejected ones, so duplicates cannot chain.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import xxhash
+from pydantic import Field, model_validator
+
+from qualgate.checks.base import Measurement, Params, SetCheck, register
+from qualgate.findings import Finding
+from qualgate.index import I64, U32, U64, KeyIndex, ShingleStore, jaccard
+from qualgate.sample import FieldProblem, Sample, Source
+
+M64 = (1 << 64) - 1
+_B = 0x9E3779B97F4A7C15  # odd: code-point polynomial base (invertible mod 2^64)
+_B_INV = pow(_B, -1, 1 << 64)
+_L = 0xC2B2AE3D27D4EB4F  # mixes token length / band number
+_C = 0x165667B19E3779F9  # odd: n-gram polynomial base
+_CHUNK_SHINGLES = 8192  # keeps (permutations x shingles) temporaries in cache (MODELS.md: ~10x otherwise)
+_NONWORD = re.compile(r"[\W_]+")
+_DIGIT = re.compile(r"\d")
+VERSION = 1  # bump when hashing or normalisation changes: invalidates cached baselines
+
+
+# ------------------------------------------------------------------------------- scalar reference
+def _fmix64(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & M64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & M64
+    return h ^ (h >> 33)
+
+
+def token_hash(token: str) -> int:
+    """64-bit hash of one token (a word, or one character for character shingles)."""
+    h, p = 0, 1
+    for ch in token:
+        h = (h + ord(ch) * p) & M64
+        p = (p * _B) & M64
+    return _fmix64((h + len(token) * _L) & M64)
+
+
+def shingle_hash(shingle: str | bytes | Sequence[str]) -> int:
+    """32-bit hash of one shingle: a space-joined word n-gram (bytes or str) or a sequence of tokens.
+
+    Usable as datasketch's ``hashfunc`` for word shingles: it is exactly what the vectorised path computes.
+    """
+    if isinstance(shingle, bytes):
+        shingle = shingle.decode("utf-8")
+    tokens = shingle.split(" ") if isinstance(shingle, str) else list(shingle)
+    g, p = 0, 1
+    for t in tokens:
+        g = (g + token_hash(t) * p) & M64
+        p = (p * _C) & M64
+    return _fmix64((g + len(tokens)) & M64) >> 32
+
+
+# ----------------------------------------------------------------------------------- vectorised
+def _fmix64_np(h: U64) -> U64:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    out: U64 = h ^ (h >> np.uint64(33))
+    return out
+
+
+def _fmix32_np(h: U32) -> U32:
+    """datasketch's MurmurHash3 32-bit finalizer, applied to every input hash before permuting."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    out: U32 = h ^ (h >> np.uint32(16))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _powers(base: int, n: int) -> U64:
+    """base**0 .. base**(n-1) mod 2^64 (n rounded up to a power of two, so the cache is reused)."""
+    out = np.full(n, base, dtype=np.uint64)
+    out[0] = 1
+    return np.multiply.accumulate(out)
+
+
+def _pow_table(base: int, n: int) -> U64:
+    size = 1 << max(10, (max(n, 1) - 1).bit_length())
+    return _powers(base, size)[:n]
+
+
+def _ranges(starts: I64, lengths: I64) -> I64:
+    """Concatenated aranges [s, s+len) for each pair."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    out: I64 = np.arange(total, dtype=np.int64) + offsets
+    return out
+
+
+class Shingler:
+    """Text -> normalised text -> sorted unique 32-bit shingle hashes."""
+
+    def __init__(self, ngram: int = 5, unit: str = "word", normalize_digits: bool = False) -> None:
+        self.ngram, self.unit, self.normalize_digits = ngram, unit, normalize_digits
+
+    def normalize(self, text: str) -> str:
+        """NFKC, casefold, optional digits -> 0, punctuation/symbols/whitespace folded to single spaces."""
+        t = unicodedata.normalize("NFKC", text).casefold()
+        if self.normalize_digits:
+            t = _DIGIT.sub("0", t)
+        return _NONWORD.sub(" ", t).strip()
+
+    def tokens(self, normalized: str) -> list[str]:
+        if not normalized:
+            return []
+        return normalized.split(" ") if self.unit == "word" else list(normalized)
+
+    def shingles(self, normalized: str) -> list[list[str]]:
+        """Reference shingles as token lists; a text shorter than n tokens is one shingle of all of them."""
+        toks = self.tokens(normalized)
+        n = self.ngram
+        if not toks:
+            return []
+        if len(toks) < n:
+            return [toks]
+        return [toks[i:i + n] for i in range(len(toks) - n + 1)]
+
+    def hash_sets(self, normalized: Sequence[str]) -> list[U32]:
+        """Sorted unique shingle hashes per text, computed for the whole batch at once."""
+        n_docs = len(normalized)
+        empty = np.empty(0, np.uint32)
+        present = [i for i, t in enumerate(normalized) if t]
+        if not present:
+            return [empty] * n_docs
+        joined = " ".join(normalized[i] for i in present)
+        cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+        if self.unit == "word":
+            tok_hash, doc_tok_len = self._word_hashes(cp, [normalized[i] for i in present])
+        else:
+            is_sep = np.zeros(len(cp), dtype=bool)
+            lengths = np.fromiter((len(normalized[i]) for i in present), np.int64, len(present))
+            is_sep[np.cumsum(lengths + 1)[:-1] - 1] = True  # the joining spaces between documents
+            tok_hash = _fmix64_np(cp[~is_sep] + np.uint64(_L))
+            doc_tok_len = lengths
+        shingle, doc_of = self._ngrams(tok_hash, doc_tok_len)
+        keys = np.unique((doc_of.astype(np.uint64) << np.uint64(32)) | shingle.astype(np.uint64))
+        bounds = np.searchsorted(keys >> np.uint64(32), np.arange(len(present) + 1, dtype=np.uint64))
+        low = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        out = [empty] * n_docs
+        for j, i in enumerate(present):
+            out[i] = low[bounds[j]:bounds[j + 1]]
+        return out
+
+    @staticmethod
+    def _word_hashes(cp: U64, texts: list[str]) -> tuple[U64, I64]:
+        n = len(cp)
+        weighted = cp * _pow_table(_B, n)
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(weighted, out=prefix[1:])
+        space = np.flatnonzero(cp == 32)
+        starts = np.concatenate([[0], space + 1]).astype(np.int64)
+        ends = np.concatenate([space, [n]]).astype(np.int64)
+        raw = (prefix[ends] - prefix[starts]) * _pow_table(_B_INV, n)[starts]
+        lengths = (ends - starts).astype(np.uint64)
+        words_per_doc = np.fromiter((t.count(" ") + 1 for t in texts), np.int64, len(texts))
+        return _fmix64_np(raw + lengths * np.uint64(_L)), words_per_doc
+
+    def _ngrams(self, tok: U64, doc_len: I64) -> tuple[U32, I64]:
+        n = self.ngram
+        doc_start = np.cumsum(doc_len) - doc_len
+        short = np.flatnonzero(doc_len < n)
+        g = tok.copy()
+        short_vals = np.zeros(len(short), dtype=np.uint64)
+        c_pow = 1
+        for k in range(1, n + 1):
+            if k > 1:
+                c_pow = (c_pow * _C) & M64
+                g = g[:-1] + tok[k - 1:] * np.uint64(c_pow)
+            sel = doc_len[short] == k
+            if sel.any():
+                short_vals[sel] = g[doc_start[short[sel]]]
+                short_vals[sel] += np.uint64(k)
+        long_docs = np.flatnonzero(doc_len >= n)
+        counts = doc_len[long_docs] - n + 1
+        pos = _ranges(doc_start[long_docs], counts)
+        long_vals = g[pos] + np.uint64(n) if len(pos) else np.empty(0, np.uint64)
+        vals = np.concatenate([long_vals, short_vals])
+        docs = np.concatenate([np.repeat(long_docs, counts), short]).astype(np.int64)
+        return (_fmix64_np(vals) >> np.uint64(32)).astype(np.uint32), docs
+
+
+def signatures(sets: Sequence[U32], perms: U32) -> U32:
+    """MinHash signatures (len(sets) x num_perm) equal to datasketch's affine32 ``MinHash.bulk``."""
+    a, b = perms[0][:, None], perms[1][:, None]
+    num_perm = perms.shape[1]
+    out = np.full((len(sets), num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    docs = [i for i, s in enumerate(sets) if len(s)]
+    i = 0
+    while i < len(docs):
+        j, count = i, 0
+        while j < len(docs) and (count == 0 or count + len(sets[docs[j]]) <= _CHUNK_SHINGLES):
+            count += len(sets[docs[j]])
+            j += 1
+        chunk = docs[i:j]
+        flat = _fmix32_np(np.concatenate([sets[d] for d in chunk]))
+        offsets = np.cumsum([0] + [len(sets[d]) for d in chunk[:-1]])
+        permuted = a * flat[None, :] + b
+        out[chunk] = np.minimum.reduceat(permuted, offsets, axis=1).T
+        i = j
+    return out
+
+
+def optimal_bands(threshold: float, num_perm: int, recall: float = 0.995) -> tuple[int, int]:
+    """Bands x rows whose candidate probability at ``threshold`` is at least ``recall``, with the least
+    false-positive area below it (those candidates are verified by true Jaccard, so they only cost time).
+    """
+    lo = np.linspace(0.0, threshold, 257)
+    best, best_fp, fallback, fallback_p = None, float("inf"), (num_perm, 1), -1.0
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        p_at = 1 - (1 - threshold**rows) ** bands
+        if p_at >= recall:
+            fp = float(np.trapezoid(1 - (1 - lo**rows) ** bands, lo))
+            if fp < best_fp:
+                best, best_fp = (bands, rows), fp
+        elif p_at > fallback_p:
+            fallback, fallback_p = (bands, rows), p_at
+    return best or fallback
+
+
+# ------------------------------------------------------------------------------------------ check
+class NearDuplicateParams(Params):
+    field: str | None = Field(None, description="record field to hash; unset = the configured text view")
+    threshold: float = Field(0.8, gt=0, le=1, description="true Jaccard at or above which a sample is a duplicate")
+    ngram: int = Field(5, ge=1, le=64, description="shingle size in tokens (words, or characters)")
+    unit: Literal["word", "char"] = Field("word", description="word shingles, or character shingles (CJK, short text)")
+    normalize_digits: bool = Field(False, description="fold every digit to 0 before shingling")
+    num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations")
+    seed: int = Field(1, ge=0, description="permutation seed (datasketch's default is 1)")
+    bands: int | None = Field(None, ge=1, description="LSH bands (default: derived from threshold and num_perm)")
+    rows: int | None = Field(None, ge=1, description="LSH rows per band (set with bands)")
+    max_candidates: int = Field(100, ge=1, description="candidates verified per sample, most shared bands first")
+    max_cluster_size: int = Field(100, ge=1, description="warn when one kept sample absorbs more duplicates")
+
+    @model_validator(mode="after")
+    def _bands(self) -> NearDuplicateParams:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both bands and rows, or neither")
+        if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows ({self.bands} x {self.rows}) exceeds num_perm ({self.num_perm})")
+        return self
+
+
+@register
+class NearDuplicate(SetCheck[NearDuplicateParams]):
+    """Sample repeats a kept or baseline sample: same normalised text, or shingle Jaccard >= threshold."""
+
+    kind = "near_duplicate"
+    params_model = NearDuplicateParams
+    score_names = ("exact", "jaccard")
+    cost = 50
+
+    def __init__(self, name: str, params: NearDuplicateParams) -> None:
+        super().__init__(name, params)
+        from datasketch import MinHash
+
+        p = params
+        self.shingler = Shingler(p.ngram, p.unit, p.normalize_digits)
+        self.perms: U32 = np.asarray(MinHash(num_perm=p.num_perm, seed=p.seed).permutations, dtype=np.uint32)
+        self.bands, self.rows = (p.bands, p.rows) if p.bands and p.rows else optimal_bands(p.threshold, p.num_perm)
+        self._exact = KeyIndex()
+        self._lsh = KeyIndex()
+        self._store = ShingleStore()
+        self.kept_ids: list[str] = []
+        self.kept_sources: list[Source | None] = []
+        self.n_baseline = 0
+        self.clusters: Counter[int] = Counter()
+        self.members: dict[int, list[str]] = {}
+
+    # -------------------------------------------------------------------------------- hashing
+    def _band_keys(self, sigs: U32) -> U64:
+        keys = np.empty((len(sigs), self.bands), dtype=np.uint64)
+        weights = _pow_table(_C, self.rows)
+        for band in range(self.bands):
+            rows = sigs[:, band * self.rows:(band + 1) * self.rows].astype(np.uint64)
+            keys[:, band] = _fmix64_np((rows * weights).sum(axis=1, dtype=np.uint64) + np.uint64((band + 1) * _L & M64))
+        return keys
+
+    def _features(self, texts: Sequence[str]) -> tuple[U64, list[U32], U64]:
+        norm = [self.shingler.normalize(t) for t in texts]
+        exact = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in norm),
+                            dtype=np.uint64, count=len(norm))
+        sets = self.shingler.hash_sets(norm)
+        return exact, sets, self._band_keys(signatures(sets, self.perms))
+
+    def _admit(self, exact: U64, sets: list[U32], bands: U64, first: int) -> None:
+        """Add kept samples ``first, first+1, ...`` (ids already in ``kept_ids``) to the index."""
+        globals_ = np.arange(first, first + len(sets), dtype=np.int64)
+        self._exact.add(exact, globals_)
+        self._lsh.add(bands.ravel(), np.repeat(globals_, self.bands))
+        self._store.extend(sets)
+
+    # ---------------------------------------------------------------------------------- scoring
+    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool]) -> list[Measurement | FieldProblem]:
+        texts: list[str] = []
+        results: list[Measurement | FieldProblem | None] = []
+        for s in samples:
+            try:
+                texts.append(s.view(self.params.field))
+                results.append(None)
+            except FieldProblem as exc:
+                texts.append("")
+                results.append(exc)
+        exact, sets, bands = self._features(texts)
+        exact_hit: dict[int, int] = {}
+        for pos, val in zip(*(a.tolist() for a in self._exact.query(exact)), strict=True):
+            exact_hit[pos] = min(val, exact_hit.get(pos, val))
+        cross = self._cross_candidates(bands)
+        shared = self._shared_in_batch(bands)
+        first = len(self.kept_ids)
+        batch_exact: dict[int, int] = {}
+        batch_lsh: dict[int, list[int]] = {}
+        batch_sets: dict[int, U32] = {}
+        admitted: list[int] = []
+        for i, s in enumerate(samples):
+            if results[i] is not None:
+                continue
+            key = int(exact[i])
+            kept = exact_hit.get(i, batch_exact.get(key))
+            if kept is not None:
+                results[i] = self._measure(1.0, 1.0, kept)
+                self._record_cluster(kept, s.id)
+                continue
+            counts: dict[int, int] = dict(cross.get(i, ()))
+            for k in shared.get(i, ()):
+                for g in batch_lsh.get(k, ()):
+                    counts[g] = counts.get(g, 0) + 1
+            best_j, best_g = 0.0, -1
+            for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.params.max_candidates]:
+                j = jaccard(sets[i], batch_sets[g] if g >= first else self._store.get(g))
+                if j > best_j or (j == best_j and 0 <= g < best_g):
+                    best_j, best_g = j, g
+            if best_g >= 0 and best_j >= self.params.threshold:
+                results[i] = self._measure(0.0, best_j, best_g)
+                self._record_cluster(best_g, s.id)
+                continue
+            evidence = {"nearest": self.kept_ids[best_g], "nearest_jaccard": round(best_j, 6)} if best_g >= 0 else {}
+            results[i] = Measurement({"exact": 0.0, "jaccard": round(best_j, 6)}, evidence)
+            if eligible[i]:
+                g = len(self.kept_ids)
+                self.kept_ids.append(s.id)
+                self.kept_sources.append(s.source)
+                admitted.append(i)
+                batch_exact[key] = g
+                batch_sets[g] = sets[i]
+                for k in shared.get(i, ()):
+                    batch_lsh.setdefault(k, []).append(g)
+        if admitted:
+            idx = np.asarray(admitted, dtype=np.int64)
+            self._admit(exact[idx], [sets[i] for i in admitted], bands[idx], first)
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _shared_in_batch(bands: U64) -> dict[int, list[int]]:
+        """For samples sharing a band key with another sample of the same batch: those keys.
+
+        Most samples share none, so the in-batch bookkeeping runs only where it can matter.
+        """
+        flat = bands.ravel()
+        order = np.argsort(flat, kind="stable")
+        ordered = flat[order]
+        eq = ordered[1:] == ordered[:-1]
+        if not eq.any():
+            return {}
+        in_group = np.zeros(len(flat), dtype=bool)
+        in_group[1:] |= eq
+        in_group[:-1] |= eq
+        mask = np.empty(len(flat), dtype=bool)
+        mask[order] = in_group
+        out: dict[int, list[int]] = {}
+        per_row = bands.shape[1]
+        for pos, key in zip(np.flatnonzero(mask).tolist(), flat[mask].tolist(), strict=True):
+            out.setdefault(pos // per_row, []).append(key)
+        return out
+
+    def _cross_candidates(self, bands: U64) -> dict[int, list[tuple[int, int]]]:
+        """Kept samples sharing at least one band with each sample: ``{sample: [(kept, shared bands)]}``."""
+        pos, val = self._lsh.query(bands.ravel())
+        if len(pos) == 0:
+            return {}
+        pairs, counts = np.unique(((pos // self.bands) << 32) | val, return_counts=True)
+        out: dict[int, list[tuple[int, int]]] = {}
+        for pair, n in zip(pairs.tolist(), counts.tolist(), strict=True):
+            out.setdefault(pair >> 32, []).append((pair & 0xFFFFFFFF, n))
+        return out
+
+    def _measure(self, exact: float, jac: float, kept: int) -> Measurement:
+        ev: dict[str, Any] = {"duplicate_of": self.kept_ids[kept], "jaccard": round(jac, 6),
+                              "in_baseline": kept < self.n_baseline}
+        src = self.kept_sources[kept]
+        if src is not None:
+            ev["duplicate_source"] = src.to_dict()
+        return Measurement({"exact": exact, "jaccard": round(jac, 6)}, ev)
+
+    def _record_cluster(self, kept: int, member: str) -> None:
+        self.clusters[kept] += 1
+        examples = self.members.setdefault(kept, [])
+        if len(examples) < 3:
+            examples.append(member)
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        ev = m.evidence
+        if not ev.get("duplicate_of"):
+            return []
+        where = " in the baseline" if ev.get("in_baseline") else ""
+        if (m.values["exact"] or 0) >= 1:
+            return [self.finding("exact_duplicate", 1.0, 1.0,
+                                 f"same normalised text as kept sample {ev['duplicate_of']}{where}", **ev)]
+        jac = m.values["jaccard"] or 0.0
+        return [self.finding("near_duplicate", jac, self.params.threshold,
+                             f"near-duplicate of kept sample {ev['duplicate_of']}{where} "
+                             f"(Jaccard {jac:.2f} >= {self.params.threshold})", **ev)]
+
+    # --------------------------------------------------------------------------------- baseline
+    def add_baseline(self, samples: Sequence[Sample]) -> None:
+        texts = [s.view(self.params.field) for s in samples]
+        exact, sets, bands = self._features(texts)
+        first = len(self.kept_ids)
+        self.kept_ids.extend(s.id for s in samples)
+        self.kept_sources.extend(s.source for s in samples)
+        self._admit(exact, sets, bands, first)
+        self.n_baseline = len(self.kept_ids)
+
+    def cache_token(self) -> str:
+        return f"minhash-v{VERSION}:{self.params.model_dump_json()}:{self.bands}x{self.rows}"
+
+    def export_state(self) -> dict[str, Any]:
+        ek, ev = self._exact.arrays()
+        lk, lv = self._lsh.arrays()
+        flat, offsets = self._store.arrays()
+        files = sorted({s.file for s in self.kept_sources if s is not None})
+        file_idx = {f: i for i, f in enumerate(files)}
+        return {
+            "exact_keys": ek, "exact_vals": ev, "lsh_keys": lk, "lsh_vals": lv,
+            "shingles": flat, "offsets": offsets, "ids": np.asarray(self.kept_ids, dtype=str),
+            "files": np.asarray(files, dtype=str),
+            "file_idx": np.asarray([file_idx[s.file] if s else -1 for s in self.kept_sources], dtype=np.int64),
+            "lines": np.asarray([s.line if s else 0 for s in self.kept_sources], dtype=np.int64),
+            "units": np.asarray([s.unit if s else "" for s in self.kept_sources], dtype=str),
+        }
+
+    def import_state(self, arrays: Mapping[str, Any]) -> None:
+        self._exact = KeyIndex.from_arrays(arrays["exact_keys"], arrays["exact_vals"])
+        self._lsh = KeyIndex.from_arrays(arrays["lsh_keys"], arrays["lsh_vals"])
+        self._store = ShingleStore.from_arrays(arrays["shingles"], arrays["offsets"])
+        self.kept_ids = [str(x) for x in arrays["ids"].tolist()]
+        files = [str(f) for f in arrays["files"].tolist()]
+        self.kept_sources = [Source(files[f], int(line), str(u)) if f >= 0 else None
+                             for f, line, u in zip(arrays["file_idx"].tolist(), arrays["lines"].tolist(),
+                                                   arrays["units"].tolist(), strict=True)]
+        self.n_baseline = len(self.kept_ids)
+
+    def report_section(self) -> dict[str, Any]:
+        top = sorted(self.clusters.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        largest = [{"kept": self.kept_ids[g], "in_baseline": g < self.n_baseline, "duplicates": n,
+                    "examples": self.members.get(g, [])} for g, n in top]
+        limit = self.params.max_cluster_size
+        warnings = [f"kept sample {self.kept_ids[g]} absorbed {n} duplicates (more than max_cluster_size={limit}): "
+                    "look for a template or a collapsed generator" for g, n in top if n > limit]
+        return {"bands": self.bands, "rows": self.rows, "kept": len(self.kept_ids) - self.n_baseline,
+                "baseline": self.n_baseline, "index_bytes": self._lsh.nbytes + self._exact.nbytes + self._store.nbytes,
+                "largest_clusters": largest, "warnings": warnings}
