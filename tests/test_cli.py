@@ -22,6 +22,8 @@ EXPECTED = {
     23: ("truncated", "unclosed_code_block"),
     24: ("language", "wrong_language"),
     29: ("boilerplate", "boilerplate_phrase"),
+    30: ("near_duplicate", "exact_duplicate"),
+    31: ("near_duplicate", "near_duplicate"),
 }
 
 
@@ -34,7 +36,7 @@ def test_filter_default_pack_on_fixture(fixtures: Path, tmp_path: Path) -> None:
     src = fixtures / "instruct_sample.jsonl"
     code, out = run_cli("filter", str(src), "-o", str(tmp_path), "-j", "1")
     assert code == 0, out
-    assert "29 records: 21 accepted, 8 rejected" in out
+    assert "31 records: 21 accepted, 10 rejected" in out
     rejected = [json.loads(line) for line in (tmp_path / "rejected.jsonl").read_text().splitlines()]
     got = {r["qualgate"]["source"]["line"]: (r["qualgate"]["findings"][0]["check"],
                                              r["qualgate"]["findings"][0]["reason"]) for r in rejected}
@@ -47,12 +49,15 @@ def test_filter_default_pack_on_fixture(fixtures: Path, tmp_path: Path) -> None:
     accepted = (tmp_path / "accepted.jsonl").read_bytes().splitlines()
     assert accepted == [line for n, line in enumerate(lines, 1) if n not in EXPECTED]  # byte for byte
     report = json.loads((tmp_path / "report.json").read_text())
-    assert (report["total"], report["accepted"], report["rejected"]) == (29, 21, 8)
+    assert (report["total"], report["accepted"], report["rejected"]) == (31, 21, 10)
+    near = next(r for r in rejected if r["qualgate"]["source"]["line"] == 31)["qualgate"]["findings"][0]
+    assert near["evidence"]["duplicate_source"] == {"file": str(src), "line": 15} and 0.8 <= near["score"] < 1
+    assert report["sets"]["near_duplicate"]["largest_clusters"][0]["duplicates"] == 1
     assert report["by_check"]["truncated"]["reasons"] == {"dangling_ending": 1, "unclosed_code_block": 1}
     assert report["gate"]["passed"] is True
     assert report["gate"]["conditions"][0]["name"] == "max_reject_rate"
     table = pq.read_table(tmp_path / "scores.parquet")
-    assert table.num_rows == 29 and "length.words" in table.column_names and "language.prob" in table.column_names
+    assert table.num_rows == 31 and "length.words" in table.column_names and "language.prob" in table.column_names
     assert sum(table.column("accepted").to_pylist()) == 21
     md = (tmp_path / "report.md").read_text()
     assert "gate PASSED" in md and "| truncated | truncated |" in md and "As an AI language model" in md
@@ -109,8 +114,8 @@ def test_library_run_and_stream(fixtures: Path) -> None:
     gate = Gate.from_config("default")
     records = list(read_records([str(fixtures / "instruct_sample.jsonl")]))
     result = gate.run(records)
-    assert len(result.accepted) == 21 and len(result.rejected) == 8
-    assert result.report["total"] == 29 and result.report.passed
+    assert len(result.accepted) == 21 and len(result.rejected) == 10
+    assert result.report["total"] == 31 and result.report.passed
     ids = [d.id for d in gate.stream(records)]
     assert ids == [d.id for d in result.decisions]
     lines = [d.sample.source.line for d in result.decisions if d.sample.source]

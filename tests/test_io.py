@@ -29,6 +29,7 @@ CHAT = FIXTURES / "chat_sample.jsonl"
 FINAL_NAMES = ("accepted.jsonl", "rejected.jsonl", "scores.parquet", "report.json", "report.md")
 GOOD = {"instruction": "Name a prime number.", "input": "", "output": "Seven is a prime number."}
 GOOD_LINE = json.dumps(GOOD).encode()
+RULES_ONLY = Path(__file__).resolve().parent.parent / "fixtures" / "rules_only.yaml"  # no dedup: GOOD repeats
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -93,7 +94,7 @@ def assert_no_tmp(outdir: Path) -> None:
 @pytest.fixture(scope="module")
 def instruct_records() -> list[dict[str, Any]]:
     recs = fixture_records()
-    assert len(recs) == 28  # one line of the fixture is broken on purpose
+    assert len(recs) == 30  # one line of the fixture is broken on purpose
     return recs
 
 
@@ -106,7 +107,7 @@ def jsonl_decisions(tmp_path_factory: pytest.TempPathFactory,
     res = run(src, "-o", base / "out")
     assert res.exit_code == 0, res.output
     got = decisions(base / "out")
-    assert len(got) == 28
+    assert len(got) == 30
     assert any(acc for _, acc, _ in got) and not all(acc for _, acc, _ in got)
     return got
 
@@ -203,7 +204,7 @@ def test_json_array_same_decisions_as_jsonl(tmp_path: Path, instruct_records: li
         assert rec["qualgate"]["source"]["file"] == str(src)
         assert set(rec["qualgate"]["source"]) == {"file", "item"}
         assert i == 0 or rec["qualgate"]["source"]["item"] > out["rejected"][i - 1]["qualgate"]["source"]["item"]
-    assert [row["line"] for row in out["scores"]] == list(range(1, 29))
+    assert [row["line"] for row in out["scores"]] == list(range(1, 31))
     # accepted records of a JSON array are re-serialised: same content as the input items
     accepted = [json.loads(line) for line in out["accepted"]]
     assert accepted == [r for r, (_, acc, _) in zip(instruct_records, jsonl_decisions, strict=True) if acc]
@@ -231,7 +232,7 @@ def test_single_json_object_file(tmp_path: Path) -> None:
 def test_jsonl_saved_as_json_is_read_line_by_line(tmp_path: Path) -> None:
     src = tmp_path / "lines.json"
     src.write_bytes(GOOD_LINE + b"\n{broken\n" + GOOD_LINE + b"\n")
-    run(src, "-o", tmp_path / "out")
+    run(src, "-o", tmp_path / "out", "-c", RULES_ONLY)
     out = outputs(tmp_path / "out")
     assert out["accepted"] == [GOOD_LINE, GOOD_LINE]
     assert [(r["qualgate"]["source"], only_malformed(r)["reason"]) for r in out["rejected"]] == [
@@ -262,7 +263,7 @@ def test_csv_tsv_same_decisions_as_jsonl(tmp_path: Path, instruct_records: list[
     for r in instruct_records:
         starts.append(n)
         n += 1 + sum(r[k].count("\n") for k in ("instruction", "input", "output"))
-    assert starts[-1] > 29  # the fixture does have multi-line fields
+    assert starts[-1] > 31  # the fixture does have multi-line fields
     assert [row["line"] for row in out["scores"]] == starts
     for rec in out["rejected"]:
         assert set(rec["qualgate"]["source"]) == {"file", "line"}
@@ -278,7 +279,7 @@ def test_parquet_same_decisions_as_jsonl(tmp_path: Path, instruct_records: list[
     run(src, "-o", tmp_path / "out")
     assert decisions(tmp_path / "out") == jsonl_decisions
     out = outputs(tmp_path / "out")
-    assert [row["line"] for row in out["scores"]] == list(range(1, 29))
+    assert [row["line"] for row in out["scores"]] == list(range(1, 31))
     for rec in out["rejected"]:
         assert set(rec["qualgate"]["source"]) == {"file", "row"}
         n = rec["qualgate"]["source"]["row"]
@@ -371,12 +372,12 @@ def test_stdin_json_array_source_name(tmp_path: Path) -> None:
 
 def test_several_files_in_one_run(tmp_path: Path) -> None:
     res = run(INSTRUCT, BROKEN, CHAT, "-o", tmp_path / "out")
-    assert res.exit_code == 0  # 17 of 42 rejected
+    assert res.exit_code == 0  # 19 of 44 rejected
     out = outputs(tmp_path / "out")
     files = [row["file"] for row in out["scores"]]
-    assert files == [str(INSTRUCT)] * 29 + [str(BROKEN)] * 8 + [str(CHAT)] * 5
-    assert out["report"]["total"] == 42
-    assert out["report"]["accepted"] + out["report"]["rejected"] == 42
+    assert files == [str(INSTRUCT)] * 31 + [str(BROKEN)] * 8 + [str(CHAT)] * 5
+    assert out["report"]["total"] == 44
+    assert out["report"]["accepted"] + out["report"]["rejected"] == 44
     # each file's records get the same decisions as in a run of that file alone
     for i, path in enumerate((INSTRUCT, BROKEN, CHAT)):
         run(path, "-o", tmp_path / f"alone{i}")
@@ -435,7 +436,7 @@ def test_csv_long_field_is_read(tmp_path: Path) -> None:
 def test_bom_on_first_line_jsonl(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"\xef\xbb\xbf" + GOOD_LINE + b"\n" + GOOD_LINE + b"\n")
-    res = run(src, "-o", tmp_path / "out")
+    res = run(src, "-o", tmp_path / "out", "-c", RULES_ONLY)
     assert res.exit_code == 0
     out = outputs(tmp_path / "out")
     assert out["accepted"] == [GOOD_LINE, GOOD_LINE]  # the BOM is not part of the record
@@ -589,7 +590,7 @@ def test_id_field(tmp_path: Path) -> None:
 def test_bad_id_field_is_malformed(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [{**GOOD, "uid": "a"}, GOOD, {**GOOD, "uid": [1]},
                                               {**GOOD, "uid": True}, {**GOOD, "uid": 7}])
-    run(src, "-o", tmp_path / "out", "--id", "uid")
+    run(src, "-o", tmp_path / "out", "--id", "uid", "-c", RULES_ONLY)
     out = outputs(tmp_path / "out")
     assert [row["id"] for row in out["scores"] if row["accepted"]] == ["a", "7"]
     assert [(r["qualgate"]["source"]["line"], only_malformed(r)["reason"]) for r in out["rejected"]] == [
@@ -606,7 +607,7 @@ def test_unicode_and_escapes_accepted_verbatim(tmp_path: Path) -> None:
     ]
     src = tmp_path / "in.jsonl"
     src.write_bytes(("\n".join(lines) + "\n").encode())
-    run(src, "-o", tmp_path / "out")
+    run(src, "-o", tmp_path / "out", "-c", RULES_ONLY)
     out = outputs(tmp_path / "out")
     assert out["rejected"] == []
     assert out["accepted"] == [line.encode() for line in lines]
