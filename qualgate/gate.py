@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qualgate.checks import Check, SetCheck
+from qualgate.checks.base import Features
 from qualgate.config import GateConfig, load_config
 from qualgate.errors import InputError
 from qualgate.findings import MALFORMED, Decision, Finding
@@ -26,6 +27,8 @@ from qualgate.report import Report, ReportBuilder
 from qualgate.sample import FieldProblem, Sample, Source, TextSpec, make_sample, malformed, unparseable_sample
 
 Verdict = tuple[list[Finding], dict[str, float | None], list[str]]
+#: Per check name: the batch positions a worker computed features for, and those features.
+BatchFeatures = dict[str, tuple[list[int], Features]]
 
 
 def default_workers() -> int:
@@ -35,23 +38,34 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all_findings: bool) -> None:
+def _alive(d: Decision, all_findings: bool) -> bool:
+    return d.sample.problem is None and (all_findings or not d.findings)
+
+
+def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all_findings: bool,
+                 features: BatchFeatures | None = None) -> None:
     """Run ``checks`` in order over ``decisions``, adding scores and findings in place.
 
     A sample that already has a finding skips later checks unless ``all_findings``; a malformed
-    sample skips every check (there is nothing sound to score).
+    sample skips every check (there is nothing sound to score). ``features`` are set-check features
+    precomputed by workers for (a superset of) the live samples.
     """
     for check in checks:
-        live = []
-        for d in decisions:
-            if d.sample.problem is not None or (d.findings and not all_findings):
-                d.skipped.append(check.name)
-            else:
+        live, positions = [], []
+        for i, d in enumerate(decisions):
+            if _alive(d, all_findings):
                 live.append(d)
+                positions.append(i)
+            else:
+                d.skipped.append(check.name)
         if not live:
             continue
-        results = (check.score_batch([d.sample for d in live], [not d.findings for d in live])
-                   if not check.per_sample else (_score_one(check, d.sample) for d in live))
+        if check.per_sample:
+            results: Iterable[Any] = (_score_one(check, d.sample) for d in live)
+        else:
+            assert isinstance(check, SetCheck)
+            results = check.score_batch([d.sample for d in live], [not d.findings for d in live],
+                                        _features_for(features, check.name, positions))
         for d, m in zip(live, results, strict=True):
             if isinstance(m, FieldProblem):
                 d.findings.append(malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key))
@@ -59,6 +73,18 @@ def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], al
             for key in check.score_names:
                 d.scores[f"{check.name}.{key}"] = m.values.get(key)
             d.findings.extend(check.decide(m))
+
+
+def _features_for(features: BatchFeatures | None, name: str, positions: list[int]) -> Features | None:
+    if not features or name not in features:
+        return None
+    have, feats = features[name]
+    if have == positions:
+        return feats
+    row = {p: r for r, p in enumerate(have)}
+    if not all(p in row for p in positions):
+        return None
+    return feats.take([row[p] for p in positions])
 
 
 def _score_one(check: Check[Any], sample: Sample) -> Any:
@@ -69,21 +95,28 @@ def _score_one(check: Check[Any], sample: Sample) -> Any:
 
 
 # ----------------------------------------------------------------------------- worker processes
-_WORKER: tuple[list[Check[Any]], bool] | None = None
+_WORKER: tuple[list[Check[Any]], list[SetCheck[Any]], bool] | None = None
 
 
-def _init_worker(config: dict[str, Any], names: list[str], all_findings: bool) -> None:
+def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool) -> None:
     global _WORKER
     checks = {c.name: c for c in (spec.build() for spec in load_config(config).checks)}
-    _WORKER = ([checks[n] for n in names], all_findings)
+    set_checks = [c for n in featured if isinstance(c := checks[n], SetCheck)]
+    _WORKER = ([checks[n] for n in names], set_checks, all_findings)
 
 
-def _worker_run(samples: list[Sample]) -> list[Verdict]:
+def _worker_run(samples: list[Sample]) -> tuple[list[Verdict], BatchFeatures]:
     assert _WORKER is not None, "worker not initialised"
-    checks, all_findings = _WORKER
+    checks, set_checks, all_findings = _WORKER
     decisions = [Decision(s, [s.problem] if s.problem else []) for s in samples]
     apply_checks(checks, decisions, all_findings)
-    return [(d.findings, d.scores, d.skipped) for d in decisions]
+    features: BatchFeatures = {}
+    live = [i for i, d in enumerate(decisions) if _alive(d, all_findings)]
+    for check in set_checks:
+        feats = check.features([samples[i] for i in live]) if live else None
+        if feats is not None:
+            features[check.name] = (live, feats)
+    return [(d.findings, d.scores, d.skipped) for d in decisions], features
 
 
 # ----------------------------------------------------------------------------------------- gate
@@ -289,7 +322,7 @@ class Gate:
             return
         second = next(batches, None)
         rest = itertools.chain([first], [second] if second is not None else [], batches)
-        if self.workers > 1 and second is not None and self._pooled:
+        if self.workers > 1 and second is not None and self._pooled:  # set checks alone: pickling costs more
             yield from self._evaluate_pooled(rest)
         else:
             for batch in rest:
@@ -300,9 +333,10 @@ class Gate:
 
     def _evaluate_pooled(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
         names = [c.name for c in self._pooled]
+        featured = [c.name for c in self.set_checks]
         pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self.config.to_dict(), names, self.all_findings))
-        pending: deque[tuple[list[Sample], Future[list[Verdict]]]] = deque()
+                                   initargs=(self.config.to_dict(), names, featured, self.all_findings))
+        pending: deque[tuple[list[Sample], Future[tuple[list[Verdict], BatchFeatures]]]] = deque()
         try:
             for batch in batches:
                 lean = [replace(s, raw=None) for s in batch]
@@ -314,9 +348,10 @@ class Gate:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _join(self, batch: list[Sample], future: Future[list[Verdict]]) -> list[Decision]:
-        decisions = [Decision(s, f, sc, sk) for s, (f, sc, sk) in zip(batch, future.result(), strict=True)]
-        apply_checks(self._local, decisions, self.all_findings)
+    def _join(self, batch: list[Sample], future: Future[tuple[list[Verdict], BatchFeatures]]) -> list[Decision]:
+        verdicts, features = future.result()
+        decisions = [Decision(s, f, sc, sk) for s, (f, sc, sk) in zip(batch, verdicts, strict=True)]
+        apply_checks(self._local, decisions, self.all_findings, features)
         return decisions
 
 

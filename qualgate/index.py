@@ -1,9 +1,9 @@
 """Index structures for set-aware checks: what new samples are compared against.
 
-``KeyIndex`` is a multimap from 64-bit keys to integer values kept as a few sorted numpy arrays
-(merged like a log-structured merge tree), so millions of LSH band keys cost ~16 bytes each and a
-whole batch is looked up with a handful of ``searchsorted`` calls. ``ShingleStore`` keeps each kept
-sample's shingle-hash set in chunked flat arrays for true-Jaccard verification.
+``KeyIndex`` is a multimap from 64-bit keys to integer values in a numpy open-addressing hash
+table, so millions of LSH band keys cost ~20 bytes each and a whole batch is looked up at once.
+``ShingleStore`` keeps each kept sample's shingle-hash set in chunked flat arrays for true-Jaccard
+verification.
 """
 
 from __future__ import annotations
@@ -19,63 +19,98 @@ U32 = npt.NDArray[np.uint32]
 
 
 class KeyIndex:
-    """Append-only multimap ``uint64 key -> int64 value`` with vectorised batch lookups."""
+    """Append-only multimap ``uint64 key -> int value``: a numpy open-addressing hash table.
 
-    def __init__(self) -> None:
-        self.levels: list[tuple[U64, I64]] = []
+    Linear probing, load factor at most 0.6, values stored as int32 (-1 marks an empty slot). Both
+    inserting and looking up a whole batch are vectorised: each round handles every pending key at
+    once, and the rounds stop at the longest probe chain (a few at this load). About 20 bytes per
+    entry; lookups cost the same whatever the index size, unlike sorted arrays.
+    """
+
+    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+    _MAX_LOAD = 0.6
+
+    def __init__(self, capacity: int = 1024) -> None:
+        bits = max(10, (max(capacity, 1) - 1).bit_length())
+        self._alloc(bits)
+        self._n = 0
+
+    def _alloc(self, bits: int) -> None:
+        self._bits = bits
+        self._mask = np.int64((1 << bits) - 1)
+        self._keys: U64 = np.zeros(1 << bits, dtype=np.uint64)
+        self._vals: npt.NDArray[np.int32] = np.full(1 << bits, -1, dtype=np.int32)
 
     def __len__(self) -> int:
-        return sum(len(k) for k, _ in self.levels)
+        return self._n
 
     @property
     def nbytes(self) -> int:
-        return sum(k.nbytes + v.nbytes for k, v in self.levels)
+        return int(self._keys.nbytes + self._vals.nbytes)
+
+    def _home(self, keys: U64) -> I64:
+        home: I64 = ((keys * self._GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
+        return home
 
     def add(self, keys: U64, values: I64) -> None:
         if len(keys) == 0:
             return
-        order = np.argsort(keys, kind="stable")
-        self.levels.append((keys[order], values[order]))
-        # Keep O(log n) levels: merge while the newest level is at least half the size of the one below.
-        while len(self.levels) > 1 and 2 * len(self.levels[-1][0]) >= len(self.levels[-2][0]):
-            (k2, v2), (k1, v1) = self.levels.pop(), self.levels.pop()
-            k, v = np.concatenate([k1, k2]), np.concatenate([v1, v2])
-            order = np.argsort(k, kind="stable")
-            self.levels.append((k[order], v[order]))
+        keys = np.asarray(keys, dtype=np.uint64)
+        values = np.asarray(values, dtype=np.int64)
+        if values.max() >= 2**31 - 1 or values.min() < 0:
+            raise ValueError("KeyIndex values must be in [0, 2^31 - 1)")
+        if self._n + len(keys) > self._MAX_LOAD * len(self._keys):
+            old_k, old_v = self.arrays()
+            bits = self._bits
+            while self._n + len(keys) > self._MAX_LOAD * (1 << bits):
+                bits += 1
+            self._alloc(bits)
+            self._place(old_k, old_v.astype(np.int32))
+        self._place(keys, values.astype(np.int32))
+        self._n += len(keys)
+
+    def _place(self, keys: U64, values: npt.NDArray[np.int32]) -> None:
+        slots = self._home(keys)
+        while len(keys):
+            free = np.flatnonzero(self._vals[slots] < 0)
+            placed = np.zeros(len(keys), dtype=bool)
+            if len(free):
+                _, first = np.unique(slots[free], return_index=True)  # one winner per free slot
+                win = free[first]
+                self._keys[slots[win]] = keys[win]
+                self._vals[slots[win]] = values[win]
+                placed[win] = True
+            rest = ~placed
+            keys, values, slots = keys[rest], values[rest], (slots[rest] + 1) & self._mask
 
     def query(self, keys: U64) -> tuple[I64, I64]:
         """All matches as parallel arrays ``(position in keys, value)``."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        pos = np.arange(len(keys), dtype=np.int64)
+        slots = self._home(keys)
         pos_out: list[I64] = []
         val_out: list[I64] = []
-        for k, v in self.levels:
-            left = np.searchsorted(k, keys, side="left")
-            hit = k[np.minimum(left, len(k) - 1)] == keys
-            if not hit.any():
-                continue
-            left = left[hit]
-            counts_hit = np.searchsorted(k, keys[hit], side="right") - left
-            starts = np.repeat(left, counts_hit)
-            within = np.arange(int(counts_hit.sum())) - np.repeat(np.cumsum(counts_hit) - counts_hit, counts_hit)
-            pos_out.append(np.repeat(np.flatnonzero(hit), counts_hit).astype(np.int64))
-            val_out.append(v[starts + within])
+        while len(pos):
+            vals = self._vals[slots]
+            occupied = vals >= 0
+            match = occupied & (self._keys[slots] == keys)
+            if match.any():
+                pos_out.append(pos[match])
+                val_out.append(vals[match].astype(np.int64))
+            keys, pos, slots = keys[occupied], pos[occupied], (slots[occupied] + 1) & self._mask
         if not pos_out:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(pos_out), np.concatenate(val_out)
 
     def arrays(self) -> tuple[U64, I64]:
-        """Everything as one sorted pair of arrays (for saving)."""
-        if not self.levels:
-            return np.empty(0, np.uint64), np.empty(0, np.int64)
-        k = np.concatenate([k for k, _ in self.levels])
-        v = np.concatenate([v for _, v in self.levels])
-        order = np.argsort(k, kind="stable")
-        return k[order], v[order]
+        """Every entry, in slot order (for saving)."""
+        used = self._vals >= 0
+        return self._keys[used], self._vals[used].astype(np.int64)
 
     @classmethod
     def from_arrays(cls, keys: U64, values: I64) -> KeyIndex:
-        idx = cls()
-        if len(keys):
-            idx.levels.append((keys.astype(np.uint64), values.astype(np.int64)))
+        idx = cls(capacity=int(len(keys) / cls._MAX_LOAD) + 1)
+        idx.add(keys, values)
         return idx
 
 

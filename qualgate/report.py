@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ class ReportBuilder:
         self.checks: dict[str, _CheckStats] = {MALFORMED: _CheckStats(MALFORMED)}
         for spec in config.checks:
             self.checks[spec.name] = _CheckStats(spec.kind)
-        self._scores: dict[str, list[float]] = {c: [] for c in score_columns}
+        self._scores: dict[str, array[float]] = {c: array("d") for c in score_columns}  # 8 bytes a value
 
     def add(self, d: Decision) -> None:
         self.total += 1
@@ -95,10 +96,10 @@ def _rate(n: int, total: int) -> float:
     return round(n / total, 6) if total else 0.0
 
 
-def _summary(values: list[float]) -> dict[str, float | int | None]:
+def _summary(values: array[float]) -> dict[str, float | int | None]:
     if not values:
         return {"count": 0}
-    arr = np.asarray(values, dtype=np.float64)
+    arr = np.frombuffer(values, dtype=np.float64)
     out: dict[str, float | int | None] = {"count": int(arr.size), "mean": round(float(arr.mean()), 6),
                                           "min": float(arr.min()), "max": float(arr.max())}
     for q, v in zip(QUANTILES, np.quantile(arr, QUANTILES), strict=True):

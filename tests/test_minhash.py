@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qualgate import Gate
-from qualgate.checks.minhash import Shingler, optimal_bands, shingle_hash, signatures
+from qualgate.checks.minhash import Shingler, optimal_bands, permutations, shingle_hash, signatures
 from qualgate.cli import main
 from qualgate.index import KeyIndex, jaccard
 
@@ -55,7 +55,8 @@ def test_signatures_equal_datasketch_bulk_bit_for_bit(unit: str, ngram: int, num
     sh = Shingler(ngram, unit)
     norm = [sh.normalize(t) for t in texts]
     sets = sh.hash_sets(norm)
-    perms = np.asarray(MinHash(num_perm=num_perm, seed=seed).permutations)
+    perms = permutations(num_perm, seed)
+    assert np.array_equal(perms, MinHash(num_perm=num_perm, seed=seed).permutations)
     ours = signatures(sets, perms)
     shingles = [[" ".join(s) if unit == "word" else s for s in sh.shingles(n)] for n in norm]
     theirs = MinHash.bulk(shingles, num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
@@ -268,3 +269,15 @@ def test_key_index_matches_a_dict(batches: list[list[int]], queries: list[int]) 
 def test_jaccard() -> None:
     a, b = np.array([1, 2, 3], np.uint32), np.array([2, 3, 4, 5], np.uint32)
     assert jaccard(a, b) == 2 / 5 and jaccard(a, a) == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80), st.booleans())
+def test_ascii_fast_path_equals_unicode_normalisation(text: str, digits: bool) -> None:
+    import re
+    import unicodedata
+
+    sh = Shingler(5, normalize_digits=digits)
+    slow = unicodedata.normalize("NFKC", text).casefold()
+    slow = re.sub(r"\d", "0", slow) if digits else slow
+    assert sh.normalize(text) == re.sub(r"[\W_]+", " ", slow).strip()

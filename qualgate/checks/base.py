@@ -82,6 +82,14 @@ class Check(ABC, Generic[P]):
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
 
+class Features(ABC):
+    """Precomputed per-sample data of a batch, picklable, in the order of the samples it was made from."""
+
+    @abstractmethod
+    def take(self, rows: Sequence[int]) -> Features:
+        """The features of a subset of the samples, in the given order."""
+
+
 class SetCheck(Check[P]):
     """A check that compares each sample with an Index of kept samples (and an optional baseline).
 
@@ -97,9 +105,20 @@ class SetCheck(Check[P]):
             raise result
         return result
 
+    def features(self, samples: Sequence[Sample]) -> Features | None:
+        """The per-sample, index-free part of scoring (e.g. signatures), computed in worker processes.
+
+        None (the default) means the check computes everything in ``score_batch``.
+        """
+        return None
+
     @abstractmethod
-    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool]) -> list[Measurement | FieldProblem]:
-        """Compare with the index, then admit the eligible samples that are not duplicates."""
+    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
+                    features: Features | None = None) -> list[Measurement | FieldProblem]:
+        """Compare with the index, then admit the eligible samples that are not duplicates.
+
+        ``features``, when given, is what ``features(samples)`` returned for exactly these samples.
+        """
 
     @abstractmethod
     def add_baseline(self, samples: Sequence[Sample]) -> None:
