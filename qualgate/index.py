@@ -9,6 +9,8 @@ verification.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,25 +23,27 @@ U32 = npt.NDArray[np.uint32]
 class KeyIndex:
     """Append-only multimap ``uint64 key -> int value``: a numpy open-addressing hash table.
 
-    Linear probing, load factor at most 0.6, values stored as int32 (-1 marks an empty slot). Both
+    Linear probing, load factor at most 0.7, values stored as int32 (-1 marks an empty slot). Both
     inserting and looking up a whole batch are vectorised: each round handles every pending key at
-    once, and the rounds stop at the longest probe chain (a few at this load). About 20 bytes per
-    entry; lookups cost the same whatever the index size, unlike sorted arrays.
+    once, and the rounds stop at the longest probe chain. With ``fingerprint=True`` only 32 bits of
+    each key are stored (8 bytes a slot instead of 12): a rare false match only adds an LSH candidate,
+    which is verified anyway, so the LSH index uses it and the exact-text index does not.
     """
 
     _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-    _MAX_LOAD = 0.6
+    _MAX_LOAD = 0.7
 
-    def __init__(self, capacity: int = 1024) -> None:
-        bits = max(10, (max(capacity, 1) - 1).bit_length())
-        self._alloc(bits)
+    def __init__(self, capacity: int = 1024, fingerprint: bool = False) -> None:
+        self.fingerprint = fingerprint
+        bits = max(10, (max(int(capacity / self._MAX_LOAD), 1) - 1).bit_length())
+        self._keys, self._vals = self._alloc(bits)
         self._n = 0
 
-    def _alloc(self, bits: int) -> None:
+    def _alloc(self, bits: int) -> tuple[npt.NDArray[Any], npt.NDArray[np.int32]]:
         self._bits = bits
         self._mask = np.int64((1 << bits) - 1)
-        self._keys: U64 = np.zeros(1 << bits, dtype=np.uint64)
-        self._vals: npt.NDArray[np.int32] = np.full(1 << bits, -1, dtype=np.int32)
+        return (np.zeros(1 << bits, dtype=np.uint32 if self.fingerprint else np.uint64),
+                np.full(1 << bits, -1, dtype=np.int32))
 
     def __len__(self) -> int:
         return self._n
@@ -48,8 +52,21 @@ class KeyIndex:
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._vals.nbytes)
 
-    def _home(self, keys: U64) -> I64:
-        home: I64 = ((keys * self._GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
+    def _hash(self, keys: U64) -> tuple[I64, npt.NDArray[Any]]:
+        """Home slots and stored form. A fingerprint is the top 32 bits of the mixed key, and the home
+        slot the top bits of the same, so a table can grow without the full keys."""
+        mixed = keys * self._GOLDEN
+        if self.fingerprint:
+            stored = (mixed >> np.uint64(32)).astype(np.uint32)
+            return self._rehome(stored), stored
+        home: I64 = (mixed >> np.uint64(64 - self._bits)).astype(np.int64)
+        return home, keys
+
+    def _rehome(self, stored: npt.NDArray[Any]) -> I64:
+        if self.fingerprint:
+            fp: I64 = (stored >> np.uint32(32 - self._bits)).astype(np.int64)
+            return fp
+        home: I64 = ((stored * self._GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
         return home
 
     def add(self, keys: U64, values: I64) -> None:
@@ -59,58 +76,72 @@ class KeyIndex:
         values = np.asarray(values, dtype=np.int64)
         if values.max() >= 2**31 - 1 or values.min() < 0:
             raise ValueError("KeyIndex values must be in [0, 2^31 - 1)")
-        if self._n + len(keys) > self._MAX_LOAD * len(self._keys):
-            old_k, old_v = self.arrays()
-            bits = self._bits
-            while self._n + len(keys) > self._MAX_LOAD * (1 << bits):
-                bits += 1
-            self._alloc(bits)
-            self._place(old_k, old_v.astype(np.int32))
-        self._place(keys, values.astype(np.int32))
+        if self._n + len(keys) > self._MAX_LOAD * len(self._vals):
+            self._grow(self._n + len(keys))
+        self._place(*self._hash(keys), values.astype(np.int32))
         self._n += len(keys)
 
-    def _place(self, keys: U64, values: npt.NDArray[np.int32]) -> None:
-        slots = self._home(keys)
-        while len(keys):
+    def _grow(self, needed: int) -> None:
+        """Rehash into a table twice as large (or more), a slice at a time to bound the extra memory."""
+        bits = self._bits
+        while needed > self._MAX_LOAD * (1 << bits):
+            bits += 1
+        if self.fingerprint and bits > 32:
+            raise MemoryError("KeyIndex with fingerprints holds at most 2^32 slots")
+        old_keys, old_vals = self._keys, self._vals
+        self._keys, self._vals = self._alloc(bits)
+        step = 1 << 20
+        for lo in range(0, len(old_vals), step):
+            vals = old_vals[lo:lo + step]
+            used = np.flatnonzero(vals >= 0)
+            if len(used) == 0:
+                continue
+            stored = old_keys[lo:lo + step][used]
+            self._place(self._rehome(stored), stored, vals[used])
+        del old_keys, old_vals
+
+    def _place(self, slots: I64, stored: npt.NDArray[Any], values: npt.NDArray[np.int32]) -> None:
+        while len(slots):
             free = np.flatnonzero(self._vals[slots] < 0)
-            placed = np.zeros(len(keys), dtype=bool)
+            placed = np.zeros(len(slots), dtype=bool)
             if len(free):
                 _, first = np.unique(slots[free], return_index=True)  # one winner per free slot
                 win = free[first]
-                self._keys[slots[win]] = keys[win]
+                self._keys[slots[win]] = stored[win]
                 self._vals[slots[win]] = values[win]
                 placed[win] = True
             rest = ~placed
-            keys, values, slots = keys[rest], values[rest], (slots[rest] + 1) & self._mask
+            stored, values, slots = stored[rest], values[rest], (slots[rest] + 1) & self._mask
 
     def query(self, keys: U64) -> tuple[I64, I64]:
         """All matches as parallel arrays ``(position in keys, value)``."""
-        keys = np.asarray(keys, dtype=np.uint64)
-        pos = np.arange(len(keys), dtype=np.int64)
-        slots = self._home(keys)
+        slots, stored = self._hash(np.asarray(keys, dtype=np.uint64))
+        pos = np.arange(len(slots), dtype=np.int64)
         pos_out: list[I64] = []
         val_out: list[I64] = []
         while len(pos):
             vals = self._vals[slots]
             occupied = vals >= 0
-            match = occupied & (self._keys[slots] == keys)
+            match = occupied & (self._keys[slots] == stored)
             if match.any():
                 pos_out.append(pos[match])
                 val_out.append(vals[match].astype(np.int64))
-            keys, pos, slots = keys[occupied], pos[occupied], (slots[occupied] + 1) & self._mask
+            stored, pos, slots = stored[occupied], pos[occupied], (slots[occupied] + 1) & self._mask
         if not pos_out:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(pos_out), np.concatenate(val_out)
 
-    def arrays(self) -> tuple[U64, I64]:
-        """Every entry, in slot order (for saving)."""
-        used = self._vals >= 0
-        return self._keys[used], self._vals[used].astype(np.int64)
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """The table itself (for saving; loading it back needs no rehashing)."""
+        return {"keys": self._keys, "vals": self._vals, "n": np.asarray([self._n, int(self.fingerprint)])}
 
     @classmethod
-    def from_arrays(cls, keys: U64, values: I64) -> KeyIndex:
-        idx = cls(capacity=int(len(keys) / cls._MAX_LOAD) + 1)
-        idx.add(keys, values)
+    def from_state(cls, state: Mapping[str, npt.NDArray[Any]]) -> KeyIndex:
+        n, fingerprint = (int(x) for x in state["n"])
+        idx = cls(fingerprint=bool(fingerprint))
+        idx._bits = int(len(state["vals"])).bit_length() - 1
+        idx._mask = np.int64((1 << idx._bits) - 1)
+        idx._keys, idx._vals, idx._n = state["keys"], state["vals"].astype(np.int32), n
         return idx
 
 

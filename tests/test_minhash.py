@@ -253,7 +253,13 @@ def test_baseline_with_library_and_no_cache(tmp_path: Path) -> None:
 @given(st.lists(st.lists(st.integers(0, 30), max_size=20), min_size=1, max_size=12),
        st.lists(st.integers(0, 40), max_size=30))
 def test_key_index_matches_a_dict(batches: list[list[int]], queries: list[int]) -> None:
-    idx, ref, value = KeyIndex(), {}, 0
+    for fingerprint in (False, True):
+        _check_key_index(KeyIndex(fingerprint=fingerprint), batches, queries)
+
+
+def _check_key_index(idx: KeyIndex, batches: list[list[int]], queries: list[int]) -> None:
+    ref: dict[int, list[int]] = {}
+    value = 0
     for batch in batches:
         vals = np.arange(value, value + len(batch), dtype=np.int64)
         idx.add(np.asarray(batch, dtype=np.uint64), vals)
@@ -264,6 +270,20 @@ def test_key_index_matches_a_dict(batches: list[list[int]], queries: list[int]) 
     got = sorted(zip(pos.tolist(), vals.tolist(), strict=True))
     assert got == sorted((p, v) for p, q in enumerate(queries) for v in ref.get(q, []))
     assert len(idx) == value
+    again = KeyIndex.from_state(idx.state())
+    pos2, vals2 = again.query(np.asarray(queries, dtype=np.uint64))
+    assert sorted(zip(pos2.tolist(), vals2.tolist(), strict=True)) == got
+
+
+def test_key_index_grows_past_many_resizes() -> None:
+    rng = np.random.default_rng(0)
+    for fingerprint in (False, True):
+        idx = KeyIndex(fingerprint=fingerprint)
+        keys = rng.integers(0, 2**63, 50_000, dtype=np.uint64)
+        for lo in range(0, len(keys), 5000):
+            idx.add(keys[lo:lo + 5000], np.arange(lo, lo + 5000))
+        pos, vals = idx.query(keys[::7])
+        assert np.array_equal(np.sort(pos), np.arange(len(keys[::7]))) and np.array_equal(vals, pos * 7)
 
 
 def test_jaccard() -> None:

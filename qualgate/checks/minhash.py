@@ -323,7 +323,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.perms = permutations(p.num_perm, p.seed)
         self.bands, self.rows = (p.bands, p.rows) if p.bands and p.rows else optimal_bands(p.threshold, p.num_perm)
         self._exact = KeyIndex()
-        self._lsh = KeyIndex()
+        self._lsh = KeyIndex(fingerprint=True)
         self._store = ShingleStore()
         self.kept_ids: list[str] = []
         # plain tuples, not Source objects: the garbage collector untracks tuples of str/int,
@@ -498,14 +498,13 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         return f"minhash-v{VERSION}:{self.params.model_dump_json()}:{self.bands}x{self.rows}"
 
     def export_state(self) -> dict[str, Any]:
-        ek, ev = self._exact.arrays()
-        lk, lv = self._lsh.arrays()
         flat, offsets = self._store.arrays()
+        tables = {f"{name}_{k}": v for name, idx in (("exact", self._exact), ("lsh", self._lsh))
+                  for k, v in idx.state().items()}
         files = sorted({s[0] for s in self.kept_sources if s is not None})
         file_idx = {f: i for i, f in enumerate(files)}
         return {
-            "exact_keys": ek, "exact_vals": ev, "lsh_keys": lk, "lsh_vals": lv,
-            "shingles": flat, "offsets": offsets, "ids": np.asarray(self.kept_ids, dtype=str),
+            **tables, "shingles": flat, "offsets": offsets, "ids": np.asarray(self.kept_ids, dtype=str),
             "files": np.asarray(files, dtype=str),
             "file_idx": np.asarray([file_idx[s[0]] if s else -1 for s in self.kept_sources], dtype=np.int64),
             "lines": np.asarray([s[1] if s else 0 for s in self.kept_sources], dtype=np.int64),
@@ -513,8 +512,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         }
 
     def import_state(self, arrays: Mapping[str, Any]) -> None:
-        self._exact = KeyIndex.from_arrays(arrays["exact_keys"], arrays["exact_vals"])
-        self._lsh = KeyIndex.from_arrays(arrays["lsh_keys"], arrays["lsh_vals"])
+        self._exact = KeyIndex.from_state({k: arrays[f"exact_{k}"] for k in ("keys", "vals", "n")})
+        self._lsh = KeyIndex.from_state({k: arrays[f"lsh_{k}"] for k in ("keys", "vals", "n")})
         self._store = ShingleStore.from_arrays(arrays["shingles"], arrays["offsets"])
         self.kept_ids = [str(x) for x in arrays["ids"].tolist()]
         files = [str(f) for f in arrays["files"].tolist()]
