@@ -139,7 +139,7 @@ class KeyIndex:
     def from_state(cls, state: Mapping[str, npt.NDArray[Any]]) -> KeyIndex:
         n, fingerprint = (int(x) for x in state["n"])
         idx = cls(fingerprint=bool(fingerprint))
-        idx._bits = int(len(state["vals"])).bit_length() - 1
+        idx._bits = len(state["vals"]).bit_length() - 1
         idx._mask = np.int64((1 << idx._bits) - 1)
         idx._keys, idx._vals, idx._n = state["keys"], state["vals"].astype(np.int32), n
         return idx
