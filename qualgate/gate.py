@@ -105,6 +105,13 @@ def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], 
     _WORKER = ([checks[n] for n in names], set_checks, all_findings)
 
 
+def _worker_features(inputs: dict[str, Any]) -> dict[str, Features]:
+    """Only the set checks' features, from what ``feature_input`` gave (configs without per-sample checks)."""
+    assert _WORKER is not None, "worker not initialised"
+    by_name = {c.name: c for c in _WORKER[1]}
+    return {name: by_name[name].features_from(data) for name, data in inputs.items()}
+
+
 def _worker_run(samples: list[Sample]) -> tuple[list[Verdict], BatchFeatures]:
     assert _WORKER is not None, "worker not initialised"
     checks, set_checks, all_findings = _WORKER
@@ -322,8 +329,11 @@ class Gate:
             return
         second = next(batches, None)
         rest = itertools.chain([first], [second] if second is not None else [], batches)
-        if self.workers > 1 and second is not None and self._pooled:  # set checks alone: pickling costs more
+        featured = [c for c in self.set_checks if c.feature_input([]) is not None]
+        if self.workers > 1 and second is not None and self._pooled:
             yield from self._evaluate_pooled(rest)
+        elif self.workers > 1 and second is not None and featured:
+            yield from self._evaluate_features_pooled(rest, featured)
         else:
             for batch in rest:
                 decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
@@ -332,10 +342,7 @@ class Gate:
                 yield decisions
 
     def _evaluate_pooled(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
-        names = [c.name for c in self._pooled]
-        featured = [c.name for c in self.set_checks]
-        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self.config.to_dict(), names, featured, self.all_findings))
+        pool = self._pool()
         pending: deque[tuple[list[Sample], Future[tuple[list[Verdict], BatchFeatures]]]] = deque()
         try:
             for batch in batches:
@@ -345,6 +352,36 @@ class Gate:
                     yield self._join(*pending.popleft())
             while pending:
                 yield self._join(*pending.popleft())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(self.config.to_dict(), [c.name for c in self._pooled],
+                                             [c.name for c in self.set_checks], self.all_findings))
+
+    def _evaluate_features_pooled(self, batches: Iterator[list[Sample]],
+                                  featured: list[SetCheck[Any]]) -> Iterator[list[Decision]]:
+        """No per-sample checks: workers compute only the set checks' features (from texts, which pickle
+        cheaply), while this process keeps the index and makes the keep-first decisions in order."""
+        pool = self._pool()
+        pending: deque[tuple[list[Decision], list[int], Future[dict[str, Features]]]] = deque()
+
+        def join(decisions: list[Decision], live: list[int], future: Future[dict[str, Features]]) -> list[Decision]:
+            features = {name: (live, f) for name, f in future.result().items()}
+            apply_checks(self._local, decisions, self.all_findings, features)
+            return decisions
+
+        try:
+            for batch in batches:
+                decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
+                live = [i for i, d in enumerate(decisions) if _alive(d, self.all_findings)]
+                inputs = {c.name: c.feature_input([batch[i] for i in live]) for c in featured}
+                pending.append((decisions, live, pool.submit(_worker_features, inputs)))
+                if len(pending) >= 2 * self.workers:
+                    yield join(*pending.popleft())
+            while pending:
+                yield join(*pending.popleft())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -76,6 +76,8 @@ class KeyIndex:
         values = np.asarray(values, dtype=np.int64)
         if values.max() >= 2**31 - 1 or values.min() < 0:
             raise ValueError("KeyIndex values must be in [0, 2^31 - 1)")
+        if len(keys) >= 2**31 - 2:
+            raise ValueError("add at most 2^31 - 3 keys at a time")
         if self._n + len(keys) > self._MAX_LOAD * len(self._vals):
             self._grow(self._n + len(keys))
         self._place(*self._hash(keys), values.astype(np.int32))
@@ -105,8 +107,12 @@ class KeyIndex:
             free = np.flatnonzero(self._vals[slots] < 0)
             placed = np.zeros(len(slots), dtype=bool)
             if len(free):
-                _, first = np.unique(slots[free], return_index=True)  # one winner per free slot
-                win = free[first]
+                # One winner per free slot without sorting: every claimant writes its own marker
+                # (-2, -3, ...; the last write wins), and the winners are those that read theirs back.
+                # Each slot a loser marked is then overwritten by its winner's real value.
+                markers = -2 - np.arange(len(free), dtype=np.int32)
+                self._vals[slots[free]] = markers
+                win = free[self._vals[slots[free]] == markers]
                 self._keys[slots[win]] = stored[win]
                 self._vals[slots[win]] = values[win]
                 placed[win] = True

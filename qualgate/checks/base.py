@@ -105,12 +105,20 @@ class SetCheck(Check[P]):
             raise result
         return result
 
-    def features(self, samples: Sequence[Sample]) -> Features | None:
-        """The per-sample, index-free part of scoring (e.g. signatures), computed in worker processes.
+    def feature_input(self, samples: Sequence[Sample]) -> Any | None:
+        """What a worker needs to compute ``features`` (small and picklable, e.g. the texts).
 
         None (the default) means the check computes everything in ``score_batch``.
         """
         return None
+
+    def features_from(self, data: Any) -> Features:
+        """The per-sample, index-free part of scoring (e.g. signatures), from ``feature_input``'s result."""
+        raise NotImplementedError
+
+    def features(self, samples: Sequence[Sample]) -> Features | None:
+        data = self.feature_input(samples)
+        return None if data is None else self.features_from(data)
 
     @abstractmethod
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],

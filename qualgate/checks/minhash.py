@@ -272,17 +272,28 @@ def _src_tuple(src: Source | None) -> tuple[str, int, str] | None:
 
 @dataclass
 class MinhashFeatures(Features):
-    """Per-sample exact-text hash, shingle set and LSH band keys of a batch (computed in a worker)."""
+    """A batch's exact-text hashes, shingle sets (flat, with offsets) and LSH band keys: a few arrays,
+    so they pickle cheaply between a worker and the main process."""
 
     exact: U64
-    sets: list[U32]
+    flat: U32
+    offsets: I64
     bands: U64
-    problems: list[FieldProblem | None]
+
+    @classmethod
+    def build(cls, exact: U64, sets: list[U32], bands: U64) -> MinhashFeatures:
+        offsets = np.zeros(len(sets) + 1, dtype=np.int64)
+        np.cumsum([len(x) for x in sets], out=offsets[1:])
+        flat = np.concatenate(sets) if sets else np.empty(0, np.uint32)
+        return cls(exact, flat.astype(np.uint32), offsets, bands)
+
+    def sets(self) -> list[U32]:
+        return np.split(self.flat, self.offsets[1:-1]) if len(self.exact) else []
 
     def take(self, rows: Sequence[int]) -> MinhashFeatures:
         idx = np.asarray(rows, dtype=np.int64)
-        return MinhashFeatures(self.exact[idx], [self.sets[r] for r in rows], self.bands[idx],
-                               [self.problems[r] for r in rows])
+        sets = self.sets()
+        return MinhashFeatures.build(self.exact[idx], [sets[r] for r in rows], self.bands[idx])
 
 
 class NearDuplicateParams(Params):
@@ -357,7 +368,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self._store.extend(sets)
 
     # ---------------------------------------------------------------------------------- scoring
-    def features(self, samples: Sequence[Sample]) -> MinhashFeatures:
+    def _texts(self, samples: Sequence[Sample]) -> tuple[list[str], list[FieldProblem | None]]:
         texts: list[str] = []
         problems: list[FieldProblem | None] = []
         for s in samples:
@@ -367,14 +378,20 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             except FieldProblem as exc:
                 texts.append("")
                 problems.append(exc)
-        exact, sets, bands = self._features(texts)
-        return MinhashFeatures(exact, sets, bands, problems)
+        return texts, problems
+
+    def feature_input(self, samples: Sequence[Sample]) -> list[str]:
+        return self._texts(samples)[0]
+
+    def features_from(self, data: Any) -> MinhashFeatures:
+        return MinhashFeatures.build(*self._features(data))
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Features | None = None) -> list[Measurement | FieldProblem]:
-        feats = features if isinstance(features, MinhashFeatures) else self.features(samples)
-        exact, sets, bands = feats.exact, feats.sets, feats.bands
-        results: list[Measurement | FieldProblem | None] = list(feats.problems)
+        texts, problems = self._texts(samples)
+        feats = features if isinstance(features, MinhashFeatures) else self.features_from(texts)
+        exact, sets, bands = feats.exact, feats.sets(), feats.bands
+        results: list[Measurement | FieldProblem | None] = list(problems)
         exact_hit: dict[int, int] = {}
         for pos, val in zip(*(a.tolist() for a in self._exact.query(exact)), strict=True):
             exact_hit[pos] = min(val, exact_hit.get(pos, val))
