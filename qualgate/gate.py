@@ -220,8 +220,7 @@ class Gate:
         """New index state for every run: the baseline (if loaded) and nothing else."""
         for i, check in enumerate(self.checks):
             if isinstance(check, SetCheck):
-                fresh = self._specs[check.name].build()
-                assert isinstance(fresh, SetCheck)
+                fresh = self._build_set_check(check.name)
                 if check.name in self._baseline_state:
                     fresh.import_state(self._baseline_state[check.name])
                 self.checks[i] = fresh
@@ -237,8 +236,10 @@ class Gate:
         import numpy as np
         import xxhash
 
-        info: dict[str, Any] = {"files": list(paths), "records": 0, "skipped": 0, "cache": {}}
+        info: dict[str, Any] = {"files": list(paths), "records": 0, "skipped": 0, "not_indexed": {}, "cache": {}}
         self.baseline_info = info
+        self._baseline_state.clear()
+        self._fresh_set_checks()  # a new baseline replaces the old one; nothing of earlier runs is kept
         if not self.set_checks:
             info["note"] = "no set-aware check in this config: the baseline is not used"
             return info
@@ -246,7 +247,7 @@ class Gate:
         for path in paths:
             if not os.path.isfile(path):
                 raise InputError("baseline file not found", file=path)
-            digest.update(f"{path.rsplit('/', 1)[-1]}|{fmt}|".encode())
+            digest.update(f"{os.path.abspath(path)}|{fmt}|".encode("utf-8", "surrogatepass"))
             with open(path, "rb") as fh:
                 while chunk := fh.read(1 << 22):
                     digest.update(chunk)
@@ -256,31 +257,51 @@ class Gate:
                                             f"{self.config.input.text}|{self.config.input.id}".encode())
             cached = Path(cache_dir) / f"{check.kind}-{key}.npz" if cache_dir is not None else None
             if cached is not None and cached.is_file():
+                fresh = self._build_set_check(check.name)
                 try:
                     with np.load(cached, allow_pickle=False) as z:
                         state = {k: z[k] for k in z.files}
-                    check.import_state(state)
-                    self._baseline_state[check.name] = state
+                    fresh.import_state(state)
+                    counts = state["_qualgate_counts"].tolist()
+                except Exception:
+                    pass
+                else:
+                    self._install(fresh, state)
+                    info["skipped"], info["not_indexed"][check.name] = counts
                     info["cache"][check.name] = {"status": "hit", "path": str(cached)}
                     continue
-                except (OSError, ValueError, KeyError):
-                    pass  # unreadable cache: recompute and overwrite it
-            todo.append((check, cached))
+            todo.append((self._build_set_check(check.name), cached))
         if todo:
             samples = (self.sample(item, n) for n, item in enumerate(read_records(list(paths), fmt), start=1))
+            skipped = 0
+            not_indexed = {check.name: 0 for check, _ in todo}
             while batch := list(itertools.islice(samples, 4096)):
                 good = [s for s in batch if s.problem is None]
-                info["skipped"] += len(batch) - len(good)
+                skipped += len(batch) - len(good)
                 for check, _ in todo:
-                    check.add_baseline(good)
+                    not_indexed[check.name] += check.add_baseline(good)
+            info["skipped"] = skipped
             for check, cached in todo:
                 state = check.export_state()
-                self._baseline_state[check.name] = state
+                state["_qualgate_counts"] = np.asarray([skipped, not_indexed[check.name]], dtype=np.int64)
+                self._install(check, state)
+                info["not_indexed"][check.name] = not_indexed[check.name]
                 info["cache"][check.name] = {"status": "miss" if cached else "disabled", "path": str(cached or "")}
                 if cached is not None:
                     _save_npz(cached, state)
         info["records"] = max(getattr(c, "n_baseline", 0) for c in self.set_checks)
         return info
+
+    def _build_set_check(self, name: str) -> SetCheck[Any]:
+        check = self._specs[name].build()
+        assert isinstance(check, SetCheck)
+        return check
+
+    def _install(self, check: SetCheck[Any], state: dict[str, Any]) -> None:
+        """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""
+        self._baseline_state[check.name] = state
+        self.checks = [check if c.name == check.name else c for c in self.checks]
+        self._local = self.checks[len(self._pooled):]
 
     def report_sections(self) -> dict[str, Any]:
         """Dataset-level sections contributed by set-aware checks (duplicate clusters, ...)."""

@@ -219,7 +219,8 @@ def test_baseline_never_rejected_and_cache_reused(tmp_path: Path) -> None:
                                         str(baseline), "--cache-dir", str(cache), "-q", "-j", "1"])
         assert res.exit_code == 0, res.output
         report = json.loads((out / "report.json").read_text())
-        assert report["total"] == 3 and report["baseline"]["records"] == 21
+        assert report["total"] == 3 and report["baseline"]["records"] == 20  # the exact copy is not indexed
+        assert report["baseline"]["not_indexed"] == {"near_duplicate": 1}
         assert report["baseline"]["cache"]["near_duplicate"]["status"] == ("miss" if n == 0 else "hit")
         rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
         assert [r["qualgate"]["findings"][0]["reason"] for r in rejected] == ["near_duplicate", "exact_duplicate"]
@@ -301,3 +302,48 @@ def test_ascii_fast_path_equals_unicode_normalisation(text: str, digits: bool) -
     slow = unicodedata.normalize("NFKC", text).casefold()
     slow = re.sub(r"\d", "0", slow) if digits else slow
     assert sh.normalize(text) == re.sub(r"[\W_]+", " ", slow).strip()
+
+
+def test_baseline_replaces_earlier_state_and_survives_a_corrupt_cache(tmp_path: Path) -> None:
+    text = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do"
+    a = write_jsonl(tmp_path / "a.jsonl", ["the first baseline has this one answer in it"])
+    b = write_jsonl(tmp_path / "b.jsonl", ["the second baseline holds a different answer"])
+    (tmp_path / "b.jsonl").write_text((tmp_path / "b.jsonl").read_text() + "{broken\n")
+    cache = tmp_path / "cache"
+    gate = nd_gate()
+    gate.run([{"text": text}])
+    assert gate.load_baseline([str(a)], cache_dir=cache)["records"] == 1  # nothing of the run leaks in
+    info = gate.load_baseline([str(b)], cache_dir=cache)
+    assert info["records"] == 1 and info["skipped"] == 1
+    assert gate.run([{"text": text}]).decisions[0].accepted
+    assert gate.run([{"text": "the first baseline has this one answer in it"}]).decisions[0].accepted
+    hit = nd_gate().load_baseline([str(b)], cache_dir=cache)
+    assert hit["cache"]["near_duplicate"]["status"] == "hit" and hit["skipped"] == 1 and hit["records"] == 1
+    for npz in cache.glob("*.npz"):
+        npz.write_bytes(npz.read_bytes()[:200])  # truncated: not a zip any more
+    again = nd_gate()
+    info = again.load_baseline([str(b)], cache_dir=cache)
+    assert info["cache"]["near_duplicate"]["status"] == "miss" and info["records"] == 1
+    assert again.run([{"text": "The second baseline holds a different answer."}]).decisions[0].findings
+
+
+def test_baseline_records_without_the_field_are_not_indexed(tmp_path: Path) -> None:
+    base = tmp_path / "f.jsonl"
+    base.write_text(json.dumps({"text": "a", "foo": "an answer that the baseline has"}) + "\n"
+                    + json.dumps({"text": "b"}) + "\n")
+    gate = Gate.from_config({"version": 1, "input": {"text": "text"},
+                             "checks": [{"check": "near_duplicate", "field": "foo"}]})
+    info = gate.load_baseline([str(base)])
+    assert info["records"] == 1 and info["not_indexed"] == {"near_duplicate": 1}
+
+
+def test_ids_round_trip_exactly_through_the_cache(tmp_path: Path) -> None:
+    base = tmp_path / "i.jsonl"
+    base.write_text(json.dumps({"id": "abc\u0000", "text": "an answer with an odd identifier"}) + "\n")
+    gate = Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"},
+                             "checks": [{"check": "near_duplicate"}]})
+    gate.load_baseline([str(base)], cache_dir=tmp_path / "c")
+    again = Gate.from_config(gate.config)
+    again.load_baseline([str(base)], cache_dir=tmp_path / "c")
+    d = again.run([{"id": "n1", "text": "An answer with an odd identifier!"}]).decisions[0]
+    assert d.findings[0].evidence["duplicate_of"] == "abc\x00"

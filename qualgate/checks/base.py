@@ -129,8 +129,10 @@ class SetCheck(Check[P]):
         """
 
     @abstractmethod
-    def add_baseline(self, samples: Sequence[Sample]) -> None:
-        """Admit samples of the dataset the new ones would join: never rejected, always compared with."""
+    def add_baseline(self, samples: Sequence[Sample]) -> int:
+        """Admit samples of the dataset the new ones would join: never rejected, always compared with.
+
+        Returns how many of them were not indexed (and why is the check's to document)."""
 
     @abstractmethod
     def cache_token(self) -> str:

@@ -14,6 +14,7 @@ kept before it (and the baseline), never with rejected ones, so duplicates canno
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -40,7 +41,7 @@ _NONWORD = re.compile(r"[\W_]+")
 _DIGIT = re.compile(r"\d")
 _ASCII = bytes(c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122) else 32 for c in range(256))
 _ASCII_DIGITS = bytes(48 if 48 <= c <= 57 else b for c, b in enumerate(_ASCII))
-VERSION = 1  # bump when hashing or normalisation changes: invalidates cached baselines
+VERSION = 2  # bump when hashing or normalisation changes: invalidates cached baselines
 
 
 # ------------------------------------------------------------------------------- scalar reference
@@ -502,26 +503,42 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                              f"(Jaccard {jac:.2f} >= {self.params.threshold})", **ev)]
 
     # --------------------------------------------------------------------------------- baseline
-    def add_baseline(self, samples: Sequence[Sample]) -> None:
-        texts = [s.view(self.params.field) for s in samples]
-        exact, sets, bands = self._features(texts)
+    def add_baseline(self, samples: Sequence[Sample]) -> int:
+        """Index baseline samples; returns how many were not indexed (field missing, or an exact copy of
+        a baseline text already indexed: the first copy answers for all, and repeated keys would make
+        long probe chains in the index)."""
+        texts, problems = self._texts(samples)
+        usable = [i for i, p in enumerate(problems) if p is None]
+        exact, sets, bands = self._features([texts[i] for i in usable])
+        known = set(self._exact.query(exact)[0].tolist())
+        rows, seen = [], set()
+        for r, key in enumerate(exact.tolist()):
+            if r not in known and key not in seen:
+                seen.add(key)
+                rows.append(r)
+        idx = np.asarray(rows, dtype=np.int64)
         first = len(self.kept_ids)
-        self.kept_ids.extend(s.id for s in samples)
-        self.kept_sources.extend(_src_tuple(s.source) for s in samples)
-        self._admit(exact, sets, bands, first)
+        self.kept_ids.extend(samples[usable[r]].id for r in rows)
+        self.kept_sources.extend(_src_tuple(samples[usable[r]].source) for r in rows)
+        self._admit(exact[idx], [sets[r] for r in rows], bands[idx], first)
         self.n_baseline = len(self.kept_ids)
+        return len(samples) - len(rows)
 
     def cache_token(self) -> str:
         return f"minhash-v{VERSION}:{self.params.model_dump_json()}:{self.bands}x{self.rows}"
 
     def export_state(self) -> dict[str, Any]:
         flat, offsets = self._store.arrays()
+        encoded = [i.encode("utf-8", "surrogatepass") for i in self.kept_ids]  # bytes: exact, any length
+        ids = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        id_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=id_offsets[1:])
         tables = {f"{name}_{k}": v for name, idx in (("exact", self._exact), ("lsh", self._lsh))
                   for k, v in idx.state().items()}
         files = sorted({s[0] for s in self.kept_sources if s is not None})
         file_idx = {f: i for i, f in enumerate(files)}
         return {
-            **tables, "shingles": flat, "offsets": offsets, "ids": np.asarray(self.kept_ids, dtype=str),
+            **tables, "shingles": flat, "offsets": offsets, "ids": ids, "id_offsets": id_offsets,
             "files": np.asarray(files, dtype=str),
             "file_idx": np.asarray([file_idx[s[0]] if s else -1 for s in self.kept_sources], dtype=np.int64),
             "lines": np.asarray([s[1] if s else 0 for s in self.kept_sources], dtype=np.int64),
@@ -532,7 +549,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self._exact = KeyIndex.from_state({k: arrays[f"exact_{k}"] for k in ("keys", "vals", "n")})
         self._lsh = KeyIndex.from_state({k: arrays[f"lsh_{k}"] for k in ("keys", "vals", "n")})
         self._store = ShingleStore.from_arrays(arrays["shingles"], arrays["offsets"])
-        self.kept_ids = [str(x) for x in arrays["ids"].tolist()]
+        raw, offs = arrays["ids"].tobytes(), arrays["id_offsets"].tolist()
+        self.kept_ids = [raw[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(offs)]
         files = [str(f) for f in arrays["files"].tolist()]
         self.kept_sources = [(files[f], int(line), str(u)) if f >= 0 else None
                              for f, line, u in zip(arrays["file_idx"].tolist(), arrays["lines"].tolist(),
