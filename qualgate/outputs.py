@@ -31,19 +31,19 @@ class RunWriter:
         self._parquet_path = self.files.path("scores.parquet")
 
     def write(self, d: Decision) -> None:
-        s = d.sample
-        if d.accepted:
+        s, accepted = d.sample, not d.findings
+        if accepted:
             line = s.raw if s.raw is not None else dumps_record(s.record)
             self.accepted.write(line + b"\n")
         else:
             self.rejected.write(dumps_record(rejected_record(d)) + b"\n")
-        rows = self._rows
+        rows, src, scores = self._rows, s.source, d.scores
         rows["id"].append(s.id)
-        rows["accepted"].append(d.accepted)
-        rows["file"].append(s.source.file if s.source else None)
-        rows["line"].append(s.source.line if s.source else None)
+        rows["accepted"].append(accepted)
+        rows["file"].append(src.file if src else None)
+        rows["line"].append(src.line if src else None)
         for c in self.columns:
-            rows[c].append(d.scores.get(c))
+            rows[c].append(scores.get(c))
         if len(rows["id"]) >= _ROWS_PER_GROUP:
             self._flush()
 

@@ -37,18 +37,23 @@ class ReportBuilder:
         for spec in config.checks:
             self.checks[spec.name] = _CheckStats(spec.kind)
         self._scores: dict[str, array[float]] = {c: array("d") for c in score_columns}  # 8 bytes a value
+        # a check counts as having scored a sample when its first score column is present
+        self._first: dict[str, _CheckStats] = {}
+        for col in score_columns:
+            name = col.split(".", 1)[0]
+            if name in self.checks and all(not k.startswith(name + ".") for k in self._first):
+                self._first[col] = self.checks[name]
 
     def add(self, d: Decision) -> None:
         self.total += 1
-        if d.accepted:
+        if not d.findings:
             self.accepted += 1
+        scores, first = self._scores, self._first
         for key, value in d.scores.items():
-            if value is not None and key in self._scores:
-                self._scores[key].append(value)
-        scored = {k.split(".", 1)[0] for k in d.scores}
-        for name in scored:
-            if name in self.checks:
-                self.checks[name].scored += 1
+            if value is not None and key in scores:
+                scores[key].append(value)
+            if key in first:
+                first[key].scored += 1
         for name in d.skipped:
             if name in self.checks:
                 self.checks[name].skipped += 1
