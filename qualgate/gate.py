@@ -350,7 +350,7 @@ class Gate:
             return
         second = next(batches, None)
         rest = itertools.chain([first], [second] if second is not None else [], batches)
-        featured = [c for c in self.set_checks if c.feature_input([]) is not None]
+        featured = [c for c in self.set_checks if c.has_features]
         if self.workers > 1 and second is not None and self._pooled:
             yield from self._evaluate_pooled(rest)
         elif self.workers > 1 and second is not None and featured:

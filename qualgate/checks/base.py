@@ -98,6 +98,8 @@ class SetCheck(Check[P]):
 
     per_sample = False
     cost = 50
+    #: True when ``feature_input``/``features_from`` let workers do the index-free part of scoring.
+    has_features: ClassVar[bool] = False
 
     def score(self, sample: Sample) -> Measurement:
         result = self.score_batch([sample], [True])[0]

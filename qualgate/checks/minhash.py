@@ -327,6 +327,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
     params_model = NearDuplicateParams
     score_names = ("exact", "jaccard")
     cost = 50
+    has_features = True
 
     def __init__(self, name: str, params: NearDuplicateParams) -> None:
         super().__init__(name, params)
