@@ -347,3 +347,14 @@ def test_ids_round_trip_exactly_through_the_cache(tmp_path: Path) -> None:
     again.load_baseline([str(base)], cache_dir=tmp_path / "c")
     d = again.run([{"id": "n1", "text": "An answer with an odd identifier!"}]).decisions[0]
     assert d.findings[0].evidence["duplicate_of"] == "abc\x00"
+
+
+def test_one_huge_document_equals_datasketch() -> None:
+    rng = random.Random(9)
+    text = " ".join(rng.choice(WORDS) for _ in range(30_000))  # > 8192 shingles: signature computed in slices
+    sh = Shingler()
+    norm = sh.normalize(text)
+    sets = sh.hash_sets([norm, "short one"])
+    ours = signatures(sets, permutations(64, 1))
+    (theirs,) = MinHash.bulk([[" ".join(s) for s in sh.shingles(norm)]], num_perm=64, seed=1, hashfunc=shingle_hash)
+    assert len(sets[0]) > 8192 and np.array_equal(ours[0], theirs.hashvalues)

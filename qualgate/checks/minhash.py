@@ -36,6 +36,7 @@ _B = 0x9E3779B97F4A7C15  # odd: code-point polynomial base (invertible mod 2^64)
 _B_INV = pow(_B, -1, 1 << 64)
 _L = 0xC2B2AE3D27D4EB4F  # mixes token length / band number
 _C = 0x165667B19E3779F9  # odd: n-gram polynomial base
+_MAX_CACHED_POWERS = 1 << 22  # 32 MiB per cached table
 _CHUNK_SHINGLES = 8192  # keeps (permutations x shingles) temporaries in cache (MODELS.md: ~10x otherwise)
 _NONWORD = re.compile(r"[\W_]+")
 _DIGIT = re.compile(r"\d")
@@ -107,6 +108,8 @@ def _powers(base: int, n: int) -> U64:
 
 def _pow_table(base: int, n: int) -> U64:
     size = 1 << max(10, (max(n, 1) - 1).bit_length())
+    if size > _MAX_CACHED_POWERS:  # a batch of huge texts: compute, but do not keep 8 bytes per code point
+        return _powers.__wrapped__(base, n)
     return _powers(base, size)[:n]
 
 
@@ -242,8 +245,13 @@ def signatures(sets: Sequence[U32], perms: U32) -> U32:
     while first < len(docs):  # chunks of whole documents with about _CHUNK_SHINGLES shingles
         last = max(first + 1, int(np.searchsorted(ends, starts[first] + _CHUNK_SHINGLES, side="right")))
         lo, hi = starts[first], ends[last - 1]
-        permuted = a * flat[None, lo:hi] + b
-        out[docs[first:last]] = np.minimum.reduceat(permuted, starts[first:last] - lo, axis=1).T
+        if last == first + 1 and hi - lo > _CHUNK_SHINGLES:  # one huge document: bound the temporary
+            row = out[docs[first]]
+            for c in range(lo, hi, _CHUNK_SHINGLES):
+                np.minimum(row, (a * flat[None, c:min(c + _CHUNK_SHINGLES, hi)] + b).min(axis=1), out=row)
+        else:
+            permuted = a * flat[None, lo:hi] + b
+            out[docs[first:last]] = np.minimum.reduceat(permuted, starts[first:last] - lo, axis=1).T
         first = last
     return out
 
