@@ -110,9 +110,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_STRICT = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+
+
 def loads_strict(text: str | bytes) -> Any:
-    """json.loads that refuses NaN/Infinity, overflowing numbers and duplicate keys (they would lose data)."""
-    return json.loads(text, parse_constant=_no_constants, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+    """json.loads that refuses NaN/Infinity, overflowing numbers and duplicate keys (they would lose data).
+
+    One shared decoder: ``json.loads`` with options builds a new decoder on every call.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _STRICT.decode(text)
 
 
 def parse_line(line: bytes, source: Source) -> RawRecord:
