@@ -10,7 +10,7 @@ import itertools
 import os
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -362,19 +362,30 @@ class Gate:
                 apply_checks(self._local, decisions, self.all_findings)
                 yield decisions
 
-    def _evaluate_pooled(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
+    def _pipelined(self, batches: Iterator[list[Sample]], submit: Callable[[ProcessPoolExecutor, list[Sample]], Any],
+                   join: Callable[[Any], list[Decision]]) -> Iterator[list[Decision]]:
+        """Submit batches to a worker pool, at most 2 per worker in flight, and join them in input order."""
         pool = self._pool()
-        pending: deque[tuple[list[Sample], Future[tuple[list[Verdict], BatchFeatures]]]] = deque()
+        pending: deque[Any] = deque()
         try:
             for batch in batches:
-                lean = [replace(s, raw=None) for s in batch]
-                pending.append((batch, pool.submit(_worker_run, lean)))
+                pending.append(submit(pool, batch))
                 if len(pending) >= 2 * self.workers:
-                    yield self._join(*pending.popleft())
+                    yield join(pending.popleft())
             while pending:
-                yield self._join(*pending.popleft())
+                yield join(pending.popleft())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _evaluate_pooled(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
+        """Per-sample checks (and set checks' features) in the workers; set checks here, in order."""
+        def submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Any:
+            return batch, pool.submit(_worker_run, [replace(s, raw=None) for s in batch])
+
+        def join(pending: tuple[list[Sample], Future[tuple[list[Verdict], BatchFeatures]]]) -> list[Decision]:
+            return self._join(*pending)
+
+        return self._pipelined(batches, submit, join)
 
     def _pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
@@ -385,26 +396,19 @@ class Gate:
                                   featured: list[SetCheck[Any]]) -> Iterator[list[Decision]]:
         """No per-sample checks: workers compute only the set checks' features (from texts, which pickle
         cheaply), while this process keeps the index and makes the keep-first decisions in order."""
-        pool = self._pool()
-        pending: deque[tuple[list[Decision], list[int], Future[dict[str, Features]]]] = deque()
+        def submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Any:
+            decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
+            live = [i for i, d in enumerate(decisions) if _alive(d, self.all_findings)]
+            inputs = {c.name: c.feature_input([batch[i] for i in live]) for c in featured}
+            return decisions, live, pool.submit(_worker_features, inputs)
 
-        def join(decisions: list[Decision], live: list[int], future: Future[dict[str, Features]]) -> list[Decision]:
+        def join(pending: tuple[list[Decision], list[int], Future[dict[str, Features]]]) -> list[Decision]:
+            decisions, live, future = pending
             features = {name: (live, f) for name, f in future.result().items()}
             apply_checks(self._local, decisions, self.all_findings, features)
             return decisions
 
-        try:
-            for batch in batches:
-                decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
-                live = [i for i, d in enumerate(decisions) if _alive(d, self.all_findings)]
-                inputs = {c.name: c.feature_input([batch[i] for i in live]) for c in featured}
-                pending.append((decisions, live, pool.submit(_worker_features, inputs)))
-                if len(pending) >= 2 * self.workers:
-                    yield join(*pending.popleft())
-            while pending:
-                yield join(*pending.popleft())
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        return self._pipelined(batches, submit, join)
 
     def _join(self, batch: list[Sample], future: Future[tuple[list[Verdict], BatchFeatures]]) -> list[Decision]:
         verdicts, features = future.result()
