@@ -155,12 +155,17 @@ class Shingler:
         return [toks[i:i + n] for i in range(len(toks) - n + 1)]
 
     def hash_sets(self, normalized: Sequence[str]) -> list[U32]:
-        """Sorted unique shingle hashes per text, computed for the whole batch at once."""
+        """Sorted unique shingle hashes per text."""
+        flat, offsets = self.hash_flat(normalized)
+        return np.split(flat, offsets[1:-1]) if len(normalized) else []
+
+    def hash_flat(self, normalized: Sequence[str]) -> tuple[U32, I64]:
+        """Sorted unique shingle hashes of a whole batch at once: text i's are ``flat[offsets[i]:offsets[i+1]]``."""
         n_docs = len(normalized)
-        empty = np.empty(0, np.uint32)
+        offsets = np.zeros(n_docs + 1, dtype=np.int64)
         present = [i for i, t in enumerate(normalized) if t]
         if not present:
-            return [empty] * n_docs
+            return np.empty(0, np.uint32), offsets
         joined = " ".join(normalized[i] for i in present)
         cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
         if self.unit == "word":
@@ -176,11 +181,10 @@ class Shingler:
         if len(keys) > 1:
             keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
         bounds = np.searchsorted(keys >> np.uint64(32), np.arange(len(present) + 1, dtype=np.uint64))
-        low = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        out = [empty] * n_docs
-        for j, i in enumerate(present):
-            out[i] = low[bounds[j]:bounds[j + 1]]
-        return out
+        counts = np.zeros(n_docs, dtype=np.int64)
+        counts[present] = np.diff(bounds)
+        np.cumsum(counts, out=offsets[1:])
+        return (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32), offsets
 
     @staticmethod
     def _word_hashes(cp: U64, texts: list[str]) -> tuple[U64, I64]:
@@ -233,14 +237,22 @@ def permutations(num_perm: int, seed: int = 1) -> U32:
 
 def signatures(sets: Sequence[U32], perms: U32) -> U32:
     """MinHash signatures (len(sets) x num_perm) equal to datasketch's affine32 ``MinHash.bulk``."""
+    offsets = np.zeros(len(sets) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in sets], out=offsets[1:])
+    flat = np.concatenate(sets).astype(np.uint32) if len(sets) else np.empty(0, np.uint32)
+    return signatures_flat(flat, offsets, perms)
+
+
+def signatures_flat(flat: U32, offsets: I64, perms: U32) -> U32:
+    """``signatures`` for sets stored flat (set i is ``flat[offsets[i]:offsets[i+1]]``)."""
     a, b = perms[0][:, None], perms[1][:, None]
-    out = np.full((len(sets), perms.shape[1]), np.uint32(0xFFFFFFFF), dtype=np.uint32)
-    docs = np.fromiter((i for i, s in enumerate(sets) if len(s)), dtype=np.int64)
+    out = np.full((len(offsets) - 1, perms.shape[1]), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    lengths = np.diff(offsets)
+    docs = np.flatnonzero(lengths)
     if len(docs) == 0:
         return out
-    flat = _fmix32_np(np.concatenate([sets[d] for d in docs.tolist()]))
-    ends = np.cumsum(np.fromiter((len(sets[d]) for d in docs.tolist()), dtype=np.int64, count=len(docs)))
-    starts = ends - (ends - np.concatenate([[0], ends[:-1]]))
+    flat = _fmix32_np(flat)
+    starts, ends = offsets[docs], offsets[docs + 1]
     first = 0
     while first < len(docs):  # chunks of whole documents with about _CHUNK_SHINGLES shingles
         last = max(first + 1, int(np.searchsorted(ends, starts[first] + _CHUNK_SHINGLES, side="right")))
@@ -363,12 +375,12 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             keys[:, band] = _fmix64_np((rows * weights).sum(axis=1, dtype=np.uint64) + np.uint64((band + 1) * _L & M64))
         return keys
 
-    def _features(self, texts: Sequence[str]) -> tuple[U64, list[U32], U64]:
+    def _features(self, texts: Sequence[str]) -> MinhashFeatures:
         norm = [self.shingler.normalize(t) for t in texts]
         exact = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in norm),
                             dtype=np.uint64, count=len(norm))
-        sets = self.shingler.hash_sets(norm)
-        return exact, sets, self._band_keys(signatures(sets, self.perms))
+        flat, offsets = self.shingler.hash_flat(norm)
+        return MinhashFeatures(exact, flat, offsets, self._band_keys(signatures_flat(flat, offsets, self.perms)))
 
     def _admit(self, exact: U64, sets: list[U32], bands: U64, first: int) -> None:
         """Add kept samples ``first, first+1, ...`` (ids already in ``kept_ids``) to the index."""
@@ -394,7 +406,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         return self._texts(samples)[0]
 
     def features_from(self, data: Any) -> MinhashFeatures:
-        return MinhashFeatures.build(*self._features(data))
+        return self._features(data)
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Features | None = None) -> list[Measurement | FieldProblem]:
@@ -518,7 +530,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         long probe chains in the index)."""
         texts, problems = self._texts(samples)
         usable = [i for i, p in enumerate(problems) if p is None]
-        exact, sets, bands = self._features([texts[i] for i in usable])
+        feats = self._features([texts[i] for i in usable])
+        exact, sets, bands = feats.exact, feats.sets(), feats.bands
         known = set(self._exact.query(exact)[0].tolist())
         rows, seen = [], set()
         for r, key in enumerate(exact.tolist()):
