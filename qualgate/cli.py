@@ -42,13 +42,18 @@ def main() -> None:
 @click.option("--batch-size", default=512, show_default=True, help="Samples per batch.")
 @click.option("--baseline", multiple=True, help="Dataset the inputs would join (repeatable): duplicate checks "
               "compare with it; its records are never rejected or written.")
+@click.option("--private", multiple=True, help="Private records no sample may copy or paraphrase (repeatable; "
+              "used by private_leak). Only their ids are ever written.")
+@click.option("--reference", multiple=True, help="Human reference data (repeatable): the diversity report and "
+              "the outlier check measure the accepted set against it.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Where baseline indexes are cached (default: $QUALGATE_CACHE_DIR or ~/.cache/qualgate).")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the baseline cache.")
+              help="Where embeddings and set indexes are cached (default: $QUALGATE_CACHE_DIR or ~/.cache/qualgate).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write any cache.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
                fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
-               baseline: tuple[str, ...], cache_dir: str | None, no_cache: bool, quiet: bool) -> None:
+               baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
+               cache_dir: str | None, no_cache: bool, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
 
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
@@ -59,11 +64,12 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     from qualgate.report import ReportBuilder
 
     try:
+        cache = None if no_cache else (cache_dir or default_cache_dir())
         gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,
-                                workers=workers, batch_size=batch_size)
-        if baseline:
-            cache = None if no_cache else (cache_dir or default_cache_dir())
-            gate.load_baseline(list(baseline), fmt=fmt, cache_dir=cache)
+                                workers=workers, batch_size=batch_size, cache_dir=cache)
+        for role, paths in (("baseline", baseline), ("private", private), ("reference", reference)):
+            if paths:
+                gate.load_set(role, list(paths), fmt=fmt, cache_dir=cache)
     except QualgateError as exc:
         _fail(exc)
     start = time.perf_counter()
@@ -92,6 +98,8 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
         for c in report["gate"]["conditions"]:
             if not c["passed"]:
                 click.echo(f"  gate condition failed: {c['name']} = {c['value']} (limit {c['limit']})", err=True)
+                if c.get("message"):
+                    click.echo(f"    {c['message']}", err=True)
     sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
 
 

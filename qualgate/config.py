@@ -11,6 +11,7 @@ Shape (version 1)::
         field: output
         min_words: 1
     gate: {max_reject_rate: 0.3}
+    diversity: {clusters: 40}  # optional: dataset-level diversity against --reference (needs qualgate[embed])
 
 With ``extends``, an entry whose name matches an inherited check updates its parameters
 (``enabled: false`` removes it); other entries are appended. ``input`` and ``gate`` keys override.
@@ -28,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qualgate.checks import REGISTRY, Check, Params
+from qualgate.diversity import DiversityConfig
 from qualgate.errors import ConfigError
 from qualgate.findings import MALFORMED
 from qualgate.packs import pack_names, pack_path
@@ -53,6 +55,12 @@ class GateConditions(BaseModel):
     min_accepted: int | None = Field(None, ge=0)
     max_malformed: int | None = Field(None, ge=0)
     max_check_reject_rate: dict[str, float] = Field(default_factory=dict)
+    min_reference_coverage: float | None = Field(None, ge=0, le=1, description="share of reference clusters covered")
+    min_diversity_ratio: float | None = Field(None, ge=0, description="accepted / reference Vendi score")
+
+    @property
+    def needs_diversity(self) -> bool:
+        return self.min_reference_coverage is not None or self.min_diversity_ratio is not None
 
     @field_validator("max_check_reject_rate")
     @classmethod
@@ -71,6 +79,7 @@ class _RawConfig(BaseModel):
     input: InputConfig | None = None
     checks: list[dict[str, Any]] = Field(default_factory=list)
     gate: GateConditions | None = None
+    diversity: DiversityConfig | None = None
 
 
 @dataclass
@@ -97,16 +106,20 @@ class GateConfig:
     gate: GateConditions = field(default_factory=lambda: GateConditions())
     description: str = ""
     source: str = "<dict>"
+    diversity: DiversityConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, fully resolved form: loading it again gives an equal config."""
-        return {
+        out = {
             "version": 1,
             "description": self.description,
             "input": self.input.model_dump(),
             "checks": [c.to_dict() for c in self.checks],
             "gate": self.gate.model_dump(exclude_defaults=True),
         }
+        if self.diversity is not None:
+            out["diversity"] = self.diversity.model_dump(exclude_defaults=True)
+        return out
 
     def with_input(self, text: str | None = None, id: str | None = None) -> GateConfig:
         update: dict[str, Any] = {}
@@ -118,7 +131,7 @@ class GateConfig:
             return self
         new_input = InputConfig.model_validate({**self.input.model_dump(), **update})
         TextSpec(new_input.text)
-        return GateConfig(new_input, self.checks, self.gate, self.description, self.source)
+        return GateConfig(new_input, self.checks, self.gate, self.description, self.source, self.diversity)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -227,7 +240,10 @@ def _resolve(doc: _Doc, stack: tuple[str, ...]) -> tuple[_RawConfig, list[_Entry
         parent_raw, entries = _resolve(_read_yaml(parent_path), (*stack, key))
         input_cfg = _merge_model(parent_raw.input, raw.input, InputConfig)
         gate_cfg = _merge_model(parent_raw.gate, raw.gate, GateConditions)
-    raw = raw.model_copy(update={"input": input_cfg, "gate": gate_cfg})
+        diversity_cfg = _merge_model(parent_raw.diversity, raw.diversity, DiversityConfig)
+    else:
+        diversity_cfg = raw.diversity
+    raw = raw.model_copy(update={"input": input_cfg, "gate": gate_cfg, "diversity": diversity_cfg})
     by_name = {e.name: e for e in entries}
     from_parent = set(by_name)
     for i, entry in enumerate(raw.checks):
@@ -331,4 +347,5 @@ def load_config(source: str | Path | dict[str, Any] | GateConfig) -> GateConfig:
     except ConfigError as exc:
         raise ConfigError(exc.detail, file=doc.file, key="input.text",
                           line=_line_of(doc.node, ["input", "text"])) from None
-    return GateConfig(inp, _build_specs(entries), raw.gate or GateConditions(), raw.description or "", doc.file)
+    return GateConfig(inp, _build_specs(entries), raw.gate or GateConditions(), raw.description or "", doc.file,
+                      raw.diversity)

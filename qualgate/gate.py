@@ -15,20 +15,25 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qualgate.checks import Check, SetCheck
-from qualgate.checks.base import Features
+from qualgate.checks.base import Features, RunContext
 from qualgate.config import GateConfig, load_config
-from qualgate.errors import InputError
+from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
 from qualgate.io import RawRecord, dumps_record, read_records
 from qualgate.report import Report, ReportBuilder
 from qualgate.sample import FieldProblem, Sample, Source, TextSpec, make_sample, malformed, unparseable_sample
 
+if TYPE_CHECKING:
+    from qualgate.diversity import DiversityTracker
+
 Verdict = tuple[list[Finding], dict[str, float | None], list[str]]
 #: Per check name: the batch positions a worker computed features for, and those features.
 BatchFeatures = dict[str, tuple[list[int], Features]]
+#: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
+SET_ROLES = ("baseline", "private", "reference")
 
 
 def default_workers() -> int:
@@ -168,10 +173,14 @@ class Gate:
     """Runs one config's checks over records. Stateless between runs; safe to reuse."""
 
     def __init__(self, config: GateConfig, *, all_findings: bool = False, strict: bool = False,
-                 workers: int = 1, batch_size: int = 512) -> None:
+                 workers: int = 1, batch_size: int = 512, cache_dir: str | Path | None = "auto") -> None:
+        """``cache_dir``: where embeddings and set indexes are cached; "auto" = ``default_cache_dir()``,
+        None = no disk cache."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.config = config
+        self.cache_dir = default_cache_dir() if cache_dir == "auto" else (Path(cache_dir) if cache_dir else None)
+        self.context = RunContext(self.cache_dir)
         self.all_findings = all_findings
         self.strict = strict
         self.workers = default_workers() if workers <= 0 else workers
@@ -179,11 +188,27 @@ class Gate:
         self.spec = TextSpec(config.input.text)
         self._specs = {spec.name: spec for spec in config.checks}
         built = [spec.build() for spec in config.checks]
+        for check in built:
+            check.bind(self.context)
         self.checks = sorted(built, key=lambda c: c.cost)  # stable: config order within a cost
         lead = list(itertools.takewhile(lambda c: c.per_sample, self.checks))
         self._pooled, self._local = lead, self.checks[len(lead):]
         self._baseline_state: dict[str, dict[str, Any]] = {}
-        self.baseline_info: dict[str, Any] | None = None
+        self.sets_info: dict[str, dict[str, Any]] = {}
+        self.diversity: DiversityTracker | None = None
+        if config.diversity is not None or config.gate.needs_diversity:
+            self.diversity = self._new_diversity()
+
+    def _new_diversity(self) -> DiversityTracker:
+        from qualgate.diversity import DiversityConfig, DiversityTracker
+        from qualgate.models import require_modules
+
+        require_modules("sentence_transformers", "faiss", who="the diversity report")
+        return DiversityTracker(self.config.diversity or DiversityConfig(), self.cache_dir)
+
+    @property
+    def baseline_info(self) -> dict[str, Any] | None:
+        return self.sets_info.get("baseline")
 
     @classmethod
     def from_config(cls, source: str | Path | dict[str, Any] | GateConfig = "default", *,
@@ -228,20 +253,35 @@ class Gate:
 
     def load_baseline(self, paths: Sequence[str], *, fmt: str | None = None,
                       cache_dir: str | Path | None = None) -> dict[str, Any]:
-        """Index the dataset new samples would join. Its records are compared with, never rejected.
+        """Index the dataset new samples would join. Its records are compared with, never rejected."""
+        return self.load_set("baseline", paths, fmt=fmt, cache_dir=cache_dir)
+
+    def load_set(self, role: str, paths: Sequence[str], *, fmt: str | None = None,
+                 cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Index a set the checks compare with: ``baseline`` (the dataset the inputs join), ``private``
+        (records nothing may copy) or ``reference`` (human data: outliers and the diversity report).
 
         Each set-aware check's index is cached in ``cache_dir`` under a key made of the files' content,
-        the check's parameters and the text view, so a second run does not recompute it.
+        the check's parameters and the text view, so a second run does not recompute it. Loading a role
+        again replaces what was loaded for it before.
         """
         import numpy as np
         import xxhash
 
+        if role not in SET_ROLES:
+            raise ValueError(f"unknown set role {role!r}; one of {', '.join(SET_ROLES)}")
         info: dict[str, Any] = {"files": list(paths), "records": 0, "skipped": 0, "not_indexed": {}, "cache": {}}
-        self.baseline_info = info
-        self._baseline_state.clear()
-        self._fresh_set_checks()  # a new baseline replaces the old one; nothing of earlier runs is kept
-        if not self.set_checks:
-            info["note"] = "no set-aware check in this config: the baseline is not used"
+        self.sets_info[role] = info
+        users = [c for c in self.set_checks if c.compares_with == role]
+        for check in users:
+            self._baseline_state.pop(check.name, None)
+        self._fresh_set_checks()  # a new set replaces the old one; nothing of earlier runs is kept
+        tracker = None
+        if role == "reference":
+            tracker = self.diversity = self._new_diversity()
+            tracker.reference_files = list(paths)
+        if not users and tracker is None:
+            info["note"] = f"no check in this config compares with a {role} set: it is not used"
             return info
         digest = xxhash.xxh3_128()
         for path in paths:
@@ -252,8 +292,8 @@ class Gate:
                 while chunk := fh.read(1 << 22):
                     digest.update(chunk)
         todo: list[tuple[SetCheck[Any], Path | None]] = []
-        for check in self.set_checks:
-            key = xxhash.xxh3_128_hexdigest(f"{digest.hexdigest()}|{check.cache_token()}|"
+        for check in users:
+            key = xxhash.xxh3_128_hexdigest(f"{role}|{digest.hexdigest()}|{check.cache_token()}|"
                                             f"{self.config.input.text}|{self.config.input.id}".encode())
             cached = Path(cache_dir) / f"{check.kind}-{key}.npz" if cache_dir is not None else None
             if cached is not None and cached.is_file():
@@ -271,7 +311,7 @@ class Gate:
                     info["cache"][check.name] = {"status": "hit", "path": str(cached)}
                     continue
             todo.append((self._build_set_check(check.name), cached))
-        if todo:
+        if todo or tracker is not None:
             samples = (self.sample(item, n) for n, item in enumerate(read_records(list(paths), fmt), start=1))
             skipped = 0
             not_indexed = {check.name: 0 for check, _ in todo}
@@ -280,7 +320,11 @@ class Gate:
                 skipped += len(batch) - len(good)
                 for check, _ in todo:
                     not_indexed[check.name] += check.add_baseline(good)
+                if tracker is not None:
+                    tracker.add_reference(good)
             info["skipped"] = skipped
+            if tracker is not None and tracker.reference is not None:
+                info["records"] = tracker.reference.seen
             for check, cached in todo:
                 state = check.export_state()
                 state["_qualgate_counts"] = np.asarray([skipped, not_indexed[check.name]], dtype=np.int64)
@@ -289,13 +333,24 @@ class Gate:
                 info["cache"][check.name] = {"status": "miss" if cached else "disabled", "path": str(cached or "")}
                 if cached is not None:
                     _save_npz(cached, state)
-        info["records"] = max(getattr(c, "n_baseline", 0) for c in self.set_checks)
+        info["records"] = max([info["records"], *(getattr(c, "n_baseline", 0) for c in self.set_checks
+                                                    if c.compares_with == role)])
         return info
 
     def _build_set_check(self, name: str) -> SetCheck[Any]:
         check = self._specs[name].build()
         assert isinstance(check, SetCheck)
+        check.bind(self.context)
         return check
+
+    def _require_sets(self) -> None:
+        """Checks that only make sense against a private or reference set refuse to run without one."""
+        for check in self.set_checks:
+            role = check.compares_with
+            if role != "baseline" and check.name not in self._baseline_state:
+                raise ConfigError(f"check '{check.name}' ({check.kind}) compares with a {role} set, and none is "
+                                  f"loaded: pass --{role} PATH (library: gate.load_set('{role}', paths))",
+                                  file=self.config.source)
 
     def _install(self, check: SetCheck[Any], state: dict[str, Any]) -> None:
         """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""
@@ -308,16 +363,23 @@ class Gate:
         return {c.name: sec for c in self.set_checks if (sec := c.report_section()) is not None}
 
     def finish_report(self, builder: ReportBuilder, **run_info: Any) -> Report:
+        diversity = self.diversity.finish() if self.diversity is not None else None
         return builder.finish(sections=self.report_sections(), baseline=self.baseline_info,
-                              **run_info, **self.settings())
+                              private=self.sets_info.get("private"), reference=self.sets_info.get("reference"),
+                              diversity=diversity, **run_info, **self.settings())
 
     # -------------------------------------------------------------------------------------- running
     def stream(self, records: Iterable[Any]) -> Iterator[Decision]:
         """One Decision per record, in input order, computed a batch at a time."""
+        self._require_sets()
         self._fresh_set_checks()
+        if self.diversity is not None:
+            self.diversity.reset_run()
         samples = (self.sample(item, n) for n, item in enumerate(records, start=1))
         batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])
         for batch in self._evaluate(batches):
+            if self.diversity is not None:
+                self.diversity.observe(batch)
             for d in batch:
                 if self.strict and d.findings and d.findings[0].check == MALFORMED:
                     f, src = d.findings[0], d.sample.source

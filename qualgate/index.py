@@ -9,7 +9,8 @@ verification.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -209,3 +210,16 @@ def jaccard(a: U32, b: U32) -> float:
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
+
+
+def pack_strings(strings: Sequence[str]) -> tuple[npt.NDArray[np.uint8], I64]:
+    """Strings as UTF-8 bytes plus offsets: exact, any length, and loadable without pickle."""
+    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def unpack_strings(data: npt.NDArray[np.uint8], offsets: I64) -> list[str]:
+    raw, offs = np.asarray(data, dtype=np.uint8).tobytes(), np.asarray(offsets).tolist()
+    return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(offs)]

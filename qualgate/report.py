@@ -71,7 +71,8 @@ class ReportBuilder:
                                        "reason": f.reason, "message": f.message})
 
     def finish(self, sections: dict[str, Any] | None = None, baseline: dict[str, Any] | None = None,
-               **run_info: Any) -> Report:
+               private: dict[str, Any] | None = None, reference: dict[str, Any] | None = None,
+               diversity: dict[str, Any] | None = None, **run_info: Any) -> Report:
         rejected = self.total - self.accepted
         by_check = {
             name: {"kind": s.kind, "scored": s.scored, "rejected": s.rejected, "skipped": s.skipped,
@@ -86,10 +87,13 @@ class ReportBuilder:
             "by_check": by_check,
             "scores": {k: _summary(v) for k, v in self._scores.items()},
             "examples": {n: s.examples for n, s in self.checks.items() if s.examples},
-            "gate": evaluate_gate(self.config.gate, self.total, self.accepted, by_check),
+            "gate": evaluate_gate(self.config.gate, self.total, self.accepted, by_check, diversity),
             "sets": sections or {},
             "warnings": [w for sec in (sections or {}).values() for w in sec.get("warnings", [])],
             "baseline": baseline,
+            "private": private,  # file names and counts only: private text is never written
+            "reference": reference,
+            "diversity": diversity,
             "config": {"source": self.config.source, "description": self.config.description,
                        "checks": [c.to_dict() for c in self.config.checks]},
             "run": run_info,
@@ -112,14 +116,17 @@ def _summary(values: array[float]) -> dict[str, float | int | None]:
     return out
 
 
-def evaluate_gate(cond: GateConditions, total: int, accepted: int,
-                  by_check: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def evaluate_gate(cond: GateConditions, total: int, accepted: int, by_check: dict[str, dict[str, Any]],
+                  diversity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Each configured condition with its value, limit and outcome; the gate passes when all do."""
     rejected = total - accepted
     rows: list[dict[str, Any]] = []
 
-    def add(name: str, value: float, limit: float, ok: bool) -> None:
-        rows.append({"name": name, "value": value, "limit": limit, "passed": ok})
+    def add(name: str, value: float | None, limit: float, ok: bool, message: str | None = None) -> None:
+        row: dict[str, Any] = {"name": name, "value": value, "limit": limit, "passed": ok}
+        if message:
+            row["message"] = message
+        rows.append(row)
 
     if cond.max_reject_rate is not None:
         rate = _rate(rejected, total)
@@ -134,7 +141,32 @@ def evaluate_gate(cond: GateConditions, total: int, accepted: int,
     for name, limit in cond.max_check_reject_rate.items():
         rate = by_check.get(name, {}).get("reject_rate", 0.0)
         add(f"max_check_reject_rate.{name}", rate, limit, rate <= limit)
+    div = diversity or {}
+    for name, key in (("min_reference_coverage", "reference_coverage"), ("min_diversity_ratio", "ratio")):
+        limit = getattr(cond, name)
+        if limit is None:
+            continue
+        value = div.get(key)
+        if value is None:
+            add(name, None, limit, False, div.get("note", "diversity was not measured"))
+        else:
+            ok = value >= limit
+            add(name, value, limit, ok, None if ok else _diversity_message(key, value, limit, div))
     return {"passed": all(r["passed"] for r in rows), "conditions": rows}
+
+
+def _diversity_message(key: str, value: float, limit: float, div: dict[str, Any]) -> str:
+    """Which reference clusters the accepted set lost, with example reference texts."""
+    what = (f"accepted set covers {value:.0%} of {div.get('clusters')} reference clusters (limit {limit:.0%})"
+            if key == "reference_coverage" else
+            f"accepted set's Vendi score is {value:.2f} of the reference's (limit {limit})")
+    missing = div.get("missing_clusters") or []
+    if not missing:
+        return what
+    shown = "; ".join(f"#{m['cluster']} ({m['reference_share']:.1%} of reference, {m['accepted_share']:.1%} "
+                      f"accepted), e.g. {m['examples'][0]!r}" for m in missing[:3] if m["examples"])
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    return f"{what}; missing clusters: {shown}{more}"
 
 
 class Report:
@@ -169,6 +201,8 @@ class Report:
                 lines.append(f"| {c['name']} | {_fmt(c['value'])} | {_fmt(c['limit'])} | "
                              f"{'pass' if c['passed'] else '**FAIL**'} |")
             lines.append("")
+            lines += [f"- **{c['name']}**: {_md_escape(c['message'], 600)}" for c in d["gate"]["conditions"]
+                      if c.get("message")]
         lines += ["## Checks", "", "Checks run cheapest first; a sample that already failed skips later checks "
                   "unless `--all-findings` was given (the *skipped* column).", "",
                   "| check | kind | scored | rejected | rate | skipped | reasons |",
@@ -194,6 +228,28 @@ class Report:
                 for c in clusters:
                     lines.append(f"| `{c['kept']}` | {'yes' if c['in_baseline'] else 'no'} | {c['duplicates']} | "
                                  f"{', '.join(f'`{e}`' for e in c['examples'])} |")
+        div = d.get("diversity")
+        if div:
+            lines += ["", f"## Diversity (accepted vs {div['against']})", ""]
+            if "note" in div:
+                lines.append(div["note"])
+            else:
+                nn = div["nn_distance"]
+                lines += ["| metric | accepted | reference |", "|---|---:|---:|",
+                          f"| nearest-neighbour cosine distance, mean (at n={nn['compared_at']}) | "
+                          f"{_fmt(nn['accepted']['mean'])} | {_fmt(nn['reference']['mean'])} |",
+                          f"| Vendi score (at n={div['vendi']['compared_at']}) | {_fmt(div['vendi']['accepted'])} | "
+                          f"{_fmt(div['vendi']['reference'])} |",
+                          f"| cluster entropy ({div['clusters']} reference clusters) | "
+                          f"{_fmt(div['entropy']['accepted'])} | {_fmt(div['entropy']['reference'])} |", "",
+                          f"Diversity ratio {_fmt(div['ratio'])}; reference coverage {div['reference_coverage']:.1%}, "
+                          f"tail coverage {div['tail_coverage']:.1%}."]
+                if div["missing_clusters"]:
+                    lines += ["", "| missing cluster | reference share | accepted share | example reference text |",
+                              "|---:|---:|---:|---|"]
+                    for m in div["missing_clusters"][:10]:
+                        lines.append(f"| {m['cluster']} | {m['reference_share']:.1%} | {m['accepted_share']:.1%} | "
+                                     f"{_md_escape(m['examples'][0]) if m['examples'] else '-'} |")
         if d.get("warnings"):
             lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in d["warnings"]]
         if d.get("baseline"):
@@ -221,5 +277,5 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")[:300]
+def _md_escape(s: str, limit: int = 300) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")[:limit]

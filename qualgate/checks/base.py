@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +26,13 @@ class Params(BaseModel):
 
 
 P = TypeVar("P", bound=Params)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Settings a gate hands to its checks: where caches live (``None``: no disk cache)."""
+
+    cache_dir: Path | None = None
 
 
 @dataclass
@@ -72,6 +80,13 @@ class Check(ABC, Generic[P]):
                 out.append(exc)
         return out
 
+    def bind(self, context: RunContext) -> None:
+        """Receive run settings (cache folder, ...) from the gate before any scoring. Default: nothing."""
+
+    def describe(self) -> dict[str, Any] | None:
+        """What the report should say about how this check ran (model, device, index); None = nothing."""
+        return None
+
     def finding(self, reason: str, score: float | None, threshold: float | None, message: str,
                 **evidence: Any) -> Finding:
         return Finding(self.name, reason, score, threshold, message, evidence)
@@ -98,6 +113,9 @@ class SetCheck(Check[P]):
 
     per_sample = False
     cost = 50
+    #: Which loaded set this check indexes before a run: the dataset the inputs join ("baseline"),
+    #: a private set they must not copy ("private"), or a human reference ("reference").
+    compares_with: ClassVar[str] = "baseline"
     #: True when ``feature_input``/``features_from`` let workers do the index-free part of scoring.
     has_features: ClassVar[bool] = False
 
@@ -132,7 +150,7 @@ class SetCheck(Check[P]):
 
     @abstractmethod
     def add_baseline(self, samples: Sequence[Sample]) -> int:
-        """Admit samples of the dataset the new ones would join: never rejected, always compared with.
+        """Index samples of the set named by ``compares_with``: never rejected, always compared with.
 
         Returns how many of them were not indexed (and why is the check's to document)."""
 

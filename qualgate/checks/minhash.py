@@ -14,7 +14,6 @@ kept before it (and the baseline), never with rejected ones, so duplicates canno
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -28,7 +27,7 @@ from pydantic import Field, model_validator
 
 from qualgate.checks.base import Features, Measurement, Params, SetCheck, register
 from qualgate.findings import Finding
-from qualgate.index import I64, U32, U64, KeyIndex, ShingleStore, jaccard
+from qualgate.index import I64, U32, U64, KeyIndex, ShingleStore, jaccard, pack_strings, unpack_strings
 from qualgate.sample import FieldProblem, Sample, Source
 
 M64 = (1 << 64) - 1
@@ -287,6 +286,16 @@ def optimal_bands(threshold: float, num_perm: int, recall: float = 0.995) -> tup
 
 
 # ------------------------------------------------------------------------------------------ check
+def band_keys(sigs: U32, bands: int, rows: int) -> U64:
+    """One 64-bit LSH key per (document, band): a hash of the band's ``rows`` signature values."""
+    keys = np.empty((len(sigs), bands), dtype=np.uint64)
+    weights = _pow_table(_C, rows)
+    for band in range(bands):
+        part = sigs[:, band * rows:(band + 1) * rows].astype(np.uint64)
+        keys[:, band] = _fmix64_np((part * weights).sum(axis=1, dtype=np.uint64) + np.uint64((band + 1) * _L & M64))
+    return keys
+
+
 def _src_tuple(src: Source | None) -> tuple[str, int, str] | None:
     return (src.file, src.line, src.unit) if src is not None else None
 
@@ -367,20 +376,13 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.members: dict[int, list[str]] = {}
 
     # -------------------------------------------------------------------------------- hashing
-    def _band_keys(self, sigs: U32) -> U64:
-        keys = np.empty((len(sigs), self.bands), dtype=np.uint64)
-        weights = _pow_table(_C, self.rows)
-        for band in range(self.bands):
-            rows = sigs[:, band * self.rows:(band + 1) * self.rows].astype(np.uint64)
-            keys[:, band] = _fmix64_np((rows * weights).sum(axis=1, dtype=np.uint64) + np.uint64((band + 1) * _L & M64))
-        return keys
-
     def _features(self, texts: Sequence[str]) -> MinhashFeatures:
         norm = [self.shingler.normalize(t) for t in texts]
         exact = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in norm),
                             dtype=np.uint64, count=len(norm))
         flat, offsets = self.shingler.hash_flat(norm)
-        return MinhashFeatures(exact, flat, offsets, self._band_keys(signatures_flat(flat, offsets, self.perms)))
+        sigs = signatures_flat(flat, offsets, self.perms)
+        return MinhashFeatures(exact, flat, offsets, band_keys(sigs, self.bands, self.rows))
 
     def _admit(self, exact: U64, sets: list[U32], bands: U64, first: int) -> None:
         """Add kept samples ``first, first+1, ...`` (ids already in ``kept_ids``) to the index."""
@@ -551,10 +553,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
 
     def export_state(self) -> dict[str, Any]:
         flat, offsets = self._store.arrays()
-        encoded = [i.encode("utf-8", "surrogatepass") for i in self.kept_ids]  # bytes: exact, any length
-        ids = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        id_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=id_offsets[1:])
+        ids, id_offsets = pack_strings(self.kept_ids)
         tables = {f"{name}_{k}": v for name, idx in (("exact", self._exact), ("lsh", self._lsh))
                   for k, v in idx.state().items()}
         files = sorted({s[0] for s in self.kept_sources if s is not None})
@@ -571,8 +570,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self._exact = KeyIndex.from_state({k: arrays[f"exact_{k}"] for k in ("keys", "vals", "n")})
         self._lsh = KeyIndex.from_state({k: arrays[f"lsh_{k}"] for k in ("keys", "vals", "n")})
         self._store = ShingleStore.from_arrays(arrays["shingles"], arrays["offsets"])
-        raw, offs = arrays["ids"].tobytes(), arrays["id_offsets"].tolist()
-        self.kept_ids = [raw[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(offs)]
+        self.kept_ids = unpack_strings(arrays["ids"], arrays["id_offsets"])
         files = [str(f) for f in arrays["files"].tolist()]
         self.kept_sources = [(files[f], int(line), str(u)) if f >= 0 else None
                              for f, line, u in zip(arrays["file_idx"].tolist(), arrays["lines"].tolist(),

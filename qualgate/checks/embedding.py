@@ -1,0 +1,426 @@
+"""Embedding checks: semantic duplicates, privacy leaks against a private set, outliers from a reference.
+
+Paraphrased repeats pass MinHash (few shared word n-grams) but sit close together in a sentence
+embedding space. Vectors are unit length, so inner product = cosine. The model is the packaged
+all-MiniLM-L6-v2 unless ``model`` names a local folder; texts beyond the model's token limit
+(256 for MiniLM) are embedded from their beginning only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+from pydantic import Field
+
+from qualgate.checks.base import Measurement, Params, RunContext, SetCheck, register
+from qualgate.checks.minhash import Shingler, band_keys, optimal_bands, permutations, signatures_flat
+from qualgate.embed import F32, Embedder, shared_embedder
+from qualgate.findings import Finding
+from qualgate.index import KeyIndex, ShingleStore, jaccard, pack_strings, unpack_strings
+from qualgate.models import require_modules
+from qualgate.sample import FieldProblem, Sample, Source
+from qualgate.vectors import VectorIndex
+
+VERSION = 1  # bump when what is stored in cached set indexes changes
+
+
+class EmbeddingParams(Params):
+    field: str | None = Field(None, description="record field to embed; unset = the configured text view")
+    model: str | None = Field(None, description="local sentence-transformers folder; unset = packaged all-MiniLM-L6-v2")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    batch_size: int = Field(64, ge=1, le=4096, description="texts per forward pass")
+    index: Literal["auto", "flat", "hnsw"] = Field("auto", description="faiss index: exact, HNSW, or by size")
+    exact_limit: int = Field(100_000, ge=1, description="with index=auto: exact search up to this many vectors")
+
+
+E = TypeVar("E", bound=EmbeddingParams)
+
+
+class _EmbeddingCheck(SetCheck[E], Generic[E]):
+    """What every embedding check shares: the model (checked now, loaded at first use) and its index."""
+
+    cost = 70  # after the rules and MinHash: embedding is the expensive part
+
+    def __init__(self, name: str, params: E) -> None:
+        super().__init__(name, params)
+        require_modules("sentence_transformers", "faiss", who=f"check '{name}' ({self.kind})")
+        from qualgate.models import embedding_model_path
+
+        embedding_model_path(params.model)  # a wrong path fails before any work starts
+        self.cache_dir: Path | None = None
+        self.ids: list[str] = []
+        self.sources: list[tuple[str, int, str] | None] = []
+        self.n_set = 0
+        self._index: VectorIndex | None = None
+
+    def bind(self, context: RunContext) -> None:
+        self.cache_dir = context.cache_dir
+
+    @property
+    def embedder(self) -> Embedder:
+        p = self.params
+        return shared_embedder(p.model, p.device, p.batch_size, self.cache_dir)
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            p = self.params
+            self._index = VectorIndex(self.embedder.dim, p.index, p.exact_limit)
+        return self._index
+
+    def _embed(self, samples: Sequence[Sample]) -> tuple[F32, list[FieldProblem | None]]:
+        texts: list[str] = []
+        problems: list[FieldProblem | None] = []
+        for s in samples:
+            try:
+                texts.append(s.view(self.params.field))
+                problems.append(None)
+            except FieldProblem as exc:
+                texts.append("")
+                problems.append(exc)
+        ok = [i for i, p in enumerate(problems) if p is None]
+        vecs = np.zeros((len(samples), self.embedder.dim), dtype=np.float32)
+        if ok:
+            vecs[ok] = self.embedder.encode([texts[i] for i in ok])
+        return vecs, problems
+
+    def _remember(self, samples: Sequence[Sample]) -> None:
+        self.ids.extend(s.id for s in samples)
+        self.sources.extend(_src(s.source) for s in samples)
+
+    def cache_token(self) -> str:
+        p = self.params
+        return (f"{self.kind}-v{VERSION}:{self.embedder.fingerprint}:{p.field}:{p.index}:{p.exact_limit}:"
+                f"{self._set_token()}")
+
+    def _set_token(self) -> str:
+        return ""
+
+    def export_state(self) -> dict[str, Any]:
+        ids, offsets = pack_strings(self.ids)
+        files = sorted({s[0] for s in self.sources if s is not None})
+        where = {f: i for i, f in enumerate(files)}
+        return {**self.index.state("vec_"), "ids": ids, "id_offsets": offsets, "files": np.asarray(files, dtype=str),
+                "file_idx": np.asarray([where[s[0]] if s else -1 for s in self.sources], dtype=np.int64),
+                "lines": np.asarray([s[1] if s else 0 for s in self.sources], dtype=np.int64),
+                "units": np.asarray([s[2] if s else "" for s in self.sources], dtype=str)}
+
+    def import_state(self, arrays: Mapping[str, Any]) -> None:
+        self.index.load_state(arrays, "vec_")
+        self.ids = unpack_strings(arrays["ids"], arrays["id_offsets"])
+        files = [str(f) for f in arrays["files"].tolist()]
+        self.sources = [(files[f], int(line), str(u)) if f >= 0 else None
+                        for f, line, u in zip(arrays["file_idx"].tolist(), arrays["lines"].tolist(),
+                                              arrays["units"].tolist(), strict=True)]
+        self.n_set = len(self.ids)
+
+    @property
+    def n_baseline(self) -> int:
+        return self.n_set
+
+    def describe(self) -> dict[str, Any]:
+        return {"embedder": self.embedder.describe(), "index": self.index.describe()}
+
+
+def _src(src: Source | None) -> tuple[str, int, str] | None:
+    return (src.file, src.line, src.unit) if src is not None else None
+
+
+# ------------------------------------------------------------------------------ semantic duplicate
+class SemanticDuplicateParams(EmbeddingParams):
+    threshold: float = Field(0.9, gt=0, le=1, description="cosine at or above which a sample repeats a kept one")
+    max_cluster_size: int = Field(100, ge=1, description="warn when one kept sample absorbs more duplicates")
+
+
+@register
+class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
+    """Sample says what a kept or baseline sample already said: embedding cosine >= threshold."""
+
+    kind = "semantic_duplicate"
+    params_model = SemanticDuplicateParams
+    score_names = ("cosine",)
+
+    def __init__(self, name: str, params: SemanticDuplicateParams) -> None:
+        super().__init__(name, params)
+        self.clusters: Counter[int] = Counter()
+        self.members: dict[int, list[str]] = {}
+
+    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
+                    features: Any = None) -> list[Measurement | FieldProblem]:
+        vecs, problems = self._embed(samples)
+        best_sim, best_id = self.index.search(vecs, 1)
+        first = self.index.size
+        within = vecs @ vecs.T
+        admitted: list[int] = []
+        out: list[Measurement | FieldProblem] = []
+        for i, s in enumerate(samples):
+            problem = problems[i]
+            if problem is not None:
+                out.append(problem)
+                continue
+            sim, g = float(best_sim[i, 0]), int(best_id[i, 0])
+            if admitted:  # kept earlier in this batch; ties go to the older (index) sample
+                row = within[i, admitted]
+                j = int(np.argmax(row))
+                if float(row[j]) > sim:
+                    sim, g = float(row[j]), first + j
+            if g >= 0 and sim >= self.params.threshold:
+                kept = samples[admitted[g - first]] if g >= first else None
+                out.append(self._duplicate(sim, g, kept))
+                self.clusters[g] += 1
+                examples = self.members.setdefault(g, [])
+                if len(examples) < 3:
+                    examples.append(s.id)
+                continue
+            evidence = {"nearest": self.ids[g] if g < first else samples[admitted[g - first]].id,
+                        "nearest_cosine": round(sim, 6)} if g >= 0 else {}
+            out.append(Measurement({"cosine": round(sim, 6) if g >= 0 else None}, evidence))
+            if eligible[i]:
+                admitted.append(i)
+        if admitted:
+            self.index.add(vecs[admitted])
+            self._remember([samples[i] for i in admitted])
+        return out
+
+    def _duplicate(self, sim: float, g: int, kept: Sample | None) -> Measurement:
+        """``kept`` is the kept sample when it was admitted earlier in this batch (not yet in ``ids``)."""
+        ev: dict[str, Any] = {"duplicate_of": kept.id if kept else self.ids[g], "cosine": round(sim, 6),
+                              "in_baseline": g < self.n_set}
+        src = _src(kept.source) if kept else self.sources[g]
+        if src is not None:
+            ev["duplicate_source"] = Source(*src).to_dict()
+        return Measurement({"cosine": round(sim, 6)}, ev)
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        ev = m.evidence
+        if "duplicate_of" not in ev:
+            return []
+        cos = m.values["cosine"] or 0.0
+        where = " in the baseline" if ev.get("in_baseline") else ""
+        return [self.finding("semantic_duplicate", cos, self.params.threshold,
+                             f"says the same as kept sample {ev['duplicate_of']}{where} "
+                             f"(cosine {cos:.3f} >= {self.params.threshold})", **ev)]
+
+    def add_baseline(self, samples: Sequence[Sample]) -> int:
+        """Index baseline samples (every usable one; returns how many lacked the field)."""
+        vecs, problems = self._embed(samples)
+        ok = [i for i, p in enumerate(problems) if p is None]
+        self.index.add(vecs[ok])
+        self._remember([samples[i] for i in ok])
+        self.n_set = len(self.ids)
+        return len(samples) - len(ok)
+
+    def report_section(self) -> dict[str, Any]:
+        top = sorted(self.clusters.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        largest = [{"kept": self.ids[g], "in_baseline": g < self.n_set, "duplicates": n,
+                    "examples": self.members.get(g, [])} for g, n in top if g < len(self.ids)]
+        limit = self.params.max_cluster_size
+        warnings = [f"kept sample {self.ids[g]} absorbed {n} semantic duplicates (more than max_cluster_size="
+                    f"{limit}): the generator may circle one answer" for g, n in top if n > limit]
+        return {**self.describe(), "kept": len(self.ids) - self.n_set, "baseline": self.n_set,
+                "largest_clusters": largest, "warnings": warnings}
+
+
+# ------------------------------------------------------------------------------------ private leak
+class PrivateLeakParams(EmbeddingParams):
+    cosine: float = Field(0.9, gt=0, le=1, description="embedding cosine to a private record at which to reject")
+    jaccard: float = Field(0.5, gt=0, le=1, description="word n-gram Jaccard to a private record at which to reject")
+    ngram: int = Field(3, ge=1, le=16, description="word n-gram size for the Jaccard comparison")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations for Jaccard candidates")
+    k: int = Field(5, ge=1, le=100, description="nearest private records by cosine that are also compared by Jaccard")
+    max_candidates: int = Field(100, ge=1, description="MinHash candidates verified per sample")
+
+
+@register
+class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
+    """Sample copies or closely paraphrases a record of the private set (cosine or word n-gram Jaccard).
+
+    Only private records' ids and the two scores are ever written; their text stays out of every output.
+    """
+
+    kind = "private_leak"
+    params_model = PrivateLeakParams
+    score_names = ("cosine", "jaccard")
+    compares_with = "private"
+
+    def __init__(self, name: str, params: PrivateLeakParams) -> None:
+        super().__init__(name, params)
+        self.shingler = Shingler(params.ngram, "word")
+        self.perms = permutations(params.num_perm, 1)
+        self.bands, self.rows = optimal_bands(params.jaccard, params.num_perm)
+        self._lsh = KeyIndex(fingerprint=True)
+        self._store = ShingleStore()
+
+    def _set_token(self) -> str:
+        p = self.params
+        return f"{p.ngram}:{p.num_perm}:{self.bands}x{self.rows}"
+
+    def _shingles(self, samples: Sequence[Sample]) -> tuple[list[Any], Any]:
+        texts = []
+        for s in samples:
+            try:
+                texts.append(self.shingler.normalize(s.view(self.params.field)))
+            except FieldProblem:
+                texts.append("")
+        flat, offsets = self.shingler.hash_flat(texts)
+        sets = np.split(flat, offsets[1:-1]) if len(texts) else []
+        return sets, band_keys(signatures_flat(flat, offsets, self.perms), self.bands, self.rows)
+
+    def add_baseline(self, samples: Sequence[Sample]) -> int:
+        """Index private records (returns how many lacked the field and were left out)."""
+        vecs, problems = self._embed(samples)
+        ok = [i for i, p in enumerate(problems) if p is None]
+        kept = [samples[i] for i in ok]
+        sets, bands = self._shingles(kept)
+        first = len(self.ids)
+        self.index.add(vecs[ok])
+        self._store.extend(sets)
+        globals_ = np.arange(first, first + len(kept), dtype=np.int64)
+        self._lsh.add(bands.ravel(), np.repeat(globals_, self.bands))
+        self._remember(kept)
+        self.n_set = len(self.ids)
+        return len(samples) - len(ok)
+
+    def export_state(self) -> dict[str, Any]:
+        flat, offsets = self._store.arrays()
+        return {**super().export_state(), "shingles": flat, "offsets": offsets,
+                **{f"lsh_{k}": v for k, v in self._lsh.state().items()}}
+
+    def import_state(self, arrays: Mapping[str, Any]) -> None:
+        super().import_state(arrays)
+        self._store = ShingleStore.from_arrays(arrays["shingles"], arrays["offsets"])
+        self._lsh = KeyIndex.from_state({k: arrays[f"lsh_{k}"] for k in ("keys", "vals", "n")})
+
+    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
+                    features: Any = None) -> list[Measurement | FieldProblem]:
+        p = self.params
+        vecs, problems = self._embed(samples)
+        _, near = self.index.search(vecs, p.k)
+        sets, bands = self._shingles(samples)
+        pos, val = self._lsh.query(bands.ravel())
+        by_sample: dict[int, Counter[int]] = {}
+        for q, g in zip((pos // self.bands).tolist(), val.tolist(), strict=True):
+            by_sample.setdefault(q, Counter())[g] += 1
+        stored = self.index.vectors()
+        out: list[Measurement | FieldProblem] = []
+        for i in range(len(samples)):
+            problem = problems[i]
+            if problem is not None:
+                out.append(problem)
+                continue
+            lsh = [g for g, _ in sorted(by_sample.get(i, Counter()).items(), key=lambda kv: (-kv[1], kv[0]))]
+            candidates = sorted({int(g) for g in near[i] if g >= 0} | set(lsh[: p.max_candidates]))
+            if not candidates:
+                out.append(Measurement({"cosine": None, "jaccard": None}))
+                continue
+            cos = stored[candidates] @ vecs[i]
+            jac = [jaccard(sets[i], self._store.get(g)) for g in candidates]
+            # the record that comes closest to either threshold is the one to name
+            closeness = [max(float(c) / p.cosine, j / p.jaccard) for c, j in zip(cos, jac, strict=True)]
+            w = int(np.argmax(closeness))
+            ev: dict[str, Any] = {"private_id": self.ids[candidates[w]], "cosine": round(float(cos[w]), 6),
+                                  "jaccard": round(jac[w], 6)}
+            if closeness[w] >= 1:
+                ev["leak"] = True
+            out.append(Measurement({"cosine": round(float(cos.max()), 6), "jaccard": round(max(jac), 6)}, ev))
+        return out
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        ev = m.evidence
+        if not ev.get("leak"):
+            return []
+        cos, jac = ev["cosine"], ev["jaccard"]
+        by_cos = cos >= self.params.cosine
+        score, threshold = (cos, self.params.cosine) if by_cos else (jac, self.params.jaccard)
+        what = f"cosine {cos:.3f}" + (f" >= {self.params.cosine}" if by_cos else "") + f", Jaccard {jac:.2f}" + (
+            "" if by_cos else f" >= {self.params.jaccard}")
+        evidence = {k: v for k, v in ev.items() if k != "leak"}
+        return [self.finding("private_leak", score, threshold,
+                             f"too close to private record {ev['private_id']} ({what})", **evidence)]
+
+    def report_section(self) -> dict[str, Any]:
+        return {**self.describe(), "private_records": self.n_set, "bands": self.bands, "rows": self.rows,
+                "warnings": []}
+
+
+# ----------------------------------------------------------------------------------------- outlier
+class OutlierParams(EmbeddingParams):
+    quantile: float = Field(0.99, gt=0.5, lt=1, description="reference's own nearest-neighbour distance quantile")
+    margin: float = Field(0.0, ge=0, le=1, description="added to the reference quantile before rejecting")
+
+
+@register
+class Outlier(_EmbeddingCheck[OutlierParams]):
+    """Sample lies farther from every reference sample than nearly all reference samples lie from each other."""
+
+    kind = "outlier"
+    params_model = OutlierParams
+    score_names = ("distance",)
+    compares_with = "reference"
+
+    def __init__(self, name: str, params: OutlierParams) -> None:
+        super().__init__(name, params)
+        self._limit: float | None = None
+
+    def add_baseline(self, samples: Sequence[Sample]) -> int:
+        """Index reference samples (returns how many lacked the field)."""
+        vecs, problems = self._embed(samples)
+        ok = [i for i, p in enumerate(problems) if p is None]
+        self.index.add(vecs[ok])
+        self._remember([samples[i] for i in ok])
+        self.n_set = len(self.ids)
+        self._limit = None
+        return len(samples) - len(ok)
+
+    @property
+    def limit(self) -> float:
+        """Cosine distance beyond which a sample is an outlier: the reference's own NN-distance quantile."""
+        if self._limit is None:
+            if self.index.size < 2:
+                self._limit = float("inf")
+            else:
+                sims, ids = self.index.search(self.index.vectors(), 2)
+                own = np.arange(self.index.size)
+                nn = np.where(ids[:, 0] == own, sims[:, 1], sims[:, 0])  # skip the sample itself
+                self._limit = float(np.quantile(1.0 - nn, self.params.quantile)) + self.params.margin
+        return self._limit
+
+    def export_state(self) -> dict[str, Any]:
+        return {**super().export_state(), "limit": np.asarray([self.limit], dtype=np.float64)}
+
+    def import_state(self, arrays: Mapping[str, Any]) -> None:
+        super().import_state(arrays)
+        self._limit = float(arrays["limit"][0])
+
+    def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
+                    features: Any = None) -> list[Measurement | FieldProblem]:
+        vecs, problems = self._embed(samples)
+        sims, ids = self.index.search(vecs, 1)
+        out: list[Measurement | FieldProblem] = []
+        for i in range(len(samples)):
+            problem = problems[i]
+            if problem is not None:
+                out.append(problem)
+            elif ids[i, 0] < 0:
+                out.append(Measurement({"distance": None}))
+            else:
+                dist = round(1.0 - float(sims[i, 0]), 6)
+                out.append(Measurement({"distance": dist}, {"nearest_reference": self.ids[int(ids[i, 0])],
+                                                            "distance": dist, "limit": round(self.limit, 6)}))
+        return out
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        dist = m.values["distance"]
+        if dist is None or dist <= self.limit:
+            return []
+        return [self.finding("outlier", dist, round(self.limit, 6),
+                             f"farther from every reference sample (cosine distance {dist:.3f}) than "
+                             f"{self.params.quantile:.0%} of the reference lies from its nearest neighbour "
+                             f"({self.limit:.3f})", **m.evidence)]
+
+    def report_section(self) -> dict[str, Any]:
+        return {**self.describe(), "reference_records": self.n_set, "limit": round(self.limit, 6), "warnings": []}

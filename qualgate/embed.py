@@ -1,0 +1,173 @@
+"""Sentence embeddings: batched, L2-normalised, float32, cached on disk by model and text.
+
+One Embedder per (model, device, batch size) is shared by every check of a process, and it remembers
+the vectors of recent texts, so a batch embedded for ``semantic_duplicate`` costs nothing again for
+``private_leak`` or the diversity report. The disk cache is an SQLite file keyed by a hash of the
+model's files and the text: re-runs and baselines are not re-embedded, and other weights never reuse
+these vectors.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from qualgate.models import embedding_model_path, load_sentence_transformer, model_fingerprint, resolve_device
+
+F32 = npt.NDArray[np.float32]
+_MEMO = 16384  # recent texts kept in memory (384 floats each: ~25 MiB)
+
+
+class EmbeddingCache:
+    """An SQLite table ``key (16 bytes) -> float32 vector``. A damaged file is moved aside, not trusted."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path, self.dim = path, dim
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError:
+            aside = path.with_suffix(path.suffix + ".damaged")
+            path.replace(aside)
+            warnings.warn(f"embedding cache {path} was damaged; moved to {aside} and started afresh", stacklevel=2)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
+        db.execute("SELECT count(*) FROM (SELECT 1 FROM vectors LIMIT 1)").fetchone()
+        return db
+
+    def get(self, keys: Sequence[bytes]) -> dict[bytes, F32]:
+        out: dict[bytes, F32] = {}
+        width = self.dim * 4
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                rows = self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})",
+                                        chunk).fetchall()
+                for key, vec in rows:
+                    if len(vec) == width:  # a vector of another width is not ours: recompute
+                        out[bytes(key)] = np.frombuffer(vec, dtype=np.float32)
+        return out
+
+    def put(self, items: Sequence[tuple[bytes, F32]]) -> None:
+        with self._lock, self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                 [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class Embedder:
+    """Embeds texts with one local sentence-transformers model; loads it at first use."""
+
+    def __init__(self, model: str | None, device: str = "auto", batch_size: int = 64,
+                 cache_dir: Path | None = None) -> None:
+        self.path = embedding_model_path(model)
+        self.name = model or "all-MiniLM-L6-v2"
+        self.device_setting = device
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self._model: Any = None
+        self._cache: EmbeddingCache | None = None
+        self._memo: OrderedDict[bytes, F32] = OrderedDict()
+        self.stats = {"embedded": 0, "cache_hits": 0, "memo_hits": 0}
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.path)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_sentence_transformer(self.path, self.device_setting)
+        return self._model
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device) if self._model is not None else resolve_device(self.device_setting)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                   else self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.name, "path": str(self.path), "fingerprint": self.fingerprint[:16],
+                "device": self.device, "dim": self.dim, "max_tokens": self.max_tokens,
+                "cache": str(self._cache.path) if self._cache else None, **self.stats}
+
+    def _disk(self) -> EmbeddingCache | None:
+        if self._cache is None and self.cache_dir is not None:
+            self._cache = EmbeddingCache(Path(self.cache_dir) / "embeddings.sqlite", self.dim)
+        return self._cache
+
+    def key(self, text: str) -> bytes:
+        return xxhash.xxh3_128_digest(f"{self.fingerprint}\0{text}".encode("utf-8", "surrogatepass"))
+
+    def encode(self, texts: Sequence[str]) -> F32:
+        """Unit-length float32 vectors, one row per text, in order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        keys = [self.key(t) for t in texts]
+        found: dict[bytes, F32] = {}
+        for k in keys:
+            if k in self._memo:
+                found[k] = self._memo[k]
+                self._memo.move_to_end(k)
+        self.stats["memo_hits"] += len(found)
+        todo = [k for k in dict.fromkeys(keys) if k not in found]
+        disk = self._disk() if todo else None
+        if disk is not None:
+            hits = disk.get(todo)
+            self.stats["cache_hits"] += len(hits)
+            found.update(hits)
+            todo = [k for k in todo if k not in hits]
+        if todo:
+            text_of = dict(zip(keys, texts, strict=True))
+            vecs = self.model.encode([text_of[k] for k in todo], batch_size=self.batch_size,
+                                     normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+            vecs = np.asarray(vecs, dtype=np.float32)
+            self.stats["embedded"] += len(todo)
+            new = list(zip(todo, vecs, strict=True))
+            found.update(new)
+            if disk is not None:
+                disk.put(new)
+        for k in keys:
+            self._memo[k] = found[k]
+        while len(self._memo) > _MEMO:
+            self._memo.popitem(last=False)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+
+_SHARED: dict[tuple[str, str, int, str], Embedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_embedder(model: str | None, device: str, batch_size: int, cache_dir: Path | None) -> Embedder:
+    """One Embedder per model, device, batch size and cache folder in this process (the model loads once)."""
+    key = (str(embedding_model_path(model)), device, batch_size, str(cache_dir))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Embedder(model, device, batch_size, cache_dir)
+        return _SHARED[key]
