@@ -121,8 +121,8 @@ def rules_cmd(name: str | None) -> None:
         click.echo("Checks (use as `check: KIND` in a config):")
         for kind in sorted(REGISTRY):
             cls = REGISTRY[kind]
-            click.echo(f"  {kind:<14} {cls.doc()}")
-            click.echo(f"  {'':<14} parameters: {', '.join(cls.params_model.model_fields)}")
+            click.echo(f"  {kind:<20} {cls.doc()}")
+            click.echo(f"  {'':<20} parameters: {', '.join(cls.params_model.model_fields)}")
         click.echo("\nPacks (use as `-c NAME` or `extends: NAME`):")
         for pack in pack_names():
             try:

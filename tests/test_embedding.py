@@ -197,3 +197,15 @@ def test_diversity_against_input_without_reference(tmp_path: Path) -> None:
     div = gate.run(read_records([str(FIXTURES / "semantic_sample.jsonl")], None)).report["diversity"]
     assert div["against"] == "input" and div["reference_size"] == 14 and div["accepted_size"] == 10
     assert div["nn_distance"]["compared_at"] == 10
+
+
+def test_embed_pack_on_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["filter", str(FIXTURES / "semantic_sample.jsonl"), "-c", "embed", "--id", "id",
+                                    "-o", str(out), "--cache-dir", str(tmp_path / "cache"), "-q", "-j", "1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["by_check"]["semantic_duplicate"]["rejected"] == len(PARAPHRASES)
+    assert report["diversity"]["against"] == "input"
+    rejected = [json.loads(line)["id"] for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert set(PARAPHRASES) <= set(rejected)

@@ -1,0 +1,272 @@
+"""Embedding-stage benchmarks: a model-collapse simulation, check throughput vs raw encode, faiss at scale.
+
+    python bench/bench_embed.py collapse      # generations that re-sample their densest regions
+    python bench/bench_embed.py throughput    # semantic_duplicate samples/s vs SentenceTransformer.encode
+    python bench/bench_embed.py faiss         # VectorIndex flat vs HNSW at 10k / 100k / 1M vectors
+
+collapse: Dolly (human-written, ../shared/data/dolly_3k.json) is split at random into a reference half
+and a pool half. Generation 0 draws N texts uniformly from the pool; generation g+1 draws N texts from
+the pool with probability proportional to exp(density / tau), where a text's density is its mean
+cosine similarity to its 10 nearest neighbours in generation g: each generation is "trained" on the
+previous one and over-produces what it produced most, as a collapsing generator does. Every
+generation goes through a real Gate (``semantic_duplicate`` plus the diversity report against the
+reference, with the gate conditions below); the script prints a table and writes bench/collapse.png.
+
+throughput: the same Alpaca texts (the ``auto`` text view) embedded by plain ``SentenceTransformer.encode``
+(batch 64, normalised) and by a Gate with only ``semantic_duplicate`` (no disk cache), each in its own
+subprocess with its peak RSS; then the same Gate again with a warm disk cache.
+
+faiss: clustered synthetic unit vectors (384-d, like MiniLM), 1,000 queries: build and query time of
+qualgate's VectorIndex as exact (IndexFlatIP) and as HNSW (built single-threaded, as qualgate does
+for determinism), and HNSW recall@1 against exact search.
+
+Needs qualgate[embed] and, for the plot, matplotlib in the benchmark's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+OUT = ROOT / "bench" / "out"
+COVERAGE_LIMIT, RATIO_LIMIT = 0.8, 0.85
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------- collapse
+def dolly() -> list[dict[str, Any]]:
+    rows = json.loads((DATA / "dolly_3k.json").read_text())
+    return [{"id": f"dolly-{i}", "text": "\n".join(p for p in (r["instruction"], r.get("input", ""), r["output"]) if p)}
+            for i, r in enumerate(rows)]
+
+
+def collapse(args: argparse.Namespace) -> None:
+    from qualgate import Gate
+    from qualgate.embed import Embedder
+
+    rows = dolly()
+    rng = random.Random(args.seed)
+    rng.shuffle(rows)
+    half = len(rows) // 2
+    reference, pool = rows[:half], rows[half:]
+    OUT.mkdir(parents=True, exist_ok=True)
+    ref_path = OUT / "collapse_reference.jsonl"
+    ref_path.write_text("".join(json.dumps(r) + "\n" for r in reference))
+    cache = OUT / "cache"
+    start = time.perf_counter()
+    vecs = Embedder(None, "auto", 64, cache).encode([r["text"] for r in pool])
+    print(f"embedded the pool ({len(pool)} texts) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    cfg = {"version": 1, "input": {"text": "text", "id": "id"}, "checks": [{"check": "semantic_duplicate"}],
+           "diversity": {"seed": 0},
+           "gate": {"min_reference_coverage": COVERAGE_LIMIT, "min_diversity_ratio": RATIO_LIMIT}}
+    gate = Gate.from_config(cfg, cache_dir=cache)
+    gate.load_set("reference", [str(ref_path)], cache_dir=cache)
+    nprng = np.random.default_rng(args.seed)
+    chosen = nprng.choice(len(pool), args.n, replace=False)
+    table = []
+    for gen in range(args.generations):
+        result = gate.run([pool[i] for i in chosen])
+        div = result.report["diversity"]
+        row = {"generation": gen, "accepted": result.report["accepted"], "rejected": result.report["rejected"],
+               "coverage": div["reference_coverage"], "tail_coverage": div["tail_coverage"], "ratio": div["ratio"],
+               "nn_distance": div["nn_distance"]["accepted"]["mean"],
+               "reference_nn_distance": div["nn_distance"]["reference"]["mean"],
+               "entropy": div["entropy"]["accepted"], "missing": len(div["missing_clusters"]),
+               "clusters": div["clusters"], "passed": result.report.passed}
+        table.append(row)
+        print(json.dumps(row), file=sys.stderr)
+        current = vecs[chosen]
+        sims = vecs @ current.T
+        density = np.sort(sims, axis=1)[:, -args.k:].mean(axis=1)
+        weights = np.exp((density - density.max()) / args.tau)
+        chosen = nprng.choice(len(pool), args.n, replace=False, p=weights / weights.sum())
+    print(f"\nreference: {len(reference)} Dolly texts, pool {len(pool)}, {args.n} per generation, "
+          f"tau {args.tau}, k {args.k}; gate: min_reference_coverage {COVERAGE_LIMIT}, "
+          f"min_diversity_ratio {RATIO_LIMIT}\n")
+    print("| generation | accepted | semantic dups | reference coverage | tail coverage | diversity ratio (Vendi) "
+          "| NN cosine distance | cluster entropy | missing clusters | gate |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in table:
+        print(f"| {r['generation']} | {r['accepted']} | {r['rejected']} | {r['coverage']:.3f} "
+              f"| {r['tail_coverage']:.3f} | {r['ratio']:.3f} | {r['nn_distance']:.3f} | {r['entropy']:.3f} "
+              f"| {r['missing']}/{r['clusters']} "
+              f"| {'pass' if r['passed'] else '**FAIL**'} |")
+    print(f"\nreference NN cosine distance at the same sample size: {table[0]['reference_nn_distance']:.3f}")
+    plot(table, ROOT / "bench" / "collapse.png")
+
+
+def plot(table: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gens = [r["generation"] for r in table]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key, label in (("coverage", "reference coverage"), ("tail_coverage", "tail coverage"),
+                       ("ratio", "diversity ratio (Vendi)"), ("entropy", "cluster entropy")):
+        ax.plot(gens, [r[key] for r in table], marker="o", label=label)
+    ax.axhline(COVERAGE_LIMIT, color="grey", linestyle="--", linewidth=0.8)
+    ax.axhline(RATIO_LIMIT, color="grey", linestyle=":", linewidth=0.8)
+    failed = [r["generation"] for r in table if not r["passed"]]
+    if failed:
+        ax.axvspan(failed[0] - 0.5, gens[-1] + 0.5, color="red", alpha=0.07, label="gate fails")
+    ax.set_xlabel("generation")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Simulated collapse from Dolly: diversity against the human reference")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}", file=sys.stderr)
+
+
+# -------------------------------------------------------------------------------------- throughput
+def alpaca_records(n: int) -> list[dict[str, Any]]:
+    rows = json.loads((DATA / "alpaca_data.json").read_text())[:n]
+    return [{"id": f"alpaca-{i}", **r} for i, r in enumerate(rows)]
+
+
+def _child(mode: str, n: int, cache: str | None) -> dict[str, Any]:
+    from qualgate import Gate
+
+    records = alpaca_records(n)
+    gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "semantic_duplicate"}]},
+                            cache_dir=cache)
+    texts = [gate.sample(r, i).text for i, r in enumerate(records, 1)]
+    if mode == "raw":
+        from qualgate.embed import Embedder
+
+        model = Embedder(None, "auto", 64, None).model
+        model.encode(texts[:64], batch_size=64, normalize_embeddings=True)  # warm-up, as the check's first batch
+        start = time.perf_counter()
+        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        seconds = time.perf_counter() - start
+        rejected = None
+    else:
+        gate.checks[0].embedder.model.encode(texts[:64], batch_size=64, normalize_embeddings=True)  # same warm-up
+        start = time.perf_counter()
+        result = gate.run(records)
+        seconds = time.perf_counter() - start
+        rejected = result.report["rejected"]
+    return {"mode": mode, "n": n, "seconds": round(seconds, 2), "per_s": round(n / seconds, 1),
+            "peak_mib": round(peak_mib()), "rejected": rejected}
+
+
+def throughput(args: argparse.Namespace) -> None:
+    cache = OUT / "throughput-cache"
+    if cache.exists():
+        import shutil
+
+        shutil.rmtree(cache)
+    rows = []
+    plan = [("raw", None), ("check", None), ("raw", None), ("check", None), ("check", str(cache)),
+            ("check", str(cache))]
+    for mode, c in plan:
+        cmd = [sys.executable, __file__, "_child", mode, str(args.n)] + ([c] if c else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        row = json.loads(out)
+        row["cache"] = "cold" if c and len([r for r in rows if r.get("cache")]) == 0 else ("warm" if c else "off")
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    raw = min(r["seconds"] for r in rows if r["mode"] == "raw")
+    check = min(r["seconds"] for r in rows if r["mode"] == "check" and r["cache"] == "off")
+    print(f"\n{args.n} Alpaca texts (instruction, input, output), batch 64, best of 2 where repeated\n")
+    print("| run | disk cache | seconds | samples/s | vs raw encode | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        name = "SentenceTransformer.encode" if r["mode"] == "raw" else "semantic_duplicate (Gate.run)"
+        print(f"| {name} | {r['cache'] if r['mode'] == 'check' else '-'} | {r['seconds']} | {r['per_s']} | "
+              f"{r['seconds'] / raw:.2f}x | {r['peak_mib']} |")
+    print(f"\noverhead of the check over raw encode (best runs, no cache): {check / raw - 1:+.1%}")
+
+
+# ------------------------------------------------------------------------------------------- faiss
+def synthetic(n: int, dim: int, rng: np.random.Generator) -> Any:
+    centres = rng.standard_normal((1000, dim)).astype(np.float32)
+    x = centres[rng.integers(0, 1000, n)] + 0.9 * rng.standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def faiss_bench(args: argparse.Namespace) -> None:
+    from qualgate.vectors import VectorIndex
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in args.sizes:
+        x = synthetic(n, 384, rng)
+        q = synthetic(500, 384, rng)
+        # planted: 500 noisy copies of indexed vectors (cosine ~0.93), the case semantic_duplicate must find
+        src = rng.integers(0, n, 500)
+        planted = x[src] + 0.018 * rng.standard_normal((500, 384)).astype(np.float32)
+        planted /= np.linalg.norm(planted, axis=1, keepdims=True)
+        q = np.concatenate([q, planted])
+        res: dict[str, Any] = {"n": n}
+        truth = None
+        for kind in ("flat", "hnsw"):
+            if kind == "hnsw" and n > args.max_hnsw:
+                continue
+            index = VectorIndex(384, kind)  # type: ignore[arg-type]
+            start = time.perf_counter()
+            for part in range(0, n, 100_000):
+                index.add(x[part:part + 100_000])
+            res[f"{kind}_build_s"] = round(time.perf_counter() - start, 2)
+            start = time.perf_counter()
+            _, ids = index.search(q, 1)
+            res[f"{kind}_query_ms"] = round((time.perf_counter() - start) * 1000 / len(q), 3)
+            if kind == "flat":
+                truth = ids[:, 0]
+            else:
+                res["hnsw_recall@1"] = round(float((ids[:500, 0] == truth[:500]).mean()), 4)
+                res["hnsw_planted_recall"] = round(float((ids[500:, 0] == src).mean()), 4)
+                res["planted_cosine"] = round(float(np.median((planted * x[src]).sum(axis=1))), 3)
+            del index
+        res["peak_mib"] = round(peak_mib())
+        rows.append(res)
+        print(json.dumps(res), file=sys.stderr)
+    print("\n| vectors | exact build s | exact ms/query | HNSW build s (1 thread) | HNSW ms/query | "
+          "HNSW recall@1 (random queries) | HNSW recall (planted duplicates) | peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['n']:,} | {r['flat_build_s']} | {r['flat_query_ms']} | {r.get('hnsw_build_s', '-')} | "
+              f"{r.get('hnsw_query_ms', '-')} | {r.get('hnsw_recall@1', '-')} | {r.get('hnsw_planted_recall', '-')} "
+              f"(cos {r.get('planted_cosine', '-')}) | {r['peak_mib']} |")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        print(json.dumps(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collapse")
+    c.add_argument("--n", type=int, default=500, help="texts per generation")
+    c.add_argument("--generations", type=int, default=8)
+    c.add_argument("--tau", type=float, default=0.02, help="sharpness of the re-sampling (lower = faster collapse)")
+    c.add_argument("--k", type=int, default=10, help="neighbours for the density")
+    c.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("throughput")
+    t.add_argument("--n", type=int, default=2000)
+    f = sub.add_parser("faiss")
+    f.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    f.add_argument("--max-hnsw", type=int, default=1_000_000)
+    args = ap.parse_args()
+    {"collapse": collapse, "throughput": throughput, "faiss": faiss_bench}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
