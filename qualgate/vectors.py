@@ -2,8 +2,10 @@
 
 Exact search (``IndexFlatIP``) costs ``O(n)`` per query; past ``exact_limit`` vectors the index is
 rebuilt once as HNSW (``IndexHNSWFlat``, inner product), which answers in ``O(log n)`` but may miss a
-neighbour (recall is measured in ``bench/bench_embed.py``). HNSW graphs are built single-threaded, so
-the same vectors added in the same order give the same graph and the same answers.
+neighbour (recall is measured in ``bench/bench_embed.py``). HNSW vectors are inserted one at a time on
+one thread (faiss inserts a multi-vector ``add`` level by level, and in parallel), so the same vectors
+in the same order give the same graph however they were batched; the switch happens at exactly
+``exact_limit`` vectors.
 """
 
 from __future__ import annotations
@@ -62,25 +64,32 @@ class VectorIndex:
         return index
 
     def _add_to(self, index: Any, vecs: F32) -> None:
-        if self._kind_now == "hnsw":
-            faiss = _faiss()
-            threads = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)  # a parallel HNSW build depends on thread timing
-            try:
-                index.add(vecs)
-            finally:
-                faiss.omp_set_num_threads(threads)
-        else:
+        if self._kind_now != "hnsw":
             index.add(vecs)
+            return
+        faiss = _faiss()
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # a parallel HNSW build depends on thread timing
+        try:
+            for i in range(len(vecs)):  # one at a time: the graph must not depend on how adds were batched
+                index.add(vecs[i:i + 1])
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     def add(self, vecs: F32) -> None:
         vecs = np.ascontiguousarray(vecs, dtype=np.float32).reshape(-1, self.dim)
         if not len(vecs):
             return
         if self._index is None:
-            self._kind_now = "hnsw" if self._wants_hnsw(len(vecs)) else "flat"
+            self._kind_now = "hnsw" if self.kind == "hnsw" else "flat"
             self._index = self._new(self._kind_now == "hnsw")
-        elif self._kind_now == "flat" and self._wants_hnsw(self.size + len(vecs)):
+        if self._kind_now == "flat" and self._wants_hnsw(self.size + len(vecs)):
+            room = max(0, self.exact_limit - self.size)  # fill the exact index up to the limit, then switch
+            if room:
+                self._index.add(vecs[:room])
+                self._parts.append(vecs[:room])
+                self.size += room
+                vecs = vecs[room:]
             self._kind_now = "hnsw"
             old = self.vectors()
             self._index = self._new(True)
@@ -96,6 +105,8 @@ class VectorIndex:
         return self._parts[0] if self._parts else np.zeros((0, self.dim), dtype=np.float32)
 
     def search(self, queries: F32, k: int = 1) -> tuple[F32, I64]:
+        if k < 1:
+            raise ValueError("k must be >= 1")
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         if self._index is None or not len(queries):
             return (np.full((len(queries), k), -np.inf, dtype=np.float32), np.full((len(queries), k), -1, np.int64))
@@ -116,7 +127,7 @@ class VectorIndex:
 
     def load_state(self, arrays: Mapping[str, Any], prefix: str) -> None:
         vecs = np.asarray(arrays[f"{prefix}vectors"], dtype=np.float32).reshape(-1, self.dim)
-        self._index, self._parts, self.size = None, [], 0
+        self._index, self._parts, self.size, self._kind_now = None, [], 0, "flat"
         if f"{prefix}faiss" in arrays and len(vecs):
             self._index = _faiss().deserialize_index(np.asarray(arrays[f"{prefix}faiss"], dtype=np.uint8))
             self._index.hnsw.efSearch = self.ef_search
