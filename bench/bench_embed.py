@@ -5,10 +5,11 @@
     python bench/bench_embed.py faiss         # VectorIndex flat vs HNSW at 10k / 100k / 1M vectors
 
 collapse: Dolly (human-written, ../shared/data/dolly_3k.json) is split at random into a reference half
-and a pool half. Generation 0 draws N texts uniformly from the pool; generation g+1 draws N texts from
-the pool with probability proportional to exp(density / tau), where a text's density is its mean
-cosine similarity to its 10 nearest neighbours in generation g: each generation is "trained" on the
-previous one and over-produces what it produced most, as a collapsing generator does. Every
+and a pool half. Generation 0 draws N texts uniformly from the pool; generation g+1 drops the
+``replace`` share (15%) of generation g with the lowest density (mean cosine similarity to its 10
+nearest neighbours in the generation: its tails) and refills it from the rest of the pool with
+probability proportional to exp(density / tau), density now measured against the kept members: each
+generation over-produces what the previous one produced most, as a collapsing generator does. Every
 generation goes through a real Gate (``semantic_duplicate`` plus the diversity report against the
 reference, with the gate conditions below); the script prints a table and writes bench/collapse.png.
 
@@ -89,11 +90,7 @@ def collapse(args: argparse.Namespace) -> None:
                "clusters": div["clusters"], "passed": result.report.passed}
         table.append(row)
         print(json.dumps(row), file=sys.stderr)
-        current = vecs[chosen]
-        sims = vecs @ current.T
-        density = np.sort(sims, axis=1)[:, -args.k:].mean(axis=1)
-        weights = np.exp((density - density.max()) / args.tau)
-        chosen = nprng.choice(len(pool), args.n, replace=False, p=weights / weights.sum())
+        chosen = next_generation(vecs, chosen, args, nprng)
     print(f"\nreference: {len(reference)} Dolly texts, pool {len(pool)}, {args.n} per generation, "
           f"tau {args.tau}, k {args.k}; gate: min_reference_coverage {COVERAGE_LIMIT}, "
           f"min_diversity_ratio {RATIO_LIMIT}\n")
@@ -107,6 +104,24 @@ def collapse(args: argparse.Namespace) -> None:
               f"| {'pass' if r['passed'] else '**FAIL**'} |")
     print(f"\nreference NN cosine distance at the same sample size: {table[0]['reference_nn_distance']:.3f}")
     plot(table, ROOT / "bench" / "collapse.png")
+
+
+def density(points: Any, members: Any, k: int) -> Any:
+    """Mean cosine similarity of each point to its k most similar members."""
+    return np.sort(points @ members.T, axis=1)[:, -k:].mean(axis=1)
+
+
+def next_generation(vecs: Any, chosen: Any, args: argparse.Namespace, rng: np.random.Generator) -> Any:
+    """Drop the sparsest ``replace`` share of the generation (its tails) and refill it from the pool near the
+    generation's dense regions: each generation over-produces what the previous one produced most."""
+    current = vecs[chosen]
+    own = density(current, current, args.k + 1)  # +1: each member is its own nearest neighbour
+    n_new = round(args.replace * len(chosen))
+    keep = chosen[np.argsort(-own, kind="stable")[: len(chosen) - n_new]]
+    outside = np.setdiff1d(np.arange(len(vecs)), chosen)
+    score = density(vecs[outside], vecs[keep], args.k)
+    weights = np.exp((score - score.max()) / args.tau)
+    return np.concatenate([keep, rng.choice(outside, n_new, replace=False, p=weights / weights.sum())])
 
 
 def plot(table: list[dict[str, Any]], path: Path) -> None:
@@ -255,8 +270,9 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("collapse")
     c.add_argument("--n", type=int, default=500, help="texts per generation")
-    c.add_argument("--generations", type=int, default=8)
-    c.add_argument("--tau", type=float, default=0.02, help="sharpness of the re-sampling (lower = faster collapse)")
+    c.add_argument("--generations", type=int, default=12)
+    c.add_argument("--tau", type=float, default=0.05, help="sharpness of the refill (lower = faster collapse)")
+    c.add_argument("--replace", type=float, default=0.15, help="share of each generation replaced")
     c.add_argument("--k", type=int, default=10, help="neighbours for the density")
     c.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("throughput")
