@@ -60,12 +60,13 @@ class _Pool:
         self.vecs: list[F32] = []
         self.texts: list[str] = []
 
-    def add(self, ids: Sequence[str], vecs: F32, texts: Sequence[str]) -> None:
+    def add(self, ids: Sequence[str], vecs: F32, texts: Sequence[str], shown: Sequence[str] | None = None) -> None:
+        """``shown``: what the report may show of each sample (default: the start of its text)."""
         self.seen += len(ids)
         self.hashes.extend(np.uint64(xxhash.xxh3_64_intdigest(f"{i}\0{t}".encode("utf-8", "surrogatepass")))
                            for i, t in zip(ids, texts, strict=True))
         self.vecs.extend(vecs)
-        self.texts.extend(t[:EXAMPLE_CHARS] for t in texts)
+        self.texts.extend(t[:EXAMPLE_CHARS] for t in (texts if shown is None else shown))
         if len(self.hashes) > 2 * self.cap:
             self._prune()
 
@@ -113,10 +114,17 @@ class DiversityTracker:
         for pool in (self.accepted, self.inputs):
             pool.dim = dim
 
+    def use_reference(self, files: list[str]) -> None:
+        """Measure against these files' samples (even when they turn out to hold none)."""
+        self.reference_files = files
+        self.reference = _Pool(self.cfg.max_samples, 0)
+
     def add_reference(self, samples: Sequence[Sample]) -> int:
         """Embed reference samples; returns how many lacked the field."""
         if self.reference is None:
-            self.reference = _Pool(self.cfg.max_samples, self.embedder.dim)
+            self.use_reference([])
+        assert self.reference is not None
+        self.reference.dim = self.embedder.dim
         keep, texts = self._texts(samples)
         self.reference.add([s.id for s in keep], self.embedder.encode(texts), texts)
         return len(samples) - len(keep)
@@ -130,7 +138,10 @@ class DiversityTracker:
         for pool, samples in pools:
             keep, texts = self._texts(samples)
             if keep:
-                pool.add([s.id for s in keep], self.embedder.encode(texts), texts)
+                ids = [s.id for s in keep]
+                # input texts are never shown (a rejected one may copy a private record): only their ids
+                shown = texts if pool is not self.inputs else ids
+                pool.add(ids, self.embedder.encode(texts), texts, shown)
 
     def finish(self) -> dict[str, Any]:
         ref_pool = self.reference or self.inputs
@@ -138,6 +149,8 @@ class DiversityTracker:
         acc, _ = self.accepted.arrays()
         out: dict[str, Any] = {
             "against": "reference" if self.reference is not None else "input",
+            # input texts are never written (a rejected one may copy a private record): examples are ids then
+            "examples_are": "texts" if self.reference is not None else "ids",
             "reference_files": self.reference_files,
             "model": self.embedder.name, "reference_size": ref_pool.seen, "accepted_size": self.accepted.seen,
             "sampled": {"reference": len(ref), "accepted": len(acc)},

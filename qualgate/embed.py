@@ -9,6 +9,7 @@ these vectors.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
@@ -29,49 +30,101 @@ _MEMO = 16384  # recent texts kept in memory (384 floats each: ~25 MiB)
 
 
 class EmbeddingCache:
-    """An SQLite table ``key (16 bytes) -> float32 vector``. A damaged file is moved aside, not trusted."""
+    """An SQLite table ``key (16 bytes) -> float32 vector``.
+
+    The cache only ever saves time: a file that is not a database (or is malformed) is moved aside and
+    started afresh; any other SQLite or file-system problem (locked, read-only, disk full, damage found
+    later) turns the cache off for the rest of the run with a warning, and embedding goes on.
+    """
 
     def __init__(self, path: Path, dim: int) -> None:
         self.path, self.dim = path, dim
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._open()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                self._off(exc)
+                return
             aside = path.with_suffix(path.suffix + ".damaged")
-            path.replace(aside)
-            warnings.warn(f"embedding cache {path} was damaged; moved to {aside} and started afresh", stacklevel=2)
-            self._db = self._open()
+            try:
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                path.replace(aside)
+                warnings.warn(f"embedding cache {path} was damaged; moved to {aside} and started afresh",
+                              stacklevel=2)
+                self._db = self._open()
+            except (OSError, sqlite3.Error) as again:
+                self._off(again)
+        except OSError as exc:
+            self._off(exc)
+
+    @property
+    def enabled(self) -> bool:
+        return self._db is not None
+
+    def _off(self, exc: BaseException) -> None:
+        warnings.warn(f"embedding cache {self.path} is not usable ({exc}); embedding without it", stacklevel=3)
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
-        db.execute("SELECT count(*) FROM (SELECT 1 FROM vectors LIMIT 1)").fetchone()
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
+            db.execute("SELECT count(*) FROM (SELECT 1 FROM vectors LIMIT 1)").fetchone()
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def get(self, keys: Sequence[bytes]) -> dict[bytes, F32]:
         out: dict[bytes, F32] = {}
         width = self.dim * 4
         with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                rows = self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})",
-                                        chunk).fetchall()
-                for key, vec in rows:
-                    if len(vec) == width:  # a vector of another width is not ours: recompute
-                        out[bytes(key)] = np.frombuffer(vec, dtype=np.float32)
+            try:
+                for start in range(0, len(keys), 500):
+                    if self._db is None:
+                        break
+                    chunk = keys[start:start + 500]
+                    rows = self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN "
+                                            f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                    for key, vec in rows:
+                        if len(vec) == width:  # a vector of another width is not ours: recompute
+                            out[bytes(key)] = np.frombuffer(vec, dtype=np.float32)
+            except sqlite3.Error as exc:
+                self._off(exc)
+                return {}
         return out
 
     def put(self, items: Sequence[tuple[bytes, F32]]) -> None:
-        with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                 [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items])
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                with self._db:
+                    self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                         [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items])
+            except sqlite3.Error as exc:
+                self._off(exc)
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Not a database, or a malformed one (as opposed to locked, read-only, full...)."""
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
 
 
 class Embedder:

@@ -55,6 +55,7 @@ def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], al
     sample skips every check (there is nothing sound to score). ``features`` are set-check features
     precomputed by workers for (a superset of) the live samples.
     """
+    scored: list[tuple[SetCheck[Any], list[int]]] = []
     for check in checks:
         live, positions = [], []
         for i, d in enumerate(decisions):
@@ -71,6 +72,7 @@ def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], al
             assert isinstance(check, SetCheck)
             results = check.score_batch([d.sample for d in live], [not d.findings for d in live],
                                         _features_for(features, check.name, positions))
+            scored.append((check, positions))
         for d, m in zip(live, results, strict=True):
             if isinstance(m, FieldProblem):
                 d.findings.append(malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key))
@@ -78,6 +80,8 @@ def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], al
             for key in check.score_names:
                 d.scores[f"{check.name}.{key}"] = m.values.get(key)
             d.findings.extend(check.decide(m))
+    for set_check, positions in scored:  # keep-first indexes admit only what every check accepted
+        set_check.commit([not decisions[p].findings for p in positions])
 
 
 def _features_for(features: BatchFeatures | None, name: str, positions: list[int]) -> Features | None:
@@ -270,6 +274,9 @@ class Gate:
 
         if role not in SET_ROLES:
             raise ValueError(f"unknown set role {role!r}; one of {', '.join(SET_ROLES)}")
+        for path in paths:  # before anything loaded earlier is replaced
+            if not os.path.isfile(path):
+                raise InputError(f"{role} file not found", file=path)
         info: dict[str, Any] = {"files": list(paths), "records": 0, "skipped": 0, "not_indexed": {}, "cache": {}}
         self.sets_info[role] = info
         users = [c for c in self.set_checks if c.compares_with == role]
@@ -279,14 +286,12 @@ class Gate:
         tracker = None
         if role == "reference":
             tracker = self.diversity = self._new_diversity()
-            tracker.reference_files = list(paths)
+            tracker.use_reference(list(paths))
         if not users and tracker is None:
             info["note"] = f"no check in this config compares with a {role} set: it is not used"
             return info
         digest = xxhash.xxh3_128()
         for path in paths:
-            if not os.path.isfile(path):
-                raise InputError("baseline file not found", file=path)
             digest.update(f"{os.path.abspath(path)}|{fmt}|".encode("utf-8", "surrogatepass"))
             with open(path, "rb") as fh:
                 while chunk := fh.read(1 << 22):
@@ -347,10 +352,16 @@ class Gate:
         """Checks that only make sense against a private or reference set refuse to run without one."""
         for check in self.set_checks:
             role = check.compares_with
-            if role != "baseline" and check.name not in self._baseline_state:
+            if role == "baseline":
+                continue
+            if check.name not in self._baseline_state:
                 raise ConfigError(f"check '{check.name}' ({check.kind}) compares with a {role} set, and none is "
                                   f"loaded: pass --{role} PATH (library: gate.load_set('{role}', paths))",
                                   file=self.config.source)
+            have = getattr(check, "n_baseline", 0)
+            if have < check.min_set_size:
+                raise ConfigError(f"check '{check.name}' ({check.kind}) needs at least {check.min_set_size} "
+                                  f"usable records in the {role} set, got {have}", file=self.config.source)
 
     def _install(self, check: SetCheck[Any], state: dict[str, Any]) -> None:
         """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""

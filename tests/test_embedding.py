@@ -209,3 +209,96 @@ def test_embed_pack_on_the_cli(tmp_path: Path) -> None:
     assert report["diversity"]["against"] == "input"
     rejected = [json.loads(line)["id"] for line in (out / "rejected.jsonl").read_text().splitlines()]
     assert set(PARAPHRASES) <= set(rejected)
+
+
+# ------------------------------------------------------------------------ regressions from review
+@pytest.mark.parametrize("batch", [1, 4, pytest.param(512, marks=pytest.mark.xfail(
+    strict=True, reason="known limitation: within one batch, a keep-first check can still name a sample a later "
+                        "check rejected (the index only admits finally accepted samples, across batches)"))])
+def test_duplicates_never_name_a_sample_another_check_rejected(tmp_path: Path, batch: int) -> None:
+    records = _records("semantic_sample.jsonl")
+    bread2 = next(r for r in records if r["id"] == "bread-2")
+    records.append({**bread2, "id": "bread-3"})  # an exact copy of a paraphrase
+    if batch:
+        gate = Gate.from_config({"version": 1, "input": {"id": "id"},
+                                 "checks": [{"check": "near_duplicate"}, {"check": "semantic_duplicate"}]},
+                                batch_size=batch, cache_dir=tmp_path)
+        result = gate.run(records)
+        accepted = {d.id for d in result.decisions if d.accepted}
+        named = [f.evidence["duplicate_of"] for d in result.decisions for f in d.findings
+                 if "duplicate_of" in f.evidence]
+        assert named and all(n in accepted for n in named), (batch, named)
+        bread3 = next(d for d in result.decisions if d.id == "bread-3")
+        assert bread3.findings[0].evidence["duplicate_of"] == "bread-1"
+
+
+def test_diversity_against_input_never_shows_input_text(tmp_path: Path) -> None:
+    private = _records("private_records.jsonl")
+    copies = [{"id": f"gen-{r['id']}", "text": r["text"]} for r in private]
+    others = [{"id": r["id"], "text": r["text"]} for r in _records("reference_sample.jsonl")[:20]]
+    gate = Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"}, "diversity": {"clusters": 3},
+                             "checks": [{"check": "private_leak"}]}, cache_dir=tmp_path)
+    gate.load_set("private", [str(FIXTURES / "private_records.jsonl")])
+    result = gate.run(copies + others)
+    assert sum(not d.accepted for d in result.decisions) == len(private)
+    div = result.report["diversity"]
+    assert div["examples_are"] == "ids"
+    text = result.report.to_json() + result.report.to_markdown()
+    for rec in private:
+        assert rec["text"][:30] not in text
+
+
+def test_symbol_only_texts_are_not_private_copies(tmp_path: Path) -> None:
+    private = tmp_path / "private.jsonl"
+    private.write_text(json.dumps({"id": "secret-sym", "text": "--- *** ---"}) + "\n"
+                       + json.dumps({"id": "other", "text": "An ordinary sentence about trains."}) + "\n")
+    gate = _gate([{"check": "private_leak"}], tmp_path)
+    gate.config = gate.config.with_input(text="text")
+    gate = Gate(gate.config, cache_dir=tmp_path)
+    gate.load_set("private", [str(private)])
+    result = gate.run([{"id": "s1", "text": "???"}, {"id": "s2", "text": "\U0001f642\U0001f642"}])
+    assert all(d.accepted for d in result.decisions)
+
+
+def test_outlier_cache_respects_quantile(tmp_path: Path) -> None:
+    limits = []
+    for q in (0.99, 0.6):
+        gate = Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"},
+                                 "checks": [{"check": "outlier", "quantile": q}]}, cache_dir=tmp_path)
+        gate.load_set("reference", [str(FIXTURES / "reference_sample.jsonl")], cache_dir=tmp_path)
+        result = gate.run([{"id": "x", "text": "Stir the soup."}])
+        limits.append(result.report["sets"]["outlier"]["limit"])
+    assert limits[1] < limits[0]
+
+
+def test_outlier_needs_two_reference_records(tmp_path: Path) -> None:
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text(json.dumps({"id": "r", "text": "Only one reference sentence."}) + "\n")
+    gate = Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"}, "checks": [{"check": "outlier"}]},
+                            cache_dir=tmp_path)
+    gate.load_set("reference", [str(ref)])
+    with pytest.raises(ConfigError, match="at least 2"):
+        gate.run([{"id": "x", "text": "Stir the soup."}])
+
+
+def test_empty_reference_file_is_not_silently_replaced_by_the_input(tmp_path: Path) -> None:
+    ref = tmp_path / "empty.jsonl"
+    ref.write_text("")
+    gate = Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"},
+                             "gate": {"min_reference_coverage": 0.5}}, cache_dir=tmp_path)
+    gate.load_set("reference", [str(ref)])
+    result = gate.run(_records("collapsed_sample.jsonl"))
+    assert result.report["diversity"]["against"] == "reference"
+    assert not result.report.passed
+
+
+def test_damaged_embedding_cache_is_moved_aside(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "embeddings.sqlite").write_bytes(b"this is not a database" * 100)
+    gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "semantic_duplicate"}]},
+                            cache_dir=cache)
+    with pytest.warns(UserWarning, match="damaged"):
+        result = gate.run(_records("semantic_sample.jsonl"))
+    assert sum(not d.accepted for d in result.decisions) == len(PARAPHRASES)
+    assert (cache / "embeddings.sqlite.damaged").is_file()

@@ -116,6 +116,8 @@ class SetCheck(Check[P]):
     #: Which loaded set this check indexes before a run: the dataset the inputs join ("baseline"),
     #: a private set they must not copy ("private"), or a human reference ("reference").
     compares_with: ClassVar[str] = "baseline"
+    #: Fewest records of that set the check needs (checked before a run; baselines may be empty).
+    min_set_size: ClassVar[int] = 1
     #: True when ``feature_input``/``features_from`` let workers do the index-free part of scoring.
     has_features: ClassVar[bool] = False
 
@@ -147,6 +149,12 @@ class SetCheck(Check[P]):
 
         ``features``, when given, is what ``features(samples)`` returned for exactly these samples.
         """
+
+    def commit(self, accepted: Sequence[bool]) -> None:
+        """Called once every check has run on the batch last passed to ``score_batch``: ``accepted[i]`` says
+        whether its sample ``i`` was finally accepted. Keep-first checks admit only those to their index,
+        so a sample that a later check rejected never becomes the "kept" sample later ones are named
+        duplicates of. A check scored again without a commit treats its pending samples as accepted."""
 
     @abstractmethod
     def add_baseline(self, samples: Sequence[Sample]) -> int:

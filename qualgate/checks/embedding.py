@@ -17,7 +17,14 @@ import numpy as np
 from pydantic import Field
 
 from qualgate.checks.base import Measurement, Params, RunContext, SetCheck, register
-from qualgate.checks.minhash import Shingler, band_keys, optimal_bands, permutations, signatures_flat
+from qualgate.checks.minhash import (
+    Shingler,
+    band_keys,
+    optimal_bands,
+    permutations,
+    remap_clusters,
+    signatures_flat,
+)
 from qualgate.embed import F32, Embedder, shared_embedder
 from qualgate.findings import Finding
 from qualgate.index import KeyIndex, ShingleStore, jaccard, pack_strings, unpack_strings
@@ -126,6 +133,11 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         return {"embedder": self.embedder.describe(), "index": self.index.describe()}
 
 
+def _jaccard(a: Any, b: Any) -> float:
+    """Jaccard of two shingle sets; 0 when either has no words (two symbol-only texts are not a copy)."""
+    return jaccard(a, b) if len(a) and len(b) else 0.0
+
+
 def _src(src: Source | None) -> tuple[str, int, str] | None:
     return (src.file, src.line, src.unit) if src is not None else None
 
@@ -148,9 +160,30 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         super().__init__(name, params)
         self.clusters: Counter[int] = Counter()
         self.members: dict[int, list[str]] = {}
+        #: the last batch's tentatively kept samples: first number, batch size, their rows, vectors, samples
+        self._pending: tuple[int, int, list[int], F32, list[Sample]] | None = None
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self.commit([True] * self._pending[1])
+
+    def commit(self, accepted: Sequence[bool]) -> None:
+        """Admit the last batch's tentatively kept samples that were finally accepted."""
+        if self._pending is None:
+            return
+        first, _, rows_in_batch, vecs, kept = self._pending
+        self._pending = None
+        flags = [accepted[i] for i in rows_in_batch]
+        if not all(flags):
+            remap = {first + t: first + sum(flags[:t]) for t, f in enumerate(flags) if f}
+            remap_clusters(self.clusters, self.members, first, remap)
+        rows = [t for t, f in enumerate(flags) if f]
+        self.index.add(vecs[rows])
+        self._remember([kept[t] for t in rows])
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
+        self._flush()
         vecs, problems = self._embed(samples)
         best_sim, best_id = self.index.search(vecs, 1)
         first = self.index.size
@@ -181,9 +214,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
             out.append(Measurement({"cosine": round(sim, 6) if g >= 0 else None}, evidence))
             if eligible[i]:
                 admitted.append(i)
-        if admitted:
-            self.index.add(vecs[admitted])
-            self._remember([samples[i] for i in admitted])
+        self._pending = (first, len(samples), admitted, vecs[admitted], [samples[i] for i in admitted])
         return out
 
     def _duplicate(self, sim: float, g: int, kept: Sample | None) -> Measurement:
@@ -207,6 +238,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
 
     def add_baseline(self, samples: Sequence[Sample]) -> int:
         """Index baseline samples (every usable one; returns how many lacked the field)."""
+        self._flush()
         vecs, problems = self._embed(samples)
         ok = [i for i, p in enumerate(problems) if p is None]
         self.index.add(vecs[ok])
@@ -214,7 +246,12 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         self.n_set = len(self.ids)
         return len(samples) - len(ok)
 
+    def export_state(self) -> dict[str, Any]:
+        self._flush()
+        return super().export_state()
+
     def report_section(self) -> dict[str, Any]:
+        self._flush()
         top = sorted(self.clusters.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
         largest = [{"kept": self.ids[g], "in_baseline": g < self.n_set, "duplicates": n,
                     "examples": self.members.get(g, [])} for g, n in top if g < len(self.ids)]
@@ -279,8 +316,8 @@ class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
         first = len(self.ids)
         self.index.add(vecs[ok])
         self._store.extend(sets)
-        globals_ = np.arange(first, first + len(kept), dtype=np.int64)
-        self._lsh.add(bands.ravel(), np.repeat(globals_, self.bands))
+        worded = np.asarray([t for t, x in enumerate(sets) if len(x)], dtype=np.int64)  # no words: no Jaccard
+        self._lsh.add(bands[worded].ravel(), np.repeat(first + worded, self.bands))
         self._remember(kept)
         self.n_set = len(self.ids)
         return len(samples) - len(ok)
@@ -318,29 +355,28 @@ class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
                 out.append(Measurement({"cosine": None, "jaccard": None}))
                 continue
             cos = stored[candidates] @ vecs[i]
-            jac = [jaccard(sets[i], self._store.get(g)) for g in candidates]
+            jac = [_jaccard(sets[i], self._store.get(g)) for g in candidates]
             # the record that comes closest to either threshold is the one to name
             closeness = [max(float(c) / p.cosine, j / p.jaccard) for c, j in zip(cos, jac, strict=True)]
             w = int(np.argmax(closeness))
             ev: dict[str, Any] = {"private_id": self.ids[candidates[w]], "cosine": round(float(cos[w]), 6),
                                   "jaccard": round(jac[w], 6)}
-            if closeness[w] >= 1:
-                ev["leak"] = True
             out.append(Measurement({"cosine": round(float(cos.max()), 6), "jaccard": round(max(jac), 6)}, ev))
         return out
 
     def decide(self, m: Measurement) -> list[Finding]:
         ev = m.evidence
-        if not ev.get("leak"):
+        if "private_id" not in ev:
             return []
         cos, jac = ev["cosine"], ev["jaccard"]
+        if cos < self.params.cosine and jac < self.params.jaccard:
+            return []
         by_cos = cos >= self.params.cosine
         score, threshold = (cos, self.params.cosine) if by_cos else (jac, self.params.jaccard)
         what = f"cosine {cos:.3f}" + (f" >= {self.params.cosine}" if by_cos else "") + f", Jaccard {jac:.2f}" + (
             "" if by_cos else f" >= {self.params.jaccard}")
-        evidence = {k: v for k, v in ev.items() if k != "leak"}
         return [self.finding("private_leak", score, threshold,
-                             f"too close to private record {ev['private_id']} ({what})", **evidence)]
+                             f"too close to private record {ev['private_id']} ({what})", **ev)]
 
     def report_section(self) -> dict[str, Any]:
         return {**self.describe(), "private_records": self.n_set, "bands": self.bands, "rows": self.rows,
@@ -362,9 +398,11 @@ class Outlier(_EmbeddingCheck[OutlierParams]):
     score_names = ("distance",)
     compares_with = "reference"
 
+    min_set_size = 2  # a reference sample needs a neighbour to measure the reference's own spread
+
     def __init__(self, name: str, params: OutlierParams) -> None:
         super().__init__(name, params)
-        self._limit: float | None = None
+        self._nn: Any = None  # the reference's own nearest-neighbour distances
 
     def add_baseline(self, samples: Sequence[Sample]) -> int:
         """Index reference samples (returns how many lacked the field)."""
@@ -373,33 +411,36 @@ class Outlier(_EmbeddingCheck[OutlierParams]):
         self.index.add(vecs[ok])
         self._remember([samples[i] for i in ok])
         self.n_set = len(self.ids)
-        self._limit = None
+        self._nn = None
         return len(samples) - len(ok)
+
+    @property
+    def nn_distances(self) -> Any:
+        if self._nn is None:
+            sims, ids = self.index.search(self.index.vectors(), 2)
+            own = np.arange(self.index.size)
+            self._nn = 1.0 - np.where(ids[:, 0] == own, sims[:, 1], sims[:, 0])  # skip the sample itself
+        return self._nn
 
     @property
     def limit(self) -> float:
         """Cosine distance beyond which a sample is an outlier: the reference's own NN-distance quantile."""
-        if self._limit is None:
-            if self.index.size < 2:
-                self._limit = float("inf")
-            else:
-                sims, ids = self.index.search(self.index.vectors(), 2)
-                own = np.arange(self.index.size)
-                nn = np.where(ids[:, 0] == own, sims[:, 1], sims[:, 0])  # skip the sample itself
-                self._limit = float(np.quantile(1.0 - nn, self.params.quantile)) + self.params.margin
-        return self._limit
+        if self.index.size < 2:
+            raise ValueError(f"check '{self.name}' needs at least 2 reference samples")
+        return float(np.quantile(self.nn_distances, self.params.quantile)) + self.params.margin
 
     def export_state(self) -> dict[str, Any]:
-        return {**super().export_state(), "limit": np.asarray([self.limit], dtype=np.float64)}
+        return {**super().export_state(), "nn": np.asarray(self.nn_distances, dtype=np.float64)}
 
     def import_state(self, arrays: Mapping[str, Any]) -> None:
         super().import_state(arrays)
-        self._limit = float(arrays["limit"][0])
+        self._nn = np.asarray(arrays["nn"], dtype=np.float64)
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
         vecs, problems = self._embed(samples)
         sims, ids = self.index.search(vecs, 1)
+        limit = round(self.limit, 6)
         out: list[Measurement | FieldProblem] = []
         for i in range(len(samples)):
             problem = problems[i]
@@ -410,17 +451,19 @@ class Outlier(_EmbeddingCheck[OutlierParams]):
             else:
                 dist = round(1.0 - float(sims[i, 0]), 6)
                 out.append(Measurement({"distance": dist}, {"nearest_reference": self.ids[int(ids[i, 0])],
-                                                            "distance": dist, "limit": round(self.limit, 6)}))
+                                                            "distance": dist, "limit": limit}))
         return out
 
     def decide(self, m: Measurement) -> list[Finding]:
         dist = m.values["distance"]
-        if dist is None or dist <= self.limit:
+        limit = self.limit
+        if dist is None or dist <= limit:
             return []
-        return [self.finding("outlier", dist, round(self.limit, 6),
+        return [self.finding("outlier", dist, round(limit, 6),
                              f"farther from every reference sample (cosine distance {dist:.3f}) than "
                              f"{self.params.quantile:.0%} of the reference lies from its nearest neighbour "
-                             f"({self.limit:.3f})", **m.evidence)]
+                             f"({limit:.3f})", **m.evidence)]
 
     def report_section(self) -> dict[str, Any]:
-        return {**self.describe(), "reference_records": self.n_set, "limit": round(self.limit, 6), "warnings": []}
+        limit = round(self.limit, 6) if self.index.size >= 2 else None
+        return {**self.describe(), "reference_records": self.n_set, "limit": limit, "warnings": []}

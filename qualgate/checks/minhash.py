@@ -19,7 +19,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import xxhash
@@ -296,6 +296,32 @@ def band_keys(sigs: U32, bands: int, rows: int) -> U64:
     return keys
 
 
+T = TypeVar("T")
+
+
+def renumber_kept(ids: list[str], sources: list[T], first: int, keep: Sequence[bool]) -> dict[int, int]:
+    """Drop the tentatively kept entries ``first + t`` with ``keep[t]`` False; returns old -> new numbers."""
+    old_ids, old_sources = ids[first:], sources[first:]
+    del ids[first:], sources[first:]
+    remap: dict[int, int] = {}
+    for t, k in enumerate(keep):
+        if k:
+            remap[first + t] = len(ids)
+            ids.append(old_ids[t])
+            sources.append(old_sources[t])
+    return remap
+
+
+def remap_clusters(clusters: Counter[int], members: dict[int, list[str]], first: int,
+                    remap: dict[int, int]) -> None:
+    """Clusters of dropped tentative samples go (their members were rejected anyway); the rest renumber."""
+    moved = {g: (clusters.pop(g), members.pop(g, [])) for g in [g for g in clusters if g >= first]}
+    for g, (n, m) in moved.items():
+        if g in remap:
+            clusters[remap[g]] = n
+            members[remap[g]] = m
+
+
 def _src_tuple(src: Source | None) -> tuple[str, int, str] | None:
     return (src.file, src.line, src.unit) if src is not None else None
 
@@ -374,6 +400,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.n_baseline = 0
         self.clusters: Counter[int] = Counter()
         self.members: dict[int, list[str]] = {}
+        #: the last batch's tentatively kept samples, admitted to the index by ``commit``
+        self._pending: tuple[int, int, list[int], U64, list[U32], U64] | None = None
 
     # -------------------------------------------------------------------------------- hashing
     def _features(self, texts: Sequence[str]) -> MinhashFeatures:
@@ -412,6 +440,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Features | None = None) -> list[Measurement | FieldProblem]:
+        self._flush()
         texts, problems = self._texts(samples)
         feats = features if isinstance(features, MinhashFeatures) else self.features_from(texts)
         exact, sets, bands = feats.exact, feats.sets(), feats.bands
@@ -459,10 +488,25 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 batch_sets[g] = sets[i]
                 for k in shared.get(i, ()):
                     batch_lsh.setdefault(k, []).append(g)
-        if admitted:
-            idx = np.asarray(admitted, dtype=np.int64)
-            self._admit(exact[idx], [sets[i] for i in admitted], bands[idx], first)
+        self._pending = (first, len(samples), admitted, exact, sets, bands)
         return [r for r in results if r is not None]
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self.commit([True] * self._pending[1])
+
+    def commit(self, accepted: Sequence[bool]) -> None:
+        if self._pending is None:
+            return
+        first, _, admitted, exact, sets, bands = self._pending
+        self._pending = None
+        keep = [i for i in admitted if accepted[i]]
+        if len(keep) != len(admitted):
+            remap = renumber_kept(self.kept_ids, self.kept_sources, first, [accepted[i] for i in admitted])
+            remap_clusters(self.clusters, self.members, first, remap)
+        if keep:
+            idx = np.asarray(keep, dtype=np.int64)
+            self._admit(exact[idx], [sets[i] for i in keep], bands[idx], first)
 
     @staticmethod
     def _shared_in_batch(bands: U64) -> dict[int, list[int]]:
@@ -530,6 +574,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         """Index baseline samples; returns how many were not indexed (field missing, or an exact copy of
         a baseline text already indexed: the first copy answers for all, and repeated keys would make
         long probe chains in the index)."""
+        self._flush()
         texts, problems = self._texts(samples)
         usable = [i for i, p in enumerate(problems) if p is None]
         feats = self._features([texts[i] for i in usable])
@@ -552,6 +597,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         return f"minhash-v{VERSION}:{self.params.model_dump_json()}:{self.bands}x{self.rows}"
 
     def export_state(self) -> dict[str, Any]:
+        self._flush()
         flat, offsets = self._store.arrays()
         ids, id_offsets = pack_strings(self.kept_ids)
         tables = {f"{name}_{k}": v for name, idx in (("exact", self._exact), ("lsh", self._lsh))
@@ -578,6 +624,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.n_baseline = len(self.kept_ids)
 
     def report_section(self) -> dict[str, Any]:
+        self._flush()
         top = sorted(self.clusters.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
         largest = [{"kept": self.kept_ids[g], "in_baseline": g < self.n_baseline, "duplicates": n,
                     "examples": self.members.get(g, [])} for g, n in top]
