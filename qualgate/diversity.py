@@ -27,9 +27,10 @@ import numpy as np
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
+from qualgate.checks.base import field_texts
 from qualgate.embed import F32, Embedder, shared_embedder
 from qualgate.findings import Decision
-from qualgate.sample import FieldProblem, Sample
+from qualgate.sample import Sample
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 EXAMPLE_CHARS = 160
@@ -100,14 +101,10 @@ class DiversityTracker:
         self.inputs = _Pool(self.cfg.max_samples, 0)
 
     def _texts(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
-        keep, texts = [], []
-        for s in samples:
-            try:
-                texts.append(s.view(self.cfg.field))
-                keep.append(s)
-            except FieldProblem:
-                continue
-        return keep, texts
+        """The samples that have the field, and their texts."""
+        texts, problems = field_texts(samples, self.cfg.field)
+        ok = [i for i, p in enumerate(problems) if p is None]
+        return [samples[i] for i in ok], [texts[i] for i in ok]
 
     def _pools(self) -> None:
         dim = self.embedder.dim

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from qualgate.findings import Finding
-from qualgate.sample import FieldProblem, Sample
+from qualgate.sample import FieldProblem, Sample, Source
 
 
 class Params(BaseModel):
@@ -95,6 +95,45 @@ class Check(ABC, Generic[P]):
     def doc(cls) -> str:
         """First line of the class docstring: shown by ``qualgate rules``."""
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+def field_texts(samples: Sequence[Sample], field: str | None) -> tuple[list[str], list[FieldProblem | None]]:
+    """Each sample's ``field`` (None: the text view), "" where it is missing, and the problem if any."""
+    texts: list[str] = []
+    problems: list[FieldProblem | None] = []
+    for s in samples:
+        try:
+            texts.append(s.view(field))
+            problems.append(None)
+        except FieldProblem as exc:
+            texts.append("")
+            problems.append(exc)
+    return texts, problems
+
+
+def source_tuple(src: Source | None) -> tuple[str, int, str] | None:
+    """A Source as a plain tuple: the garbage collector untracks tuples of str/int, so millions of kept
+    samples' sources do not slow every collection down."""
+    return (src.file, src.line, src.unit) if src is not None else None
+
+
+def pack_sources(sources: Sequence[tuple[str, int, str] | None]) -> dict[str, Any]:
+    """Sources as plain arrays for ``np.savez`` (file names once, then an index per sample)."""
+    import numpy as np
+
+    files = sorted({s[0] for s in sources if s is not None})
+    where = {f: i for i, f in enumerate(files)}
+    return {"files": np.asarray(files, dtype=str),
+            "file_idx": np.asarray([where[s[0]] if s else -1 for s in sources], dtype=np.int64),
+            "lines": np.asarray([s[1] if s else 0 for s in sources], dtype=np.int64),
+            "units": np.asarray([s[2] if s else "" for s in sources], dtype=str)}
+
+
+def unpack_sources(arrays: Mapping[str, Any]) -> list[tuple[str, int, str] | None]:
+    files = [str(f) for f in arrays["files"].tolist()]
+    return [(files[f], int(line), str(u)) if f >= 0 else None
+            for f, line, u in zip(arrays["file_idx"].tolist(), arrays["lines"].tolist(),
+                                  arrays["units"].tolist(), strict=True)]
 
 
 class Features(ABC):

@@ -16,7 +16,17 @@ from typing import Any, Generic, Literal, TypeVar
 import numpy as np
 from pydantic import Field
 
-from qualgate.checks.base import Measurement, Params, RunContext, SetCheck, register
+from qualgate.checks.base import (
+    Measurement,
+    Params,
+    RunContext,
+    SetCheck,
+    field_texts,
+    pack_sources,
+    register,
+    source_tuple,
+    unpack_sources,
+)
 from qualgate.checks.minhash import (
     Shingler,
     band_keys,
@@ -59,6 +69,7 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
 
         embedding_model_path(params.model)  # a wrong path fails before any work starts
         self.cache_dir: Path | None = None
+        self._embedder: Embedder | None = None
         self.ids: list[str] = []
         self.sources: list[tuple[str, int, str] | None] = []
         self.n_set = 0
@@ -66,11 +77,14 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
 
     def bind(self, context: RunContext) -> None:
         self.cache_dir = context.cache_dir
+        self._embedder = None
 
     @property
     def embedder(self) -> Embedder:
-        p = self.params
-        return shared_embedder(p.model, p.device, p.batch_size, self.cache_dir)
+        if self._embedder is None:
+            p = self.params
+            self._embedder = shared_embedder(p.model, p.device, p.batch_size, self.cache_dir)
+        return self._embedder
 
     @property
     def index(self) -> VectorIndex:
@@ -80,15 +94,7 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         return self._index
 
     def _embed(self, samples: Sequence[Sample]) -> tuple[F32, list[FieldProblem | None]]:
-        texts: list[str] = []
-        problems: list[FieldProblem | None] = []
-        for s in samples:
-            try:
-                texts.append(s.view(self.params.field))
-                problems.append(None)
-            except FieldProblem as exc:
-                texts.append("")
-                problems.append(exc)
+        texts, problems = field_texts(samples, self.params.field)
         ok = [i for i, p in enumerate(problems) if p is None]
         vecs = np.zeros((len(samples), self.embedder.dim), dtype=np.float32)
         if ok:
@@ -97,7 +103,7 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
 
     def _remember(self, samples: Sequence[Sample]) -> None:
         self.ids.extend(s.id for s in samples)
-        self.sources.extend(_src(s.source) for s in samples)
+        self.sources.extend(source_tuple(s.source) for s in samples)
 
     def cache_token(self) -> str:
         p = self.params
@@ -109,20 +115,12 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
 
     def export_state(self) -> dict[str, Any]:
         ids, offsets = pack_strings(self.ids)
-        files = sorted({s[0] for s in self.sources if s is not None})
-        where = {f: i for i, f in enumerate(files)}
-        return {**self.index.state("vec_"), "ids": ids, "id_offsets": offsets, "files": np.asarray(files, dtype=str),
-                "file_idx": np.asarray([where[s[0]] if s else -1 for s in self.sources], dtype=np.int64),
-                "lines": np.asarray([s[1] if s else 0 for s in self.sources], dtype=np.int64),
-                "units": np.asarray([s[2] if s else "" for s in self.sources], dtype=str)}
+        return {**self.index.state("vec_"), "ids": ids, "id_offsets": offsets, **pack_sources(self.sources)}
 
     def import_state(self, arrays: Mapping[str, Any]) -> None:
         self.index.load_state(arrays, "vec_")
         self.ids = unpack_strings(arrays["ids"], arrays["id_offsets"])
-        files = [str(f) for f in arrays["files"].tolist()]
-        self.sources = [(files[f], int(line), str(u)) if f >= 0 else None
-                        for f, line, u in zip(arrays["file_idx"].tolist(), arrays["lines"].tolist(),
-                                              arrays["units"].tolist(), strict=True)]
+        self.sources = unpack_sources(arrays)
         self.n_set = len(self.ids)
 
     @property
@@ -136,10 +134,6 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
 def _jaccard(a: Any, b: Any) -> float:
     """Jaccard of two shingle sets; 0 when either has no words (two symbol-only texts are not a copy)."""
     return jaccard(a, b) if len(a) and len(b) else 0.0
-
-
-def _src(src: Source | None) -> tuple[str, int, str] | None:
-    return (src.file, src.line, src.unit) if src is not None else None
 
 
 # ------------------------------------------------------------------------------ semantic duplicate
@@ -221,7 +215,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         """``kept`` is the kept sample when it was admitted earlier in this batch (not yet in ``ids``)."""
         ev: dict[str, Any] = {"duplicate_of": kept.id if kept else self.ids[g], "cosine": round(sim, 6),
                               "in_baseline": g < self.n_set}
-        src = _src(kept.source) if kept else self.sources[g]
+        src = source_tuple(kept.source) if kept else self.sources[g]
         if src is not None:
             ev["duplicate_source"] = Source(*src).to_dict()
         return Measurement({"cosine": round(sim, 6)}, ev)
@@ -297,12 +291,7 @@ class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
         return f"{p.ngram}:{p.num_perm}:{self.bands}x{self.rows}"
 
     def _shingles(self, samples: Sequence[Sample]) -> tuple[list[Any], Any]:
-        texts = []
-        for s in samples:
-            try:
-                texts.append(self.shingler.normalize(s.view(self.params.field)))
-            except FieldProblem:
-                texts.append("")
+        texts = [self.shingler.normalize(t) for t in field_texts(samples, self.params.field)[0]]
         flat, offsets = self.shingler.hash_flat(texts)
         sets = np.split(flat, offsets[1:-1]) if len(texts) else []
         return sets, band_keys(signatures_flat(flat, offsets, self.perms), self.bands, self.rows)

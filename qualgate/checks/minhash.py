@@ -25,7 +25,17 @@ import numpy as np
 import xxhash
 from pydantic import Field, model_validator
 
-from qualgate.checks.base import Features, Measurement, Params, SetCheck, register
+from qualgate.checks.base import (
+    Features,
+    Measurement,
+    Params,
+    SetCheck,
+    field_texts,
+    pack_sources,
+    register,
+    source_tuple,
+    unpack_sources,
+)
 from qualgate.findings import Finding
 from qualgate.index import I64, U32, U64, KeyIndex, ShingleStore, jaccard, pack_strings, unpack_strings
 from qualgate.sample import FieldProblem, Sample, Source
@@ -322,10 +332,6 @@ def remap_clusters(clusters: Counter[int], members: dict[int, list[str]], first:
             members[remap[g]] = m
 
 
-def _src_tuple(src: Source | None) -> tuple[str, int, str] | None:
-    return (src.file, src.line, src.unit) if src is not None else None
-
-
 @dataclass
 class MinhashFeatures(Features):
     """A batch's exact-text hashes, shingle sets (flat, with offsets) and LSH band keys: a few arrays,
@@ -421,16 +427,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
 
     # ---------------------------------------------------------------------------------- scoring
     def _texts(self, samples: Sequence[Sample]) -> tuple[list[str], list[FieldProblem | None]]:
-        texts: list[str] = []
-        problems: list[FieldProblem | None] = []
-        for s in samples:
-            try:
-                texts.append(s.view(self.params.field))
-                problems.append(None)
-            except FieldProblem as exc:
-                texts.append("")
-                problems.append(exc)
-        return texts, problems
+        return field_texts(samples, self.params.field)
 
     def feature_input(self, samples: Sequence[Sample]) -> list[str]:
         return self._texts(samples)[0]
@@ -482,7 +479,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             if eligible[i]:
                 g = len(self.kept_ids)
                 self.kept_ids.append(s.id)
-                self.kept_sources.append(_src_tuple(s.source))
+                self.kept_sources.append(source_tuple(s.source))
                 admitted.append(i)
                 batch_exact[key] = g
                 batch_sets[g] = sets[i]
@@ -588,7 +585,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         idx = np.asarray(rows, dtype=np.int64)
         first = len(self.kept_ids)
         self.kept_ids.extend(samples[usable[r]].id for r in rows)
-        self.kept_sources.extend(_src_tuple(samples[usable[r]].source) for r in rows)
+        self.kept_sources.extend(source_tuple(samples[usable[r]].source) for r in rows)
         self._admit(exact[idx], [sets[r] for r in rows], bands[idx], first)
         self.n_baseline = len(self.kept_ids)
         return len(samples) - len(rows)
@@ -602,25 +599,15 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         ids, id_offsets = pack_strings(self.kept_ids)
         tables = {f"{name}_{k}": v for name, idx in (("exact", self._exact), ("lsh", self._lsh))
                   for k, v in idx.state().items()}
-        files = sorted({s[0] for s in self.kept_sources if s is not None})
-        file_idx = {f: i for i, f in enumerate(files)}
-        return {
-            **tables, "shingles": flat, "offsets": offsets, "ids": ids, "id_offsets": id_offsets,
-            "files": np.asarray(files, dtype=str),
-            "file_idx": np.asarray([file_idx[s[0]] if s else -1 for s in self.kept_sources], dtype=np.int64),
-            "lines": np.asarray([s[1] if s else 0 for s in self.kept_sources], dtype=np.int64),
-            "units": np.asarray([s[2] if s else "" for s in self.kept_sources], dtype=str),
-        }
+        return {**tables, "shingles": flat, "offsets": offsets, "ids": ids, "id_offsets": id_offsets,
+                **pack_sources(self.kept_sources)}
 
     def import_state(self, arrays: Mapping[str, Any]) -> None:
         self._exact = KeyIndex.from_state({k: arrays[f"exact_{k}"] for k in ("keys", "vals", "n")})
         self._lsh = KeyIndex.from_state({k: arrays[f"lsh_{k}"] for k in ("keys", "vals", "n")})
         self._store = ShingleStore.from_arrays(arrays["shingles"], arrays["offsets"])
         self.kept_ids = unpack_strings(arrays["ids"], arrays["id_offsets"])
-        files = [str(f) for f in arrays["files"].tolist()]
-        self.kept_sources = [(files[f], int(line), str(u)) if f >= 0 else None
-                             for f, line, u in zip(arrays["file_idx"].tolist(), arrays["lines"].tolist(),
-                                                   arrays["units"].tolist(), strict=True)]
+        self.kept_sources = unpack_sources(arrays)
         self.n_baseline = len(self.kept_ids)
 
     def report_section(self) -> dict[str, Any]:
