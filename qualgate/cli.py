@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from qualgate import __version__
-from qualgate.errors import QualgateError
+from qualgate.errors import ConfigError, QualgateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -45,7 +45,7 @@ def main() -> None:
 @click.option("--private", multiple=True, help="Private records no sample may copy or paraphrase (repeatable; "
               "used by private_leak). Only their ids are ever written.")
 @click.option("--reference", multiple=True, help="Human reference data (repeatable): the diversity report and "
-              "the outlier check measure the accepted set against it.")
+              "the outlier check measure the accepted set against it; perplexity trains on it.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where embeddings and set indexes are cached (default: $QUALGATE_CACHE_DIR or ~/.cache/qualgate).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write any cache.")
@@ -70,6 +70,14 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
         for role, paths in (("baseline", baseline), ("private", private), ("reference", reference)):
             if paths:
                 gate.load_set(role, list(paths), fmt=fmt, cache_dir=cache)
+        if gate.needs_input_fit:
+            names = ", ".join(c.name for c in gate.input_fit_checks())
+            if "-" in inputs:
+                raise ConfigError(f"{names} would fit on the input itself, which means reading it twice, and "
+                                  "stdin can be read only once: pass --reference PATH or a file")
+            if not quiet:
+                click.echo(f"qualgate: no --reference: fitting {names} on the input itself (cross-fitted)", err=True)
+            gate.load_set("input", list(inputs), fmt=fmt, cache_dir=cache)
     except QualgateError as exc:
         _fail(exc)
     start = time.perf_counter()
@@ -154,6 +162,60 @@ def rules_cmd(name: str | None) -> None:
         click.echo(f"  {spec.name:<16} {spec.kind:<12} {params}")
     cond = cfg.gate.model_dump(exclude_defaults=True)
     click.echo(f"gate: {cond or 'no conditions'}")
+
+
+@main.group("lm")
+def lm_group() -> None:
+    """Language models for the perplexity check: train an n-gram model, score texts."""
+
+
+@lm_group.command("train")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ARPA file to write.")
+@click.option("--order", default=3, show_default=True, type=click.IntRange(1, 6), help="n-gram order.")
+@click.option("-c", "--config", "config", default="default", show_default=True,
+              help="Pack or YAML whose input.text view is the text to train on.")
+@click.option("--text", default=None, help="Text view: 'auto', a field, or a template (overrides the config).")
+@click.option("--field", default=None, help="Train on this record field instead of the text view.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]), default=None)
+def lm_train(inputs: tuple[str, ...], output: str, order: int, config: str, text: str | None, field: str | None,
+             fmt: str | None) -> None:
+    """Train an interpolated modified Kneser-Ney model on human text INPUTS and save it as ARPA.
+
+    Use it with `backend: ngram` and `model: PATH` (or with KenLM, which reads the same file).
+    """
+    from qualgate.config import load_config
+    from qualgate.io import read_records
+    from qualgate.lm.ngram import NgramModel
+    from qualgate.lm.text import tokenizer
+    from qualgate.sample import FieldProblem, TextSpec, make_sample
+
+    try:
+        cfg = load_config(config).with_input(text=text)
+        spec = TextSpec(cfg.input.text)
+        tok = tokenizer("v1")
+        seqs: list[list[str]] = []
+        skipped = 0
+        for item in read_records(list(inputs), fmt):
+            if item.record is None:
+                skipped += 1
+                continue
+            sample = make_sample(item.record, spec, None, item.source)
+            try:
+                seqs.append(tok(sample.view(field)))
+            except FieldProblem:
+                skipped += 1
+        if not seqs:
+            raise ConfigError("no usable text in the inputs", file=inputs[0])
+        start = time.perf_counter()
+        model = NgramModel.train(seqs, order, "v1")
+        model.meta = {"trained_on": ",".join(inputs).replace(" ", "_")[:200], "texts": str(len(seqs))}
+        model.write_arpa(output)
+    except QualgateError as exc:
+        _fail(exc)
+    words = sum(len(s) for s in seqs)
+    click.echo(f"trained order-{order} model on {len(seqs)} texts ({words} words, {skipped} skipped) in "
+               f"{time.perf_counter() - start:.2f} s: n-grams {model.counts()} -> {output}", err=True)
 
 
 if __name__ == "__main__":

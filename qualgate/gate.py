@@ -198,6 +198,7 @@ class Gate:
         lead = list(itertools.takewhile(lambda c: c.per_sample, self.checks))
         self._pooled, self._local = lead, self.checks[len(lead):]
         self._baseline_state: dict[str, dict[str, Any]] = {}
+        self._auto_fit = False  # the input fit came from run(), so the next run() refits on its own records
         self.sets_info: dict[str, dict[str, Any]] = {}
         self.diversity: DiversityTracker | None = None
         if config.diversity is not None or config.gate.needs_diversity:
@@ -267,42 +268,71 @@ class Gate:
 
         Each set-aware check's index is cached in ``cache_dir`` under a key made of the files' content,
         the check's parameters and the text view, so a second run does not recompute it. Loading a role
-        again replaces what was loaded for it before.
+        again replaces what was loaded for it before. ``input`` fits the checks that learn from the input
+        itself (``input_fit_checks``) on these files, which the run then reads again.
         """
-        import numpy as np
         import xxhash
 
-        if role not in SET_ROLES:
+        if role not in SET_ROLES and role != "input":
             raise ValueError(f"unknown set role {role!r}; one of {', '.join(SET_ROLES)}")
         for path in paths:  # before anything loaded earlier is replaced
             if not os.path.isfile(path):
                 raise InputError(f"{role} file not found", file=path)
-        info: dict[str, Any] = {"files": list(paths), "records": 0, "skipped": 0, "not_indexed": {}, "cache": {}}
-        self.sets_info[role] = info
-        users = [c for c in self.set_checks if c.compares_with == role]
-        for check in users:
-            self._baseline_state.pop(check.name, None)
-        self._fresh_set_checks()  # a new set replaces the old one; nothing of earlier runs is kept
-        tracker = None
-        if role == "reference":
-            tracker = self.diversity = self._new_diversity()
-            tracker.use_reference(list(paths))
-        if not users and tracker is None:
-            info["note"] = f"no check in this config compares with a {role} set: it is not used"
-            return info
         digest = xxhash.xxh3_128()
         for path in paths:
             digest.update(f"{os.path.abspath(path)}|{fmt}|".encode("utf-8", "surrogatepass"))
             with open(path, "rb") as fh:
                 while chunk := fh.read(1 << 22):
                     digest.update(chunk)
+        info = self._index_set(role, lambda: read_records(list(paths), fmt), digest.hexdigest(),
+                               Path(cache_dir) if cache_dir is not None else None, list(paths))
+        if role == "input":
+            self._auto_fit = False
+        return info
+
+    def input_fit_checks(self) -> list[SetCheck[Any]]:
+        """Checks that will fit on the input itself: they need their set, can fit, and have none loaded."""
+        return [c for c in self.set_checks if c.fits_on_input and c.needs_set()
+                and (c.name not in self._baseline_state or c.set_role == "input")]
+
+    @property
+    def needs_input_fit(self) -> bool:
+        return any(c.name not in self._baseline_state for c in self.input_fit_checks())
+
+    def fit_input(self, records: Iterable[Any]) -> dict[str, Any]:
+        """Fit the checks that learn from the input itself (perplexity without a reference) on ``records``,
+        which the run then reads again. ``load_set("input", paths)`` does the same from files, cached."""
+        info = self._index_set("input", lambda: records, None, None, [])
+        self._auto_fit = False
+        return info
+
+    def _index_set(self, role: str, records: Callable[[], Iterable[Any]], digest: str | None,
+                   cache_dir: Path | None, files: list[str]) -> dict[str, Any]:
+        import numpy as np
+        import xxhash
+
+        info: dict[str, Any] = {"files": files, "records": 0, "skipped": 0, "not_indexed": {}, "cache": {}}
+        self.sets_info[role] = info
+        users = (self.input_fit_checks() if role == "input"
+                 else [c for c in self.set_checks if c.compares_with == role])
+        for check in users:
+            self._baseline_state.pop(check.name, None)
+        self._fresh_set_checks()  # a new set replaces the old one; nothing of earlier runs is kept
+        users = [c for c in self.set_checks if c.name in {u.name for u in users}]
+        tracker = None
+        if role == "reference" and (self.config.diversity is not None or self.config.gate.needs_diversity):
+            tracker = self.diversity = self._new_diversity()
+            tracker.use_reference(files)
+        if not users and tracker is None:
+            info["note"] = f"no check in this config compares with a {role} set: it is not used"
+            return info
         todo: list[tuple[SetCheck[Any], Path | None]] = []
         for check in users:
-            key = xxhash.xxh3_128_hexdigest(f"{role}|{digest.hexdigest()}|{check.cache_token()}|"
+            key = xxhash.xxh3_128_hexdigest(f"{role}|{digest}|{check.cache_token()}|"
                                             f"{self.config.input.text}|{self.config.input.id}".encode())
-            cached = Path(cache_dir) / f"{check.kind}-{key}.npz" if cache_dir is not None else None
+            cached = cache_dir / f"{check.kind}-{key}.npz" if cache_dir is not None and digest else None
             if cached is not None and cached.is_file():
-                fresh = self._build_set_check(check.name)
+                fresh = self._build_set_check(check.name, role)
                 try:
                     with np.load(cached, allow_pickle=False) as z:
                         state = {k: z[k] for k in z.files}
@@ -315,9 +345,9 @@ class Gate:
                     info["skipped"], info["not_indexed"][check.name] = counts
                     info["cache"][check.name] = {"status": "hit", "path": str(cached)}
                     continue
-            todo.append((self._build_set_check(check.name), cached))
+            todo.append((self._build_set_check(check.name, role), cached))
         if todo or tracker is not None:
-            samples = (self.sample(item, n) for n, item in enumerate(read_records(list(paths), fmt), start=1))
+            samples = (self.sample(item, n) for n, item in enumerate(records(), start=1))
             skipped = 0
             not_indexed = {check.name: 0 for check, _ in todo}
             while batch := list(itertools.islice(samples, 4096)):
@@ -339,29 +369,37 @@ class Gate:
                 if cached is not None:
                     _save_npz(cached, state)
         info["records"] = max([info["records"], *(getattr(c, "n_baseline", 0) for c in self.set_checks
-                                                    if c.compares_with == role)])
+                                                    if c.name in {u.name for u in users})])
         return info
 
-    def _build_set_check(self, name: str) -> SetCheck[Any]:
+    def _build_set_check(self, name: str, role: str | None = None) -> SetCheck[Any]:
         check = self._specs[name].build()
         assert isinstance(check, SetCheck)
         check.bind(self.context)
+        if role is not None:
+            check.set_role = role
         return check
 
     def _require_sets(self) -> None:
         """Checks that only make sense against a private or reference set refuse to run without one."""
         for check in self.set_checks:
             role = check.compares_with
-            if role == "baseline":
+            if role == "baseline" or not check.needs_set():
                 continue
             if check.name not in self._baseline_state:
+                if check.fits_on_input:
+                    raise ConfigError(f"check '{check.name}' ({check.kind}) learns from a {role} set, and none is "
+                                      f"loaded: pass --{role} PATH, or let it fit on the input itself "
+                                      "(the CLI does when the input is a file; library: gate.run(records), or "
+                                      "gate.fit_input(records) before gate.stream(records))", file=self.config.source)
                 raise ConfigError(f"check '{check.name}' ({check.kind}) compares with a {role} set, and none is "
                                   f"loaded: pass --{role} PATH (library: gate.load_set('{role}', paths))",
                                   file=self.config.source)
             have = getattr(check, "n_baseline", 0)
             if have < check.min_set_size:
+                where = "the input" if check.set_role == "input" else f"the {role} set"
                 raise ConfigError(f"check '{check.name}' ({check.kind}) needs at least {check.min_set_size} "
-                                  f"usable records in the {role} set, got {have}", file=self.config.source)
+                                  f"usable records in {where}, got {have}", file=self.config.source)
 
     def _install(self, check: SetCheck[Any], state: dict[str, Any]) -> None:
         """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""
@@ -404,7 +442,12 @@ class Gate:
                 yield d
 
     def run(self, records: Iterable[Any]) -> Result:
-        """Evaluate all records in memory; see ``stream`` for a lazy variant."""
+        """Evaluate all records in memory; see ``stream`` for a lazy variant. Checks that fit on the input
+        itself (perplexity without a reference) are fitted on ``records`` first."""
+        if self.input_fit_checks() and (self.needs_input_fit or self._auto_fit):
+            records = records if isinstance(records, Sequence) else list(records)
+            self.fit_input(records)
+            self._auto_fit = True
         builder = ReportBuilder(self.config, self.score_columns)
         decisions = []
         for d in self.stream(records):

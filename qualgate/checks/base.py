@@ -49,8 +49,8 @@ class Check(ABC, Generic[P]):
     kind: ClassVar[str]
     params_model: ClassVar[type[Params]]
     score_names: ClassVar[tuple[str, ...]]
-    #: Lower runs earlier. Rules ~10, set-aware checks ~50, model checks ~80.
-    cost: ClassVar[int] = 10
+    #: Lower runs earlier. Rules ~10, set-aware checks ~50, model checks ~80 (an instance may set its own).
+    cost: int = 10
     #: True when scoring one sample needs nothing but the sample (safe to run in worker processes).
     per_sample: ClassVar[bool] = True
 
@@ -159,6 +159,15 @@ class SetCheck(Check[P]):
     min_set_size: ClassVar[int] = 1
     #: True when ``feature_input``/``features_from`` let workers do the index-free part of scoring.
     has_features: ClassVar[bool] = False
+    #: True when, without its set, the check can fit on the input itself (``Gate.fit_input``), which
+    #: then has to be read twice.
+    fits_on_input: ClassVar[bool] = False
+    #: Which set ``add_baseline`` received: ``compares_with``, or "input" when fitted on the input itself.
+    set_role: str | None = None
+
+    def needs_set(self) -> bool:
+        """False when this instance can run without its set (e.g. a given model and absolute thresholds)."""
+        return True
 
     def score(self, sample: Sample) -> Measurement:
         result = self.score_batch([sample], [True])[0]

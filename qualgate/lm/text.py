@@ -1,0 +1,40 @@
+"""Text normalisation shared by training and scoring, and recorded with every model.
+
+A language model's scores are only comparable when the text it scores was cut into tokens exactly as
+its training text was. The scheme's name is written into the ARPA header (``# qualgate normalize=v1``)
+and into cached models, and a model trained one way refuses to score text normalised another way.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+
+#: v1: NFKC, lower case, every digit -> 0, words (with inner apostrophes) and single punctuation marks.
+#: "none": split on white space only (for KenLM models trained on text normalised elsewhere).
+SCHEMES = ("v1", "none")
+
+_V1 = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+_DIGIT = re.compile(r"\d")
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+
+
+def _v1(text: str) -> list[str]:
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
+    return _V1.findall(_DIGIT.sub("0", text))
+
+
+def _none(text: str) -> list[str]:
+    return text.split()
+
+
+_TOKENIZERS: dict[str, Callable[[str], list[str]]] = {"v1": _v1, "none": _none}
+
+
+def tokenizer(scheme: str) -> Callable[[str], list[str]]:
+    """The function that turns a text into the tokens a model of this scheme scores."""
+    try:
+        return _TOKENIZERS[scheme]
+    except KeyError:
+        raise ValueError(f"unknown normalisation {scheme!r}; one of {', '.join(SCHEMES)}") from None
