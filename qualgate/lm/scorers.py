@@ -88,10 +88,20 @@ class NgramScorer:
         return self.score_tokens(toks, totals)
 
     def score_tokens(self, toks: Sequence[Sequence[str]], totals: Sequence[int]) -> list[Scored]:
-        lp = self.model.log10_probs(toks)
-        uni = self.model.logp[0]
-        return [_framed(ids, lp_i * LN10, len(t), total, uni[np.append(self.model.ids(t), 2)] * LN10)
-                for ids, lp_i, t, total in zip(_string_ids(toks), lp, toks, totals, strict=True)]
+        m = self.model
+        lengths = np.asarray([len(t) for t in toks], dtype=np.int64)
+        flat = m.ids([w for t in toks for w in t], unknown={})  # unknown words keep distinct ids
+        lp = m.log10_probs_ids(flat, lengths) * LN10
+        known = np.where(flat >= m.vocab_size, 0, flat)
+        cut = np.cumsum(lengths)[:-1]
+        out = []
+        for ids, words, lp_i, n, total in zip(np.split(flat, cut), np.split(known, cut),
+                                               np.split(lp, np.cumsum(lengths + 1)[:-1]), lengths.tolist(), totals,
+                                               strict=True):
+            framed = np.concatenate([[1], ids, [2]]).astype(np.int64)
+            uni = m.logp[0][np.append(words, 2)] * LN10
+            out.append(_framed(framed, lp_i, n, total, uni))
+        return out
 
     def describe(self) -> dict[str, Any]:
         m = self.model
@@ -173,7 +183,7 @@ class HfScorer:
 
     unit = "token"
 
-    def __init__(self, path: Path, device: str, batch_size: int) -> None:
+    def __init__(self, path: Path, device: str, batch_size: int | None) -> None:
         from qualgate.models import require_modules, resolve_device
 
         require_modules("torch", "transformers", extra=HF_EXTRA, who="the hf perplexity backend")
@@ -189,7 +199,8 @@ class HfScorer:
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         self.path = path
         self.device = resolve_device(device)
-        self.batch_size = batch_size
+        # measured on an H100 with SmolLM2-135M: 32 -> 407, 128 -> 1041, 512 -> 925 samples/s
+        self.batch_size = batch_size or (128 if self.device.startswith("cuda") else 8)
         where, extra = (str(path.parent), {"gguf_file": path.name}) if path.suffix == ".gguf" else (str(path), {})
         self.tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -265,8 +276,12 @@ def cache_mix(scored: Sequence[Scored], prior: float) -> list[Mixed]:
         w.append(ids[j])
         static.append(s.logprobs)
     sv, av, bv, wv = (np.concatenate(x) for x in (sample, a, b, w))
-    ctx = np.unique(np.stack([sv, av, bv], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
-    full = np.unique(np.stack([ctx, wv], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    base = int(max(av.max(initial=0), bv.max(initial=0), wv.max(initial=0))) + 2
+    if len(scored) * base * base < 2**62:  # one int64 key per (sample, context): a 1-D unique is fast
+        ctx = np.unique((sv * base + av + 1) * base + bv + 1, return_inverse=True)[1].reshape(-1)
+    else:
+        ctx = np.unique(np.stack([sv, av, bv], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    full = np.unique(ctx.astype(np.int64) * base + wv + 1, return_inverse=True)[1].reshape(-1)
     c_h = _prior_counts(ctx.astype(np.int64))
     c_hw = _prior_counts(full.astype(np.int64))
     p_static = np.exp(np.concatenate(static))
