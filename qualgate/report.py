@@ -228,6 +228,18 @@ class Report:
                 for c in clusters:
                     lines.append(f"| `{c['kept']}` | {'yes' if c['in_baseline'] else 'no'} | {c['duplicates']} | "
                                  f"{', '.join(f'`{e}`' for e in c['examples'])} |")
+        for name, sec in d.get("sets", {}).items():
+            if "set_perplexity" in sec or sec.get("backend") in ("ngram", "kenlm", "hf"):
+                lines += ["", f"## Language model ({name})", "", _lm_line(sec), ""]
+                lines += ["| threshold | value | from |", "|---|---:|---|"]
+                for which in ("max", "min", "max_context_ratio"):
+                    t = sec.get(which) or {}
+                    lines.append(f"| {which} | {_fmt(t.get('value'))} | {t.get('from', '-')} |")
+                for key in ("set_perplexity", "set_context_ratio"):
+                    if key in sec:
+                        q = sec[key]
+                        lines.append(f"\n{sec.get('set') or 'reference'} set {key[4:]}: "
+                                     + ", ".join(f"{k} {_fmt(v)}" for k, v in q.items()))
         div = d.get("diversity")
         if div:
             lines += ["", f"## Diversity (accepted vs {div['against']})", ""]
@@ -275,6 +287,15 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def _lm_line(sec: dict[str, Any]) -> str:
+    """One sentence on which model scored, trained on what, per which unit."""
+    what = sec.get("model") or f"order-{sec.get('order')} Kneser-Ney n-gram"
+    trained = f", trained on {sec['trained_on']}" if sec.get("trained_on") else ""
+    return (f"Backend `{sec.get('backend')}` ({what}{trained}); perplexity per {sec.get('unit')}, first "
+            f"{sec.get('max_tokens')} {sec.get('unit')}s; per-sample cache {'on' if sec.get('cache') else 'off'}; "
+            f"{sec.get('set_records', 0)} {sec.get('set') or 'reference'} records.")
 
 
 def _md_escape(s: str, limit: int = 300) -> str:

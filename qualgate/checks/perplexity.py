@@ -36,6 +36,7 @@ _RELATIVE = re.compile(r"^reference_p(\d{1,2}(?:\.\d+)?|100)(?:\s*\*\s*(\d+(?:\.
 #: the thresholds, and the score each one limits
 _LIMITED = {"max": "perplexity", "min": "perplexity", "max_context_ratio": "context_ratio"}
 _MIN_RELIABLE_SET = 200  # fewer set samples than this: percentiles are rough (said in the report)
+_LOOPING_SHARE = 0.2  # from this share of repeated two-token contexts on, a low score is called a loop
 
 
 def parse_threshold(value: float | str | None) -> tuple[float, float] | float | None:
@@ -161,8 +162,13 @@ class Perplexity(SetCheck[PerplexityParams]):
         return self.params.backend == "ngram" and self.path is None
 
     def needs_set(self) -> bool:
-        relative = any(isinstance(t, tuple) for t in self.specs.values())
+        relative = any(isinstance(t, tuple) for k, t in self.specs.items() if k in self.applicable)
         return self.trains or relative
+
+    @property
+    def applicable(self) -> tuple[str, ...]:
+        """The thresholds this backend can apply: ``hf`` has no context-free probabilities, so no context ratio."""
+        return ("max", "min") if self.params.backend == "hf" else tuple(_LIMITED)
 
     @property
     def n_baseline(self) -> int:
@@ -291,21 +297,25 @@ class Perplexity(SetCheck[PerplexityParams]):
                                  f"reads unlike {against}: perplexity {score:,.1f} per {self.unit} is above "
                                  f"{hi:,.1f} ({hi_what}); gibberish, noisy or off-domain text scores this high",
                                  **m.evidence, limit_from=hi_what)]
+        lo, lo_what = self.limit("min")
+        if lo is not None and score < lo:
+            share = m.evidence.get("repeated_context_share")
+            what = f"perplexity {score:,.1f} per {self.unit} is below {lo:,.1f} ({lo_what})"
+            if share is None or share >= _LOOPING_SHARE:
+                why = f"; {share:.0%} of its {self.unit}s continue a phrase it already used" if share else ""
+                message = f"degenerate repetition: {what}{why}"
+            else:
+                message = (f"unusually predictable text: {what}, yet only {share:.0%} of it repeats itself, so it "
+                           "is formulaic or memorised rather than looping")
+            return [self.finding("low_perplexity", score, lo, message, **m.evidence, limit_from=lo_what)]
         if ratio is not None and self.specs["max_context_ratio"] is not None:
             top, top_what = self.limit("max_context_ratio")
             if top is not None and ratio > top:
                 return [self.finding("incoherent", ratio, top,
-                                     f"word salad: the preceding words make its {self.unit}s only {1 / ratio:.1f}x "
-                                     f"more predictable (context ratio {ratio:.2f} > {top:.2f}, {top_what}); "
-                                     "shuffled or stitched-together text looks like this", **m.evidence,
+                                     f"word salad: its word order barely helps predict it (perplexity with context "
+                                     f"is {ratio:.0%} of that without; limit {top:.0%}, {top_what}); shuffled or "
+                                     "stitched-together text looks like this", **m.evidence,
                                      limit_from=top_what)]
-        lo, lo_what = self.limit("min")
-        if lo is not None and score < lo:
-            share = m.evidence.get("repeated_context_share")
-            why = f"; {share:.0%} of its {self.unit}s continue a phrase it already used" if share else ""
-            return [self.finding("low_perplexity", score, lo,
-                                 f"degenerate repetition: perplexity {score:,.1f} per {self.unit} is below "
-                                 f"{lo:,.1f} ({lo_what}){why}", **m.evidence, limit_from=lo_what)]
         return []
 
     # ------------------------------------------------------------------------------ state and report
@@ -380,6 +390,9 @@ class Perplexity(SetCheck[PerplexityParams]):
             if len(values):
                 section[f"set_{key}"] = {f"p{q}": round(float(np.percentile(values, q)), 4) for q in qs}
         for which in _LIMITED:
+            if which not in self.applicable:
+                section[which] = {"value": None, "from": f"not available with the {self.params.backend} backend"}
+                continue
             try:
                 value, what = self.limit(which)
             except ConfigError:
