@@ -123,6 +123,9 @@ def test_corruptions_score_far_from_the_original(model: NgramModel) -> None:
         worse, _ = _each(model, [corrupt(t, i) for i, t in enumerate(originals)])
         assert (worse > base).all(), corrupt.__name__  # every single paragraph
         assert np.median(worse / base) > factor, corrupt.__name__
+    rng = random.Random(3)
+    random_chars = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz     ") for _ in t) for t in originals]
+    assert (_each(model, random_chars)[0] > 4 * base).all()  # all <unk>: bounded by about the vocabulary size
     loop, loop_static = _each(model, [looped(t) for t in originals])
     assert (loop < base / 10).all()  # the cache sees the loop ...
     assert np.median(loop_static / base_static) > 0.3  # ... which the plain n-gram model cannot
@@ -254,6 +257,15 @@ def test_kenlm_backend_matches_the_builtin_model(tmp_path: Path) -> None:
         for k, v in x.scores.items():
             assert v == pytest.approx(y.scores[k], rel=1e-3), (x.id, k)
         assert [f.reason for f in x.findings] == [f.reason for f in y.findings]
+
+
+def test_kenlm_backend_reads_the_normalisation_from_our_arpa_header(tmp_path: Path) -> None:
+    pytest.importorskip("kenlm")
+    from qualgate.lm.scorers import KenlmScorer
+
+    arpa = tmp_path / "m.arpa"
+    train_texts([p["text"] for p in REFERENCE]).write_arpa(arpa)
+    assert KenlmScorer(arpa, "none").normalize == "v1"
 
 
 def test_relative_thresholds_with_a_fixed_model_need_a_reference(tmp_path: Path) -> None:

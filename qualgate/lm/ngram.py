@@ -420,6 +420,22 @@ def _read_arpa(fh: IO[str], name: str, normalize: str | None) -> NgramModel:
                       {k: v_ for k, v_ in meta.items() if k not in ("normalize", "order")})
 
 
+def arpa_header(path: str | Path) -> dict[str, str]:
+    """The ``# qualgate KEY=VALUE`` lines at the top of an ARPA file (empty for a binary or foreign file)."""
+    meta: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for _ in range(32):
+                line = fh.readline()
+                if not line or line.strip() == "\\data\\":
+                    break
+                if m := _HEADER.match(line.strip()):
+                    meta[m.group(1)] = m.group(2)
+    except (UnicodeDecodeError, OSError):
+        return {}
+    return meta
+
+
 def perplexity(log10_probs: F64) -> float:
     """Per-token perplexity from log10 probabilities."""
     return float(10 ** (-log10_probs.mean())) if len(log10_probs) else float("nan")

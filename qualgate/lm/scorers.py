@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qualgate.errors import ConfigError
-from qualgate.lm.ngram import LN10, NgramModel
+from qualgate.lm.ngram import LN10, NgramModel, arpa_header
 from qualgate.lm.text import tokenizer
 
 F64 = npt.NDArray[np.float64]
@@ -127,8 +127,9 @@ class KenlmScorer(NgramScorer):
 
         self.path = path
         self.kenlm = kenlm.Model(str(path))
-        self.tokenize = tokenizer(normalize)
-        self.normalize = normalize
+        # an ARPA file written by qualgate names its normalisation; it wins over the configured one
+        self.normalize = arpa_header(path).get("normalize", normalize)
+        self.tokenize = tokenizer(self.normalize)
         self._unigram: dict[str, float] = {}
 
     def _unigram_log10(self, word: str) -> float:
