@@ -27,7 +27,17 @@ from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 from qualgate.index import pack_strings, unpack_strings
 from qualgate.lm.ngram import NgramModel
-from qualgate.lm.scorers import KenlmScorer, NgramScorer, Scored, Scorer, cache_mix, hf_model_path, ppl
+from qualgate.lm.scorers import (
+    HF_EXTRA,
+    KENLM_EXTRA,
+    KenlmScorer,
+    NgramScorer,
+    Scored,
+    Scorer,
+    cache_mix,
+    hf_model_path,
+    ppl,
+)
 from qualgate.lm.text import tokenizer
 from qualgate.sample import FieldProblem, Sample
 
@@ -137,10 +147,12 @@ class Perplexity(SetCheck[PerplexityParams]):
 
     def __init__(self, name: str, params: PerplexityParams) -> None:
         super().__init__(name, params)
-        if params.backend == "kenlm":
-            from qualgate.models import require_modules
+        from qualgate.models import require_modules
 
-            require_modules("kenlm", extra="pip install 'qualgate[kenlm]'", who=f"check '{name}' (kenlm backend)")
+        if params.backend == "kenlm":
+            require_modules("kenlm", extra=KENLM_EXTRA, who=f"check '{name}' (kenlm backend)")
+        if params.backend == "hf":  # fail before any work, not at the first batch
+            require_modules("torch", "transformers", extra=HF_EXTRA, who=f"check '{name}' (hf backend)")
         self.path = _model_file(params, name)
         if params.backend == "hf":
             self.cost = 80
