@@ -71,7 +71,7 @@ class PerplexityParams(Params):
     min: float | str | None = Field("reference_p1", description="reject below: a number or reference_pNN[*F]")
     max_context_ratio: float | str | None = Field(
         "reference_p99", description="reject word salad: perplexity with context / without (n-gram backends)")
-    min_tokens: int = Field(5, ge=1, description="shorter samples are not scored (their perplexity says little)")
+    min_tokens: int = Field(20, ge=1, description="shorter samples are not scored (their perplexity says little)")
     max_tokens: int = Field(1024, ge=8, description="score only the first N tokens (noted in the evidence)")
     cache: bool = Field(True, description="mix in a per-sample cache model so self-repeating samples score low")
     cache_prior: float = Field(1.0, gt=0, description="weight of the static model against the sample's own counts")
