@@ -213,6 +213,16 @@ def test_fits_on_the_input_itself_without_a_reference(tmp_path: Path) -> None:
     assert [d.scores for d in again.decisions] == [d.scores for d in result.decisions]
 
 
+def test_too_small_an_input_is_not_judged_and_the_report_says_so() -> None:
+    records = [{"id": p["id"], "text": p["text"]} for p in PARAS[:5]]
+    records.append({"id": "looped", "text": looped(PARAS[6]["text"])})
+    result = _gate().run(records)
+    assert all(d.accepted for d in result.decisions) and len(result.decisions) == 6
+    assert all(d.scores["perplexity.perplexity"] is None for d in result.decisions)
+    assert any("judged nothing" in w for w in result.report["warnings"])
+    assert _gate().run([]).report["total"] == 0
+
+
 def test_stream_without_reference_or_fit_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match=r"learns from a reference set.*--reference"):
         list(_gate().stream(_inputs()))

@@ -269,10 +269,20 @@ class Perplexity(SetCheck[PerplexityParams]):
                                     "tokens": float(n)}, ev))
         return out
 
+    @property
+    def abstains(self) -> bool:
+        """Fitted on an input too small to learn from: no sample is judged (the report says so)."""
+        return self.set_role == "input" and self.needs_set() and self.n_set < self.min_set_size
+
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
-        self._ensure_ready()
         texts, problems = field_texts(samples, self.params.field)
+        if self.abstains:
+            note = (f"not scored: the input has {self.n_set} usable records, fewer than the {self.min_set_size} "
+                    "needed to fit on it; pass --reference")
+            return [pr if pr is not None else Measurement(dict.fromkeys(self.score_names), {"note": note})
+                    for pr in problems]
+        self._ensure_ready()
         ok = [i for i, pr in enumerate(problems) if pr is None]
         measured = self._measure([texts[i] for i in ok], cross_fit=self.set_role == "input")
         out: list[Measurement | FieldProblem] = []
@@ -392,7 +402,10 @@ class Perplexity(SetCheck[PerplexityParams]):
         if self.set_role == "input":
             warnings.append("no reference set: the model was cross-fitted on the input itself, so relative "
                             "thresholds reject the input's own tails; pass --reference with human text")
-        if 0 < self.n_set < _MIN_RELIABLE_SET and self.needs_set():
+        if self.abstains:
+            warnings.append(f"perplexity judged nothing: the input has only {self.n_set} usable records to fit "
+                            f"on (at least {self.min_set_size} needed); pass --reference with human text")
+        elif 0 < self.n_set < _MIN_RELIABLE_SET and self.needs_set():
             warnings.append(f"the {self.set_role or 'reference'} set has only {self.n_set} samples: "
                             "its percentiles and any model trained on it are rough")
         section: dict[str, Any] = {**self.describe(), "set": self.set_role, "set_records": self.n_set,
