@@ -172,7 +172,8 @@ def lm_group() -> None:
 @lm_group.command("train")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ARPA file to write.")
-@click.option("--order", default=3, show_default=True, type=click.IntRange(1, 6), help="n-gram order.")
+@click.option("--order", default=3, show_default=True, type=click.IntRange(2, 6),
+              help="n-gram order (KenLM reads orders 2 and up).")
 @click.option("-c", "--config", "config", default="default", show_default=True,
               help="Pack or YAML whose input.text view is the text to train on.")
 @click.option("--text", default=None, help="Text view: 'auto', a field, or a template (overrides the config).")
@@ -201,6 +202,9 @@ def lm_train(inputs: tuple[str, ...], output: str, order: int, config: str, text
                 skipped += 1
                 continue
             sample = make_sample(item.record, spec, None, item.source)
+            if sample.problem is not None and field is None:  # the gate would not train on it either
+                skipped += 1
+                continue
             try:
                 seqs.append(tok(sample.view(field)))
             except FieldProblem:

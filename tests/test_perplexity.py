@@ -23,7 +23,7 @@ from qualgate.lm.scorers import NgramScorer, cache_mix, ppl
 from qualgate.lm.text import tokenizer
 from tests.conftest import FIXTURES
 
-# 75 paragraphs we wrote, 5 on each of 15 topics: the 5th of each topic is held out
+# 165 paragraphs we wrote on 15 topics (~11.5k words): every 5th is held out
 PARAS = [json.loads(line) for line in (FIXTURES / "human_prose.jsonl").read_text().splitlines() if line]
 REFERENCE = [p for i, p in enumerate(PARAS) if i % 5 != 4]
 HELD_OUT = [p for i, p in enumerate(PARAS) if i % 5 == 4]
@@ -116,10 +116,10 @@ def _each(model: NgramModel, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_corruptions_score_far_from_the_original(model: NgramModel) -> None:
-    # a model of only ~3.5k words: the margins are smaller than with a real reference (bench: 5x and 9x)
+    # a model of only ~9k words: the margins are smaller than with a real reference (bench: 5x and 9x)
     originals = [p["text"] for p in HELD_OUT]
     base, base_static = _each(model, originals)
-    for corrupt, factor in ((shuffled, 1.25), (noisy, 1.5)):
+    for corrupt, factor in ((shuffled, 1.8), (noisy, 2.2)):
         worse, _ = _each(model, [corrupt(t, i) for i, t in enumerate(originals)])
         assert (worse > base).all(), corrupt.__name__  # every single paragraph
         assert np.median(worse / base) > factor, corrupt.__name__
@@ -167,26 +167,26 @@ def _gate(check: dict[str, Any] | None = None, **options: Any) -> Gate:
 def test_check_against_a_reference_rejects_gibberish_and_loops(tmp_path: Path) -> None:
     gate = _gate()
     info = gate.load_set("reference", [str(_write(tmp_path / "ref.jsonl", REFERENCE))])
-    assert info["records"] == 60
+    assert info["records"] == len(REFERENCE)
     result = gate.run(_inputs())
     found = {d.id: d.findings[0] for d in result.decisions if d.findings}
     for i in range(4):
         assert found[f"looped-{i}"].reason == "low_perplexity"
         assert found[f"shuffled-{i}"].reason in ("incoherent", "high_perplexity")
-    # 60 short paragraphs make a weak model: most, not all, noisy copies pass its 99th percentile
+    # 132 short paragraphs make a weak model: most, not all, noisy copies pass its 99th percentile
     noisy_caught = [i for i in range(4) if f"noisy-{i}" in found]
     assert len(noisy_caught) >= 3
     assert all(found[f"noisy-{i}"].reason in ("high_perplexity", "incoherent") for i in noisy_caught)
-    # most human paragraphs pass; the percentiles of a 60-paragraph reference are rough (Dolly bench: 3.2%)
-    assert sum(1 for p in HELD_OUT if p["id"] in found) <= 3
+    # most human paragraphs pass; three 1% tails of a small reference (Dolly bench: 2.2%)
+    assert sum(1 for p in HELD_OUT if p["id"] in found) <= 2
     section = result.report["sets"]["perplexity"]
-    assert section["trained_on"] == "the reference set" and section["set_records"] == 60
+    assert section["trained_on"] == "the reference set" and section["set_records"] == len(REFERENCE)
     low = found["looped-0"]
     assert low.threshold == section["min"]["value"] and low.score < low.threshold
     assert low.evidence["unit"] == "word" and low.evidence["repeated_context_share"] > 0.5
     assert low.evidence["limit_from"] == "the reference's 1st percentile"
     assert "degenerate repetition" in low.message and low.evidence["static_perplexity"] > low.score
-    assert any("only 60 samples" in w for w in section["warnings"])
+    assert any(f"only {len(REFERENCE)} samples" in w for w in section["warnings"])
 
 
 def test_batches_do_not_change_scores(tmp_path: Path) -> None:
@@ -247,7 +247,7 @@ def test_trained_arpa_file_scores_like_the_reference_model(tmp_path: Path) -> No
     arpa = tmp_path / "ref.arpa"
     res = CliRunner().invoke(main, ["lm", "train", str(ref), "-o", str(arpa), "--text", "text"])
     assert res.exit_code == 0, res.output
-    assert "trained order-3 model on 60 texts" in res.output
+    assert f"trained order-3 model on {len(REFERENCE)} texts" in res.output
     trained = _gate()
     trained.load_set("reference", [str(ref)])
     from_file = _gate({"model": str(arpa), "max": 5000, "min": 30, "max_context_ratio": None})
@@ -341,3 +341,50 @@ def test_hf_backend_with_the_packaged_smollm2() -> None:
     scores = {d.id: d.scores["perplexity.perplexity"] for d in gate.run(recs).decisions}
     for i in range(3):
         assert scores[f"s{i}"] > 3 * scores[f"o{i}"] and scores[f"l{i}"] < scores[f"o{i}"] / 2
+
+
+# ------------------------------------------------------------------------------- review regressions
+def test_empty_and_degenerate_training_sets() -> None:
+    for corpus in ([], [[]], [["x"]]):
+        m = NgramModel.train(corpus, order=3)
+        assert _sum_over_vocab(m, []) == pytest.approx(1.0, abs=1e-5)
+    one = _gate().run([{"id": "a", "text": PARAS[0]["text"]}])  # abstains, no crash
+    assert one.decisions[0].accepted
+    same = _gate().run([{"id": str(i), "text": PARAS[1]["text"]} for i in range(12)])  # one fold holds all
+    assert len(same.decisions) == 12
+
+
+def test_batches_where_no_record_has_the_field(tmp_path: Path) -> None:
+    ref = str(_write(tmp_path / "ref.jsonl", [{"id": p["id"], "text": "t", "body": p["text"]} for p in REFERENCE]))
+    recs = [{"id": "a", "text": "t", "body": HELD_OUT[0]["text"]}, {"id": "b", "text": "t"}]
+    runs = []
+    for batch_size in (1, 512):
+        gate = _gate({"field": "body"}, batch_size=batch_size)
+        gate.load_set("reference", [ref])
+        runs.append([(d.id, [f.reason for f in d.findings]) for d in gate.run(recs).decisions])
+    assert runs[0] == runs[1] and runs[0][1][1] == ["missing_field"]
+
+
+def test_cross_fit_puts_texts_the_model_cannot_tell_apart_in_one_fold() -> None:
+    text = PARAS[0]["text"]
+    records = [{"id": p["id"], "text": p["text"]} for p in PARAS]
+    records += [{"id": "upper", "text": text.upper()}, {"id": "spaced", "text": text + "  "}]
+    by_id = {d.id: d for d in _gate().run(records).decisions}
+    first = by_id[PARAS[0]["id"]].scores["perplexity.perplexity"]
+    assert by_id["upper"].scores["perplexity.perplexity"] == by_id["spaced"].scores["perplexity.perplexity"] == first
+    assert by_id["upper"].accepted and by_id[PARAS[0]["id"]].accepted
+
+
+def test_lm_train_skips_records_without_text(tmp_path: Path) -> None:
+    data = tmp_path / "t.jsonl"
+    data.write_text('{"text": "hello world"}\n{"body": "x"}\n{"text": 5}\n[1, 2]\nnotjson\n')
+    res = CliRunner().invoke(main, ["lm", "train", str(data), "-o", str(tmp_path / "m.arpa"), "--text", "text"])
+    # {"text": 5} is the text "5" for every text view; the other three have no usable text
+    assert res.exit_code == 0 and "on 2 texts (3 words, 3 skipped)" in res.output, res.output
+
+
+def test_literal_sentence_markers_in_unnormalised_text_do_not_break_the_model() -> None:
+    tok = tokenizer("none")
+    m = NgramModel.train([tok("x <s> y"), tok("x z"), tok("y x </s>")], order=2, normalize="none")
+    for context in ([], ["x"], ["y"]):
+        assert _sum_over_vocab(m, context) == pytest.approx(1.0, abs=1e-5)

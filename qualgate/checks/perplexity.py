@@ -166,6 +166,7 @@ class Perplexity(SetCheck[PerplexityParams]):
         self._fold_models: list[NgramModel] = []
         self._full_model: NgramModel | None = None
         self._tokenize = tokenizer(params.normalize)
+        self._limits: dict[tuple[str, int], tuple[float, str]] = {}
 
     # -------------------------------------------------------------------------------- set handling
     @property
@@ -196,7 +197,10 @@ class Perplexity(SetCheck[PerplexityParams]):
         return len(samples) - len(kept)
 
     def _fold(self, texts: Sequence[str]) -> list[int]:
-        return [xxhash.xxh64_intdigest(t.encode("utf-8", "surrogatepass")) % self.params.folds for t in texts]
+        """Fold by the normalised tokens, so texts the model cannot tell apart (case, spacing, digits) share a
+        fold and no text is scored by a model trained on its twin."""
+        return [xxhash.xxh64_intdigest(" ".join(self._tokenize(t)).encode("utf-8", "surrogatepass")) % self.params.folds
+                for t in texts]
 
     def _ensure_ready(self) -> None:
         if self.set_values is not None or not self._texts:
@@ -242,6 +246,8 @@ class Perplexity(SetCheck[PerplexityParams]):
         return "token" if self.params.backend == "hf" else "word"
 
     def _measure(self, texts: Sequence[str], cross_fit: bool) -> list[Measurement]:
+        if not texts:
+            return []
         p = self.params
         scored = self._scored(texts, cross_fit)
         mixed = cache_mix(scored, p.cache_prior) if p.cache else [None] * len(scored)
@@ -303,10 +309,14 @@ class Perplexity(SetCheck[PerplexityParams]):
             raise ConfigError(f"check '{self.name}': {which} {getattr(self.params, which)!r} is relative to a "
                               "reference set, and none was scored with this backend: pass --reference (or give "
                               "a number)")
-        q, factor = spec
-        set_name = "the input's own" if self.set_role == "input" else "the reference's"
-        what = f"{set_name} {_ordinal(q)} percentile" + (f" x {factor:g}" if factor != 1 else "")
-        return round(float(np.percentile(values, q)) * factor, 4), what
+        key = (which, id(values))
+        if key not in self._limits:  # decide() asks per sample: compute each percentile once
+            q, factor = spec
+            set_name = "the input's own" if self.set_role == "input" else "the reference's"
+            what = f"{set_name} {_ordinal(q)} percentile" + (f" x {factor:g}" if factor != 1 else "")
+            self._limits = {k: v for k, v in self._limits.items() if k[1] == id(values)}
+            self._limits[key] = (round(float(np.percentile(values, q)) * factor, 4), what)
+        return self._limits[key]
 
     def decide(self, m: Measurement) -> list[Finding]:
         score, ratio = m.values["perplexity"], m.values["context_ratio"]

@@ -119,7 +119,7 @@ class NgramModel:
         v = len(kept)
         lengths = np.asarray([len(s) for s in seqs], dtype=np.int64)
         total = int(lengths.sum() + 2 * len(seqs))
-        starts = np.concatenate([[0], np.cumsum(lengths + 2)[:-1]]).astype(np.int64)
+        starts = (np.cumsum(lengths + 2) - (lengths + 2)).astype(np.int64)  # empty when there are no texts
         seq = np.full(total, 2, dtype=np.int64)  # </s> everywhere, then <s> and the words
         seq[starts] = 1
         inner = np.ones(total, dtype=bool)
@@ -213,7 +213,7 @@ class NgramModel:
         if not n_txt:
             return np.zeros(0, dtype=np.float64)
         total = int(lengths.sum()) + 2 * n_txt
-        starts = np.concatenate([[0], np.cumsum(lengths + 2)[:-1]]).astype(np.int64)
+        starts = (np.cumsum(lengths + 2) - (lengths + 2)).astype(np.int64)
         seq = np.full(total, 2, dtype=np.int64)
         seq[starts] = 1
         inner = np.ones(total, dtype=bool)

@@ -88,6 +88,8 @@ class NgramScorer:
         return self.score_tokens(toks, totals)
 
     def score_tokens(self, toks: Sequence[Sequence[str]], totals: Sequence[int]) -> list[Scored]:
+        if not toks:
+            return []
         m = self.model
         lengths = np.asarray([len(t) for t in toks], dtype=np.int64)
         flat = m.ids([w for t in toks for w in t], unknown={})  # unknown words keep distinct ids
@@ -126,7 +128,11 @@ class KenlmScorer(NgramScorer):
         import kenlm
 
         self.path = path
-        self.kenlm = kenlm.Model(str(path))
+        try:
+            self.kenlm = kenlm.Model(str(path))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"kenlm cannot load {str(path)!r}: {exc} (KenLM needs an ARPA or binary model of "
+                              "order 2 or more)") from None
         # an ARPA file written by qualgate names its normalisation; it wins over the configured one
         self.normalize = arpa_header(path).get("normalize", normalize)
         self.tokenize = tokenizer(self.normalize)
@@ -213,6 +219,8 @@ class HfScorer:
             self.tokenizer.eos_token_id or 0)
 
     def score(self, texts: Sequence[str], max_tokens: int) -> list[Scored]:
+        if not texts:
+            return []
         torch = self.torch
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         out: list[Scored | None] = [None] * len(texts)
@@ -232,7 +240,9 @@ class HfScorer:
                 picked = logp.gather(-1, ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1).cpu().numpy()
             for r, (i, s) in enumerate(zip(idx, seqs, strict=True)):
                 arr = np.asarray(s, dtype=np.int64)
-                out[i] = Scored(arr, picked[r, :len(s) - 1].astype(np.float64), 1, len(encoded[i]))
+                # without a BOS token the first token is context only: it cannot be predicted
+                predictable = len(encoded[i]) - (0 if self.bos is not None else 1)
+                out[i] = Scored(arr, picked[r, :len(s) - 1].astype(np.float64), 1, predictable)
         return [s for s in out if s is not None]
 
     def describe(self) -> dict[str, Any]:

@@ -25,8 +25,11 @@ def _v1(text: str) -> list[str]:
     return _V1.findall(_DIGIT.sub("0", text))
 
 
+_SPECIAL = {"<s>": "<unk>", "</s>": "<unk>"}  # a literal text-start/end marker must not reset the context
+
+
 def _none(text: str) -> list[str]:
-    return text.split()
+    return [_SPECIAL.get(t, t) for t in text.split()]
 
 
 _TOKENIZERS: dict[str, Callable[[str], list[str]]] = {"v1": _v1, "none": _none}
