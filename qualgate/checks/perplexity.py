@@ -166,7 +166,7 @@ class Perplexity(SetCheck[PerplexityParams]):
         self._fold_models: list[NgramModel] = []
         self._full_model: NgramModel | None = None
         self._tokenize = tokenizer(params.normalize)
-        self._limits: dict[tuple[str, int], tuple[float, str]] = {}
+        self._limits: dict[str, tuple[float, str]] = {}  # resolved thresholds; cleared with set_values
 
     # -------------------------------------------------------------------------------- set handling
     @property
@@ -194,6 +194,7 @@ class Perplexity(SetCheck[PerplexityParams]):
         self._texts.extend(kept)
         self.n_set += len(kept)
         self.set_values = None
+        self._limits = {}
         return len(samples) - len(kept)
 
     def _fold(self, texts: Sequence[str]) -> list[int]:
@@ -220,6 +221,7 @@ class Perplexity(SetCheck[PerplexityParams]):
                                dtype=np.uint64)
                 texts = [texts[i] for i in sorted(np.argsort(h, kind="stable")[:p.reference_limit].tolist())]
         measured = self._measure(texts, cross_fit=True)
+        self._limits = {}
         self.set_values = {k: np.asarray([v for m in measured if (v := m.values[k]) is not None], dtype=np.float64)
                            for k in set(_LIMITED.values())}
         self._texts = []
@@ -309,12 +311,11 @@ class Perplexity(SetCheck[PerplexityParams]):
             raise ConfigError(f"check '{self.name}': {which} {getattr(self.params, which)!r} is relative to a "
                               "reference set, and none was scored with this backend: pass --reference (or give "
                               "a number)")
-        key = (which, id(values))
+        key = which
         if key not in self._limits:  # decide() asks per sample: compute each percentile once
             q, factor = spec
             set_name = "the input's own" if self.set_role == "input" else "the reference's"
             what = f"{set_name} {_ordinal(q)} percentile" + (f" x {factor:g}" if factor != 1 else "")
-            self._limits = {k: v for k, v in self._limits.items() if k[1] == id(values)}
             self._limits[key] = (round(float(np.percentile(values, q)) * factor, 4), what)
         return self._limits[key]
 
@@ -379,6 +380,7 @@ class Perplexity(SetCheck[PerplexityParams]):
     def import_state(self, arrays: Mapping[str, Any]) -> None:
         self.set_role = str(arrays["role"]) or None
         self.n_set = int(arrays["n_set"])
+        self._limits = {}
         self.set_values = {k: np.asarray(arrays[f"set_{k}"], dtype=np.float64) for k in set(_LIMITED.values())}
         models = []
         for j in range(int(arrays["n_models"]) + int(bool(arrays["has_full"]))):
