@@ -164,6 +164,23 @@ def rules_cmd(name: str | None) -> None:
     click.echo(f"gate: {cond or 'no conditions'}")
 
 
+@main.command("schema")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write to a file (default: stdout).")
+def schema_cmd(output: str | None) -> None:
+    """Print the JSON Schema of config files (for editors: yaml-language-server, VS Code, PyCharm)."""
+    import json
+
+    from qualgate.config import config_json_schema
+
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
 @main.group("lm")
 def lm_group() -> None:
     """Language models for the perplexity check: train an n-gram model, score texts."""
