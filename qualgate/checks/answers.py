@@ -1,0 +1,304 @@
+"""Answer checks for instruction data: refusals, requests a text model cannot serve, echoed prompts."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from qualgate.checks.base import Check, Measurement, Params, register
+from qualgate.checks.rules import FIELD_DOC, FieldName, _check_regexes, _compile_all, _where, phrase_regex
+from qualgate.findings import Finding
+from qualgate.packs import read_list
+from qualgate.sample import FieldProblem, Sample
+
+
+def _hit(match: re.Match[str]) -> dict[str, Any]:
+    return {"match": match.group(0)[:200], "start": match.start(), "end": match.end()}
+
+
+def _read_list(name: str) -> list[str]:
+    """A shipped or given list; a missing file is a ValueError, so configs report it as a bad parameter."""
+    try:
+        return read_list(name)
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _optional_view(sample: Sample, field: str | None) -> str:
+    """A field that may be absent (Alpaca's ``input``): "" when unset or missing; a wrong type is still a problem."""
+    if field is None:
+        return ""
+    try:
+        return sample.view(field)
+    except FieldProblem as exc:
+        if exc.reason == "missing_field" and sample.record is not None:
+            return ""
+        raise
+
+
+# -------------------------------------------------------------------------------------------- refusal
+class RefusalParams(Params):
+    field: FieldName = Field("output", description=FIELD_DOC)
+    phrases_file: str = Field("refusal.txt", description="phrase list: a path, or a list shipped in rules/")
+    extra_phrases: list[str] = Field(default_factory=list, description="more refusal phrases to match")
+    window: int | None = Field(300, ge=1, description="only phrases starting in the first this many characters "
+                               "count (refusals open the answer); unset = anywhere")
+    max_matches: int = Field(0, ge=0, description="most refusal phrase matches allowed")
+
+    @field_validator("phrases_file")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        _read_list(v)
+        return v
+
+
+@register
+class Refusal(Check[RefusalParams]):
+    """Answer refuses or deflects ("I'm sorry, but I can't", "I don't have access to", "as of my knowledge cutoff")."""
+
+    kind = "refusal"
+    params_model = RefusalParams
+    score_names = ("matches",)
+    cost = 3
+
+    def __init__(self, name: str, params: RefusalParams) -> None:
+        super().__init__(name, params)
+        self._rx = phrase_regex(read_list(params.phrases_file) + list(params.extra_phrases))
+
+    def score(self, sample: Sample) -> Measurement:
+        text = sample.view(self.params.field)
+        window = self.params.window
+        hits = [_hit(m) for m in self._rx.finditer(text) if window is None or m.start() < window]
+        return Measurement({"matches": float(len(hits))}, {"matches": hits[:10]})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        n = m.values["matches"] or 0.0
+        if n <= self.params.max_matches:
+            return []
+        hits = m.evidence.get("matches", [])
+        first = hits[0] if hits else {}
+        return [self.finding("refusal", n, self.params.max_matches,
+                             f"{_where(self.params.field)} refuses or deflects: {first.get('match')!r}",
+                             phrase=first.get("match"), span=[first.get("start"), first.get("end")],
+                             matches=hits)]
+
+
+# --------------------------------------------------------------------------------------- unanswerable
+_SECTIONS = ("request", "pretend")
+
+
+@lru_cache(maxsize=16)
+def read_sections(name: str) -> dict[str, list[str]]:
+    """A sectioned pattern list: ``[request]`` and ``[pretend]`` header lines, one regex per line after each."""
+    out: dict[str, list[str]] = {s: [] for s in _SECTIONS}
+    section: str | None = None
+    for line in _read_list(name):
+        header = line[1:-1].strip().lower() if line.startswith("[") and line.endswith("]") else None
+        if header in _SECTIONS:
+            section = header
+        elif section is None:
+            raise ValueError(f"pattern list {name!r}: {line!r} comes before a [request] or [pretend] header")
+        else:
+            out[section].append(line)
+    for patterns in out.values():
+        _check_regexes(patterns)
+    return out
+
+
+class UnanswerableParams(Params):
+    instruction_field: str = Field("instruction", description="field holding the request")
+    input_field: str | None = Field("input", description="optional field read with the request (missing = empty; "
+                                    "unset = none)")
+    answer_field: FieldName = Field("output", description="field holding the answer; unset = the text view")
+    patterns_file: str = Field("unanswerable.txt", description="regexes in [request] and [pretend] sections: a "
+                               "path, or a list shipped in rules/")
+    extra_request_patterns: list[str] = Field(default_factory=list,
+                                              description="more regexes for impossible requests")
+    extra_pretend_patterns: list[str] = Field(default_factory=list,
+                                              description="more regexes for answers that pretend")
+    decline_phrases_file: str = Field("refusal.txt", description="phrases that show the answer declined")
+    extra_decline_phrases: list[str] = Field(default_factory=list, description="more decline phrases")
+    reject_request_alone: bool = Field(True, description="reject every impossible request; false = only when the "
+                                       "answer pretends or does not decline")
+
+    _v = field_validator("extra_request_patterns", "extra_pretend_patterns")(_check_regexes)
+
+    @field_validator("patterns_file")
+    @classmethod
+    def _patterns(cls, v: str) -> str:
+        read_sections(v)
+        return v
+
+    @field_validator("decline_phrases_file")
+    @classmethod
+    def _phrases(cls, v: str) -> str:
+        _read_list(v)
+        return v
+
+
+@register
+class Unanswerable(Check[UnanswerableParams]):
+    """Request needs images, audio, browsing, attachments or live data, or the answer pretends it delivered them."""
+
+    kind = "unanswerable"
+    params_model = UnanswerableParams
+    score_names = ("requests", "pretends", "declined")
+    cost = 3
+
+    def __init__(self, name: str, params: UnanswerableParams) -> None:
+        super().__init__(name, params)
+        sections = read_sections(params.patterns_file)
+        self._request = _compile_all(sections["request"] + list(params.extra_request_patterns), re.IGNORECASE)
+        self._pretend = _compile_all(sections["pretend"] + list(params.extra_pretend_patterns), re.IGNORECASE)
+        self._decline = phrase_regex(read_list(params.decline_phrases_file) + list(params.extra_decline_phrases))
+
+    def score(self, sample: Sample) -> Measurement:
+        p = self.params
+        request = sample.view(p.instruction_field)
+        extra = _optional_view(sample, p.input_field)
+        if extra:
+            request = f"{request}\n{extra}"
+        answer = sample.view(p.answer_field)
+        asks = [_hit(m) | {"pattern": rx.pattern} for rx in self._request if (m := rx.search(request))]
+        pretends = [_hit(m) | {"pattern": rx.pattern} for rx in self._pretend if (m := rx.search(answer))]
+        decline = self._decline.search(answer)
+        evidence: dict[str, Any] = {"request_matches": asks, "pretend_matches": pretends}
+        if decline:
+            evidence["decline"] = _hit(decline)
+        return Measurement({"requests": float(len(asks)), "pretends": float(len(pretends)),
+                            "declined": 1.0 if decline else 0.0}, evidence)
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        p, out, ev = self.params, [], m.evidence
+        asks, pretends = m.values["requests"] or 0.0, m.values["pretends"] or 0.0
+        declined = (m.values["declined"] or 0.0) > 0
+        if asks > 0 and (p.reject_request_alone or pretends > 0 or not declined):
+            first = ev.get("request_matches", [{}])[0]
+            why = "" if p.reject_request_alone else (" and the answer pretends" if pretends > 0
+                                                     else " and the answer does not decline")
+            out.append(self.finding("impossible_request", asks, 0,
+                                    f"field '{p.instruction_field}' asks for what a text model cannot do or see: "
+                                    f"{first.get('match')!r}{why}",
+                                    phrase=first.get("match"), span=[first.get("start"), first.get("end")],
+                                    matches=ev.get("request_matches", []), declined=declined))
+        if pretends > 0:
+            first = ev.get("pretend_matches", [{}])[0]
+            out.append(self.finding("pretends_capability", pretends, 0,
+                                    f"{_where(p.answer_field)} pretends to deliver what a text model cannot: "
+                                    f"{first.get('match')!r}",
+                                    phrase=first.get("match"), span=[first.get("start"), first.get("end")],
+                                    matches=ev.get("pretend_matches", [])))
+        return out
+
+
+# ---------------------------------------------------------------------------------------- prompt echo
+_WORD = re.compile(r"\w+(?:['’]\w+)*")
+REWRITE_VERBS = [
+    "fix", "correct", "proofread", "paraphrase", "rephrase", "reword", "rewrite", "translate", "edit", "revise",
+    "convert", "transform", "change", "improve", "polish", "simplify", "shorten", "format", "reformat",
+    "capitalize", "capitalise", "punctuate", "normalize", "normalise", "grammar", "spelling", "typo",
+]
+
+
+def words(text: str) -> list[str]:
+    """Normalised words: NFKC, case-folded, punctuation dropped, curly apostrophes straightened."""
+    return [w.replace("’", "'") for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold())]
+
+
+def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def verb_regex(verbs: list[str]) -> re.Pattern[str] | None:
+    """Whole words with their inflections: fix/fixes/fixed/fixing, rewrite/rewrites/rewriting/rewritten."""
+    stems = sorted({v.lower()[:-1] if v.lower().endswith("e") else v.lower() for v in verbs if v.strip()},
+                   key=len, reverse=True)
+    if not stems:
+        return None
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, stems)) + r")(?:e|es|ed|en|ing|s|d)?\b", re.IGNORECASE)
+
+
+class PromptEchoParams(Params):
+    instruction_field: str = Field("instruction", description="field holding the instruction")
+    input_field: str | None = Field("input", description="optional field with the task's input (missing = empty; "
+                                    "unset = none)")
+    answer_field: FieldName = Field("output", description="field holding the answer; unset = the text view")
+    max_overlap: float = Field(0.9, gt=0, le=1, description="share of the answer's word n-grams found in "
+                               "instruction + input at which the answer counts as an echo")
+    ngram: int = Field(3, ge=1, le=10, description="n of the word n-grams compared")
+    min_words: int = Field(5, ge=1, description="the overlap rule applies only to answers with this many words")
+    min_prefix_words: int = Field(5, ge=1, description="an answer starting with the whole instruction is an echo "
+                                  "when the instruction has this many words")
+    min_identical_words: int = Field(3, ge=1, description="an answer identical to the instruction or input is an "
+                                     "echo when it has this many words (short answers such as 'Positive' or 'Paris' "
+                                     "may legitimately equal the input)")
+    rewrite_verbs: list[str] = Field(default_factory=lambda: list(REWRITE_VERBS),
+                                     description="words marking tasks whose answer is close to the input "
+                                     "(fix, paraphrase, translate, ...): for those only an identical copy counts")
+
+
+@register
+class PromptEcho(Check[PromptEchoParams]):
+    """Answer repeats the instruction or the input (identical, starts with the instruction, or mostly copied)."""
+
+    kind = "prompt_echo"
+    params_model = PromptEchoParams
+    score_names = ("identical", "prefix", "overlap", "words", "rewrite_task")
+    cost = 2
+
+    def __init__(self, name: str, params: PromptEchoParams) -> None:
+        super().__init__(name, params)
+        self._rewrite = verb_regex(params.rewrite_verbs)
+
+    def score(self, sample: Sample) -> Measurement:
+        p = self.params
+        instruction_text = sample.view(p.instruction_field)
+        ins = words(instruction_text)
+        inp = words(_optional_view(sample, p.input_field))
+        ans = words(sample.view(p.answer_field))
+        evidence: dict[str, Any] = {}
+        identical = 0.0
+        if len(ans) >= p.min_identical_words:
+            for name, src in (("instruction", ins), ("input", inp)):
+                if ans == src:
+                    identical, evidence["field"] = 1.0, name
+                    break
+        prefix = 0.0
+        if len(ins) >= p.min_prefix_words and len(ans) >= len(ins) and ans[:len(ins)] == ins:
+            prefix = 1.0
+            evidence.setdefault("field", "instruction")
+        overlap: float | None = None
+        grams = ngrams(ans, p.ngram)
+        if grams:
+            in_ins, in_inp = ngrams(ins, p.ngram), ngrams(inp, p.ngram)
+            overlap = round(len(grams & (in_ins | in_inp)) / len(grams), 6)
+            evidence.setdefault("field", "instruction" if len(grams & in_ins) >= len(grams & in_inp) else "input")
+        rewrite = self._rewrite.search(instruction_text) if self._rewrite else None
+        if rewrite:
+            evidence["rewrite_verb"] = rewrite.group(0)
+        return Measurement({"identical": identical, "prefix": prefix, "overlap": overlap, "words": float(len(ans)),
+                            "rewrite_task": 1.0 if rewrite else 0.0}, evidence)
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        p, v = self.params, m.values
+        field = m.evidence.get("field", "instruction")
+        overlap = v["overlap"]
+        common = {"field": field, "overlap": overlap, "rewrite_task": (v["rewrite_task"] or 0) > 0}
+        where = _where(p.answer_field)
+        if (v["identical"] or 0) > 0:
+            return [self.finding("prompt_echo", 1.0, p.max_overlap, f"{where} is a copy of field '{field}'",
+                                 rule="identical", **common)]
+        if (v["prefix"] or 0) > 0:
+            return [self.finding("prompt_echo", 1.0, p.max_overlap,
+                                 f"{where} starts by repeating the whole instruction", rule="prefix", **common)]
+        if (v["rewrite_task"] or 0) > 0 or overlap is None or (v["words"] or 0) < p.min_words:
+            return []
+        if overlap >= p.max_overlap:
+            return [self.finding("prompt_echo", overlap, p.max_overlap,
+                                 f"{where} repeats field '{field}': {overlap:.0%} of its word {p.ngram}-grams "
+                                 f"are copied (max {p.max_overlap:.0%})", rule="overlap", **common)]
+        return []

@@ -1,0 +1,523 @@
+"""Text-quality rule checks: Gopher repetition and quality filters, flagged words, personal data (PII).
+
+The repetition and quality heuristics follow Rae et al. 2021 ("Scaling Language Models: Methods, Analysis &
+Insights from Training Gopher", MassiveText quality filtering), with the paper's thresholds as defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from qualgate.checks.base import Check, Measurement, Params, register
+from qualgate.checks.rules import FIELD_DOC, FieldName, phrase_regex
+from qualgate.findings import Finding
+from qualgate.packs import read_list
+from qualgate.sample import Sample
+
+EVIDENCE_CHARS = 80
+
+
+def _where(field: str | None) -> str:
+    return f"field '{field}'" if field else "text"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".") if x == x else "nan"
+
+
+# ----------------------------------------------------------------------------------------- repetition
+_WORD = re.compile(r"\w+(?:['’]\w+)*")
+_ALNUM = re.compile(r"[^\W_]")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+TOP_NS = (2, 3, 4)
+DUP_NS = (5, 6, 7, 8, 9, 10)
+
+
+def _units(parts: list[str], skip_symbol_only: bool) -> list[str]:
+    """Lines or paragraphs, whitespace-normalised, blank ones dropped (and symbol-only ones, if asked)."""
+    units = [" ".join(p.split()) for p in parts]
+    return [u for u in units if u and (not skip_symbol_only or _ALNUM.search(u))]
+
+
+def _duplicates(units: list[str]) -> tuple[float, float, str | None]:
+    """Share of units that repeat an earlier one, share of characters in those repeats, the most repeated unit."""
+    if not units:
+        return 0.0, 0.0, None
+    seen: set[str] = set()
+    dup = dup_chars = 0
+    for u in units:
+        if u in seen:
+            dup += 1
+            dup_chars += len(u)
+        else:
+            seen.add(u)
+    top, count = Counter(units).most_common(1)[0]
+    total = sum(map(len, units))
+    return dup / len(units), dup_chars / total, top if count > 1 else None
+
+
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def _top_ngram(words: list[str], n: int, total_chars: int) -> tuple[float, str | None]:
+    """Share of word characters in all occurrences of the most frequent n-gram (0 when none repeats)."""
+    grams = _ngrams(words, n)
+    if not grams:
+        return 0.0, None
+    gram, count = Counter(grams).most_common(1)[0]
+    if count < 2:
+        return 0.0, None
+    return min(1.0, sum(map(len, gram)) * count / total_chars), " ".join(gram)
+
+
+def _duplicated_ngrams(words: list[str], n: int, total_chars: int) -> tuple[float, str | None]:
+    """Share of word characters covered by n-grams that occur more than once (overlaps counted once)."""
+    grams = _ngrams(words, n)
+    if not grams:
+        return 0.0, None
+    counts = Counter(grams)
+    chars = covered_until = 0
+    for i, gram in enumerate(grams):
+        if counts[gram] > 1:
+            for j in range(max(i, covered_until), i + n):
+                chars += len(words[j])
+            covered_until = i + n
+    gram, count = counts.most_common(1)[0]
+    return chars / total_chars, " ".join(gram) if count > 1 else None
+
+
+def _check_limits(v: dict[int, float], allowed: tuple[int, ...]) -> dict[int, float]:
+    for n, limit in v.items():
+        if n not in allowed:
+            raise ValueError(f"n must be one of {list(allowed)}, not {n}")
+        if not 0 <= limit <= 1:
+            raise ValueError(f"limit for n={n} must be between 0 and 1, not {limit}")
+    return v
+
+
+class RepetitionParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    max_dup_line_frac: float | None = Field(0.30, ge=0, le=1,
+                                            description="most share of lines that repeat an earlier line")
+    max_dup_line_char_frac: float | None = Field(0.20, ge=0, le=1,
+                                                 description="most share of characters in repeated lines")
+    max_dup_para_frac: float | None = Field(0.30, ge=0, le=1,
+                                            description="most share of paragraphs that repeat an earlier one")
+    max_dup_para_char_frac: float | None = Field(0.20, ge=0, le=1,
+                                                 description="most share of characters in repeated paragraphs")
+    max_top_ngram_frac: dict[int, float] = Field(
+        default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16},
+        description="n (2-4): most share of word characters in the most frequent word n-gram; n not listed "
+                    "is not checked")
+    max_dup_ngram_frac: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="n (5-10): most share of word characters in word n-grams that occur more than once; "
+                    "n not listed is not checked")
+    min_words: int = Field(20, ge=1, description="n-gram measures apply only to texts with at least this many "
+                                                 "words (short answers are never judged by them)")
+    skip_symbol_lines: bool = Field(True, description="ignore lines and paragraphs without a letter or digit "
+                                                      "(closing braces, '---' rules) when counting repeats")
+
+    @field_validator("max_top_ngram_frac")
+    @classmethod
+    def _top(cls, v: dict[int, float]) -> dict[int, float]:
+        return _check_limits(v, TOP_NS)
+
+    @field_validator("max_dup_ngram_frac")
+    @classmethod
+    def _dup(cls, v: dict[int, float]) -> dict[int, float]:
+        return _check_limits(v, DUP_NS)
+
+
+@register
+class Repetition(Check[RepetitionParams]):
+    """Text repeats itself: duplicate lines or paragraphs, or dominant word n-grams (Gopher thresholds)."""
+
+    kind = "repetition"
+    params_model = RepetitionParams
+    score_names = ("dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac",
+                   *(f"top_{n}gram_frac" for n in TOP_NS), *(f"dup_{n}gram_frac" for n in DUP_NS))
+    cost = 4
+
+    def score(self, sample: Sample) -> Measurement:
+        p = self.params
+        text = sample.view(p.field)
+        values: dict[str, float | None] = {}
+        evidence: dict[str, Any] = {}
+        for unit, parts in (("line", text.split("\n")), ("para", _PARAGRAPH_BREAK.split(text))):
+            frac, char_frac, top = _duplicates(_units(parts, p.skip_symbol_lines))
+            values[f"dup_{unit}_frac"] = round(frac, 6)
+            values[f"dup_{unit}_char_frac"] = round(char_frac, 6)
+            if top is not None:
+                evidence["line" if unit == "line" else "paragraph"] = top[:EVIDENCE_CHARS]
+        words = [w.lower() for w in _WORD.findall(text)]
+        total_chars = sum(map(len, words))
+        evidence["words"] = len(words)
+        long_enough = len(words) >= p.min_words and total_chars > 0
+        for n in (*TOP_NS, *DUP_NS):
+            name = f"top_{n}gram_frac" if n in TOP_NS else f"dup_{n}gram_frac"
+            if not long_enough:
+                values[name] = None
+                continue
+            frac, gram = (_top_ngram if n in TOP_NS else _duplicated_ngrams)(words, n, total_chars)
+            values[name] = round(frac, 6)
+            if gram is not None:
+                evidence[f"ngram_{n}"] = gram[:EVIDENCE_CHARS]
+        return Measurement(values, evidence)
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        p, where = self.params, _where(self.params.field)
+        # reason, [(score name, limit, n, what the value measures)], evidence key
+        families: list[tuple[str, list[tuple[str, float | None, int | None, str]], str]] = [
+            ("duplicate_lines", [("dup_line_frac", p.max_dup_line_frac, None, "of lines are repeats"),
+                                 ("dup_line_char_frac", p.max_dup_line_char_frac, None,
+                                  "of characters are in repeated lines")], "line"),
+            ("duplicate_paragraphs", [("dup_para_frac", p.max_dup_para_frac, None, "of paragraphs are repeats"),
+                                      ("dup_para_char_frac", p.max_dup_para_char_frac, None,
+                                       "of characters are in repeated paragraphs")], "paragraph"),
+            ("top_ngram", [(f"top_{n}gram_frac", p.max_top_ngram_frac.get(n), n,
+                            f"of word characters are in the most frequent {n}-gram") for n in TOP_NS], "ngram"),
+            ("duplicated_ngrams", [(f"dup_{n}gram_frac", p.max_dup_ngram_frac.get(n), n,
+                                    f"of word characters are in repeated {n}-grams") for n in DUP_NS], "ngram"),
+        ]
+        out = []
+        for reason, measures, key in families:
+            hits = []
+            for name, limit, n, what in measures:
+                value = m.values.get(name)
+                if limit is not None and value is not None and value > limit:
+                    hits.append((name, value, limit, n, what))
+            if not hits:
+                continue
+            name, value, limit, n, _ = hits[0]
+            exceeded = [{"measure": h[0], "n": h[3], "value": h[1], "limit": h[2]} for h in hits]
+            if key == "ngram":
+                example = m.evidence.get(f"ngram_{n}")
+                parts = [f"{h[3]}-gram {_fmt(h[1])} (limit {_fmt(h[2])})" for h in hits]
+                label = "the most frequent n-gram" if reason == "top_ngram" else "repeated n-grams"
+                message = f"{where} has too many word characters in {label}: {', '.join(parts)}"
+                evidence: dict[str, Any] = {"ngram": example, "exceeded": exceeded}
+            else:
+                example = m.evidence.get(key)
+                parts = [f"{_fmt(h[1])} {h[4]} (limit {_fmt(h[2])})" for h in hits]
+                message = f"{where} repeats {key}s: {'; '.join(parts)}"
+                evidence = {key: example, "exceeded": exceeded}
+            if example is not None:
+                message += f"; e.g. {example!r}"
+            out.append(self.finding(reason, value, limit, message, **evidence))
+        return out
+
+
+# --------------------------------------------------------------------------------- quality heuristics
+STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
+_PUNCT = string.punctuation + "“”‘’«»…–—"
+_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
+_MARKDOWN_MARKER = re.compile(r"(?m)^[ \t]*(?:#{1,6}|[-*+•]|\d{1,3}[.)])(?=[ \t])")
+
+
+class QualityHeuristicsParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    min_words: int = Field(50, ge=1, description="texts with fewer whitespace-separated words are not judged "
+                                                 "(short answers such as 'Positive' or '4' are legitimate)")
+    max_symbol_ratio: float | None = Field(0.1, ge=0, description="most '#' per word, and most ellipses "
+                                                                 "('...' or '…') per word")
+    min_mean_word_length: float | None = Field(3, ge=0, description="least mean word length in characters")
+    max_mean_word_length: float | None = Field(10, ge=0, description="most mean word length in characters")
+    min_alphabetic_share: float | None = Field(0.8, ge=0, le=1,
+                                               description="least share of words with an alphabetic character")
+    stop_words: list[str] = Field(default_factory=lambda: list(STOP_WORDS),
+                                  description="common words a natural text contains")
+    min_stop_words: int = Field(2, ge=0, description="fewest distinct stop words the text must contain")
+    strip_markdown: bool = Field(True, description="drop markdown heading, bullet and numbered-list markers at "
+                                                   "line starts before measuring")
+    skip_code_blocks: bool = Field(True, description="drop fenced ``` code blocks before measuring")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QualityHeuristicsParams:
+        lo, hi = self.min_mean_word_length, self.max_mean_word_length
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_mean_word_length ({lo}) is greater than max_mean_word_length ({hi})")
+        return self
+
+
+@register
+class QualityHeuristics(Check[QualityHeuristicsParams]):
+    """Long text fails Gopher's quality filters: symbols per word, mean word length, alphabetic words, stop words."""
+
+    kind = "quality_heuristics"
+    params_model = QualityHeuristicsParams
+    score_names = ("words", "hash_ratio", "ellipsis_ratio", "mean_word_length", "alphabetic_share", "stop_words")
+    cost = 2
+
+    def __init__(self, name: str, params: QualityHeuristicsParams) -> None:
+        super().__init__(name, params)
+        self._stop = {w.lower() for w in params.stop_words}
+
+    def score(self, sample: Sample) -> Measurement:
+        p = self.params
+        text = sample.view(p.field)
+        if p.skip_code_blocks:
+            text = _CODE_BLOCK.sub(" ", text)
+        if p.strip_markdown:
+            text = _MARKDOWN_MARKER.sub(" ", text)
+        tokens = text.split()
+        n = len(tokens)
+        cores = [c for t in tokens if (c := t.strip(_PUNCT))]
+
+        def ratio(x: float, of: int) -> float | None:
+            return round(x / of, 6) if of else None
+
+        values: dict[str, float | None] = {
+            "words": float(n),
+            "hash_ratio": ratio(text.count("#"), n),
+            "ellipsis_ratio": ratio(text.count("...") + text.count("…"), n),
+            "mean_word_length": ratio(sum(map(len, cores)), len(cores)),
+            "alphabetic_share": ratio(sum(any(ch.isalpha() for ch in t) for t in tokens), n),
+            "stop_words": float(len({c.lower() for c in cores} & self._stop)),
+        }
+        return Measurement(values)
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        p, v, where = self.params, m.values, _where(self.params.field)
+        if (v["words"] or 0) < p.min_words:
+            return []
+        out = []
+        hashes, ellipses = v["hash_ratio"], v["ellipsis_ratio"]
+        if p.max_symbol_ratio is not None and hashes is not None and ellipses is not None:
+            worst = max(hashes, ellipses)
+            if worst > p.max_symbol_ratio:
+                out.append(self.finding(
+                    "symbol_ratio", worst, p.max_symbol_ratio,
+                    f"{where} has {_fmt(hashes)} '#' and {_fmt(ellipses)} ellipses per word "
+                    f"(limit {_fmt(p.max_symbol_ratio)})", hash_ratio=hashes, ellipsis_ratio=ellipses))
+        length = v["mean_word_length"]
+        if length is not None:
+            lo, hi = p.min_mean_word_length, p.max_mean_word_length
+            bound = lo if lo is not None and length < lo else hi if hi is not None and length > hi else None
+            if bound is not None:
+                side = "below the minimum" if bound == lo and length < bound else "above the maximum"
+                out.append(self.finding("mean_word_length", length, bound,
+                                        f"{where} has mean word length {_fmt(length)}, {side} {_fmt(bound)}",
+                                        mean_word_length=length))
+        alpha = v["alphabetic_share"]
+        if p.min_alphabetic_share is not None and alpha is not None and alpha < p.min_alphabetic_share:
+            out.append(self.finding("alphabetic_share", alpha, p.min_alphabetic_share,
+                                    f"only {_fmt(alpha)} of the words in {where} contain a letter "
+                                    f"(minimum {_fmt(p.min_alphabetic_share)})", alphabetic_share=alpha))
+        stops = v["stop_words"]
+        if stops is not None and stops < p.min_stop_words:
+            out.append(self.finding("missing_stop_words", stops, p.min_stop_words,
+                                    f"{where} contains {int(stops)} of the stop words "
+                                    f"({', '.join(p.stop_words)}), fewer than {p.min_stop_words}",
+                                    stop_words=stops))
+        return out
+
+
+# ------------------------------------------------------------------------------------- flagged words
+class FlaggedWordsParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    words: list[str] = Field(default_factory=list, description="words or phrases to flag (whole words, any case)")
+    words_file: str | None = Field(None, description="word list: a path, or a list shipped in rules/ (e.g. the "
+                                                     "example flagged_words.txt)")
+    max_count: int | None = Field(0, ge=0, description="most flagged words allowed; unset = no count limit")
+    max_share: float | None = Field(None, ge=0, le=1, description="most share of words that are flagged")
+
+    @field_validator("words_file")
+    @classmethod
+    def _exists(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                read_list(v)
+            except FileNotFoundError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _some(self) -> FlaggedWordsParams:
+        if not [w for w in self.words if w.strip()] and self.words_file is None:
+            raise ValueError("set words, words_file or both")
+        if self.max_count is None and self.max_share is None:
+            raise ValueError("set max_count, max_share or both")
+        return self
+
+
+@register
+class FlaggedWords(Check[FlaggedWordsParams]):
+    """Text contains words from a flagged-word list (whole words, case-insensitive)."""
+
+    kind = "flagged_words"
+    params_model = FlaggedWordsParams
+    score_names = ("count", "share")
+    cost = 3
+
+    def __init__(self, name: str, params: FlaggedWordsParams) -> None:
+        super().__init__(name, params)
+        words = [w for w in params.words if w.strip()]
+        if params.words_file is not None:
+            words += read_list(params.words_file)
+        self._rx = phrase_regex(words)
+
+    def score(self, sample: Sample) -> Measurement:
+        text = sample.view(self.params.field)
+        hits = [{"word": m.group(0), "start": m.start(), "end": m.end()} for m in self._rx.finditer(text)]
+        n_words = len(text.split())
+        share = len(hits) / n_words if n_words else 0.0
+        return Measurement({"count": float(len(hits)), "share": round(share, 6)}, {"matches": hits[:50]})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        p = self.params
+        count, share = m.values["count"] or 0.0, m.values["share"] or 0.0
+        if p.max_count is not None and count > p.max_count:
+            score, limit, what = count, float(p.max_count), f"{int(count)} flagged word(s), more than {p.max_count}"
+        elif p.max_share is not None and share > p.max_share:
+            score, limit, what = share, p.max_share, f"{_fmt(share)} flagged words, more than {_fmt(p.max_share)}"
+        else:
+            return []
+        matches = m.evidence.get("matches", [])
+        words = list(dict.fromkeys(str(x["word"]).lower() for x in matches))
+        return [self.finding("flagged_word", score, limit,
+                             f"{_where(p.field)} contains {what}: {', '.join(repr(w) for w in words[:10])}",
+                             words=words, matches=matches)]
+
+
+# ---------------------------------------------------------------------------------------------- PII
+PiiKind = Literal["email", "phone", "credit_card", "iban", "ssn", "ipv4", "ipv6"]
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "credit_card", "iban", "ssn", "ipv4", "ipv6")
+
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@"
+                    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_CARD = re.compile(r"(?<![\w+-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\w-]|[.,]\d)")
+_SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:)[0-9A-Fa-f:.]{3,45}(?![\w:])")
+_END = r"(?![\w-]|[.,]\d)"
+_PHONE_INTL = re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .\-\u00a0]?\(?\d{1,5}\)?){1,6}" + _END)
+_PHONE_US = re.compile(r"(?<![\w+.-])(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}" + _END)
+_PHONE_NATIONAL = re.compile(r"(?<![\w+.,-])0[1-9]\d{0,3}(?:[ .-]?\d{2,4}){2,4}" + _END)
+
+
+def _digits(s: str) -> str:
+    return "".join(ch for ch in s if ch.isdigit())
+
+
+def luhn_ok(digits: str) -> bool:
+    """Luhn checksum of a string of digits (credit-card numbers)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def iban_ok(compact: str) -> bool:
+    """ISO 13616 check: country code, two check digits, 11-30 alphanumerics, mod-97 remainder 1."""
+    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def _ip_ok(candidate: str, version: int, skip_local: bool) -> bool:
+    try:
+        ip = ipaddress.IPv4Address(candidate) if version == 4 else ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return False
+    return not (skip_local and (ip.is_loopback or ip.is_unspecified))
+
+
+def _pii_candidates(text: str, skip_local: bool) -> Iterator[tuple[str, int, int, bool]]:
+    """(kind, start, end, valid) in order of precedence; invalid IBAN-shaped runs still block other kinds."""
+    for m in _EMAIL.finditer(text):
+        yield "email", m.start(), m.end(), True
+    for m in _IBAN.finditer(text):
+        cand = m.group(0)
+        ends = [len(cand), *(i for i in range(len(cand) - 1, 3, -1) if cand[i] == " ")]
+        end = next((e for e in ends if iban_ok(cand[:e].replace(" ", ""))), None)
+        yield "iban", m.start(), m.start() + (end or len(cand)), end is not None
+    for m in _CARD.finditer(text):
+        yield "credit_card", m.start(), m.end(), luhn_ok(_digits(m.group(0)))
+    for m in _SSN.finditer(text):
+        yield "ssn", m.start(), m.end(), True
+    for m in _IPV6.finditer(text):
+        cand = m.group(0).rstrip(".")
+        groups = sum(1 for g in cand.split(":") if g) + (1 if "." in cand else 0)
+        if groups >= 3 and _ip_ok(cand, 6, skip_local):
+            yield "ipv6", m.start(), m.start() + len(cand), True
+        elif _ip_ok(cand, 6, False):
+            yield "ipv6", m.start(), m.start() + len(cand), False  # loopback or too short: block, don't report
+    for m in _IPV4.finditer(text):
+        yield "ipv4", m.start(), m.end(), _ip_ok(m.group(0), 4, skip_local)
+    for m in _PHONE_INTL.finditer(text):
+        yield "phone", m.start(), m.end(), 8 <= len(_digits(m.group(0))) <= 15
+    for m in _PHONE_US.finditer(text):
+        yield "phone", m.start(), m.end(), True
+    for m in _PHONE_NATIONAL.finditer(text):
+        cand = m.group(0)
+        separators = set(re.findall(r"[ .-]", cand))
+        yield "phone", m.start(), m.end(), 9 <= len(_digits(cand)) <= 12 and len(separators) == 1
+
+
+def find_pii(text: str, skip_local: bool = True) -> list[tuple[str, int, int]]:
+    """Personal data in ``text`` as (kind, start, end), sorted by position; earlier kinds win overlaps."""
+    taken: list[tuple[int, int]] = []
+    found: list[tuple[str, int, int]] = []
+    for kind, start, end, valid in _pii_candidates(text, skip_local):
+        if any(start < e and s < end for s, e in taken):
+            continue
+        if valid or kind == "iban":
+            taken.append((start, end))
+        if valid:
+            found.append((kind, start, end))
+    return sorted(found, key=lambda x: x[1])
+
+
+class PiiParams(Params):
+    field: FieldName = Field(None, description=FIELD_DOC)
+    kinds: list[PiiKind] = Field(default_factory=lambda: list(PII_KINDS), min_length=1,
+                                 description="personal data to look for: email, phone, credit_card (Luhn-checked), "
+                                             "iban (mod-97 checked), ssn, ipv4, ipv6")
+    max_matches: int = Field(0, ge=0, description="most personal data items allowed")
+    skip_local_ips: bool = Field(True, description="do not count loopback and unspecified addresses "
+                                                   "(127.0.0.1, 0.0.0.0, ::1)")
+
+
+@register
+class Pii(Check[PiiParams]):
+    """Text contains personal data: e-mail, phone, credit card, IBAN, US SSN, IP address (findings give spans only)."""
+
+    kind = "pii"
+    params_model = PiiParams
+    score_names = ("matches", *PII_KINDS)
+    cost = 4
+
+    def score(self, sample: Sample) -> Measurement:
+        found = find_pii(sample.view(self.params.field), self.params.skip_local_ips)
+        counts = Counter(kind for kind, _, _ in found)
+        values: dict[str, float | None] = {"matches": float(sum(counts[k] for k in set(self.params.kinds)))}
+        values.update({k: float(counts[k]) for k in PII_KINDS})
+        return Measurement(values, {"matches": [{"kind": k, "start": s, "end": e} for k, s, e in found[:100]]})
+
+    def decide(self, m: Measurement) -> list[Finding]:
+        p = self.params
+        kinds = list(dict.fromkeys(p.kinds))
+        n = sum(m.values.get(k) or 0.0 for k in kinds)
+        if n <= p.max_matches:
+            return []
+        matches = [x for x in m.evidence.get("matches", []) if x["kind"] in kinds]
+        listed = ", ".join(f"{x['kind']} at {x['start']}-{x['end']}" for x in matches[:10])
+        if n > 10:
+            listed += f" and {int(n) - 10} more"
+        counts = {k: int(m.values.get(k) or 0) for k in kinds if m.values.get(k)}
+        return [self.finding("pii", n, p.max_matches,
+                             f"{_where(p.field)} contains {int(n)} personal data item{'' if n == 1 else 's'}: "
+                             f"{listed}", matches=matches, counts=counts)]

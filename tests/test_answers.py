@@ -1,0 +1,275 @@
+"""Answer checks (refusal, unanswerable, prompt_echo): positive and negative examples, reasons and evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qualgate import Gate
+from qualgate.errors import ConfigError
+from qualgate.findings import Finding
+
+
+def run(checks: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[list[Finding]]:
+    gate = Gate.from_config({"version": 1, "input": {"text": "auto"}, "checks": checks}, cache_dir=None,
+                            all_findings=True)
+    return [d.findings for d in gate.run(records).decisions]
+
+
+def findings(checks: list[dict[str, Any]], record: dict[str, Any]) -> list[Finding]:
+    return run(checks, [record])[0]
+
+
+def reasons(checks: list[dict[str, Any]], record: dict[str, Any]) -> list[str]:
+    return [f.reason for f in findings(checks, record)]
+
+
+def rec(output: str, instruction: str = "Answer the question.", input: str = "") -> dict[str, str]:
+    return {"instruction": instruction, "input": input, "output": output}
+
+
+# -------------------------------------------------------------------------------------------- refusal
+REFUSAL = [{"check": "refusal"}]
+
+
+@pytest.mark.parametrize("output", [
+    "I'm sorry, but I can't help with that request.",
+    "I’m sorry, but I can’t share personal information about private individuals.",
+    "I cannot help with creating malware.",
+    "I'm not able to provide medical diagnoses. Please see a doctor.",
+    "I don't have access to your calendar, so I can't tell you when the meeting is.",
+    "As an AI, I do not have personal opinions about politics.",
+    "It is not appropriate for me to rank religions.",
+    "I'm unable to predict next week's lottery numbers.",
+    "As of my knowledge cutoff in 2021, the tallest building was the Burj Khalifa.",
+    "I cannot browse the internet, but here is how you can check the score yourself.",
+])
+def test_refusal_flags_refusals_and_deflections(output: str) -> None:
+    f = findings(REFUSAL, rec(output))
+    assert [x.reason for x in f] == ["refusal"]
+    assert f[0].check == "refusal" and f[0].score is not None and f[0].score >= 1 and f[0].threshold == 0
+
+
+def test_refusal_evidence_has_phrase_and_span() -> None:
+    out = "I'm sorry, but I cannot help with that."
+    f = findings(REFUSAL, rec(out))[0]
+    start, end = f.evidence["span"]
+    assert f.evidence["phrase"] == "I'm sorry, but I cannot" == out[start:end]
+    assert f.evidence["matches"][0] == {"match": "I'm sorry, but I cannot", "start": 0, "end": 23}
+
+
+@pytest.mark.parametrize("output", [
+    "I'm sorry to hear that your cat is ill; here is what to do: keep her warm, offer water and call a vet.",
+    "Positive",
+    "4",
+    "Sorry is a word used to apologise. For example: 'I am sorry I was late.'",
+    "The sentence expresses regret: the speaker could not attend the meeting.",
+])
+def test_refusal_ignores_sympathy_and_short_answers(output: str) -> None:
+    assert reasons(REFUSAL, rec(output)) == []
+
+
+def test_refusal_window_limits_where_phrases_count() -> None:
+    late = "Here are the steps to reset a router. " + "Unplug it and wait. " * 20 + (
+        "If the customer says 'I am unable to log in', check the password first.")
+    assert late.index("I am unable to") > 300
+    assert reasons(REFUSAL, rec(late)) == []
+    f = findings([{"check": "refusal", "window": None}], rec(late))
+    assert [x.reason for x in f] == ["refusal"] and f[0].evidence["span"][0] > 300
+
+
+def test_refusal_params_field_extra_phrases_and_max_matches() -> None:
+    r = rec("Let's talk about something else. The moon orbits the earth.", "Tell me a secret.")
+    assert reasons(REFUSAL, r) == []
+    assert reasons([{"check": "refusal", "extra_phrases": ["let's talk about something else"]}], r) == ["refusal"]
+    twice = rec("I'm unable to do that. I don't have access to that data.")
+    assert findings(REFUSAL, twice)[0].score == 2
+    assert reasons([{"check": "refusal", "max_matches": 2}], twice) == []
+    # field=None reads the text view (instruction + input + output)
+    r = rec("Sure, here it is.", "I'm unable to sleep. What should I do?")
+    assert reasons(REFUSAL, r) == []
+    assert reasons([{"check": "refusal", "field": None}], r) == ["refusal"]
+
+
+def test_refusal_missing_field_is_a_finding_and_bad_file_is_a_config_error() -> None:
+    f = findings(REFUSAL, {"instruction": "Say hi.", "output_text": "hi"})
+    assert f and f[0].reason == "missing_field"
+    with pytest.raises((ConfigError, ValueError)):
+        Gate.from_config({"version": 1, "checks": [{"check": "refusal", "phrases_file": "no-such-list.txt"}]},
+                         cache_dir=None)
+
+
+# --------------------------------------------------------------------------------------- unanswerable
+UNANS = [{"check": "unanswerable"}]
+
+
+@pytest.mark.parametrize(("instruction", "input", "match"), [
+    ("Draw a picture of a cat sitting on a mat.", "", "Draw a picture"),
+    ("Design a logo for my bakery called Sweet Rise.", "", "Design a logo"),
+    ("Generate an image of a futuristic city at night.", "", "Generate an image"),
+    ("Sing a song about the ocean.", "", "Sing a song"),
+    ("Can you draw me a cat?", "", "draw me a cat"),
+    ("Record a short audio clip explaining photosynthesis.", "", "Record a short audio"),
+    ("Summarize the article at https://example.com/news/123", "", "Summarize the article at https://example.com/"
+     "news/123"),
+    ("Visit the website and list its main sections.", "", "Visit the website"),
+    ("Read the attached file and summarize it.", "", "the attached file"),
+    ("Describe the people in the picture above.", "", "the picture above"),
+    ("What is today's weather in Paris?", "", "What is today's weather"),
+    ("How is the weather in London right now?", "", "How is the weather in London right now"),
+    ("What is the current stock price of Apple?", "", "What is the current stock price"),
+    ("Summarize the content of this page.", "Open https://en.wikipedia.org/wiki/Moon", "Open https://en.wikipedia"
+     ".org/wiki/Moon"),
+])
+def test_unanswerable_flags_impossible_requests(instruction: str, input: str, match: str) -> None:
+    f = findings(UNANS, rec("Sure! The answer follows.", instruction, input))
+    assert [x.reason for x in f] == ["impossible_request"]
+    assert f[0].evidence["phrase"] == match and f[0].threshold == 0 and f[0].evidence["declined"] is False
+
+
+@pytest.mark.parametrize(("instruction", "output"), [
+    ("Describe an image of a sunset.", "A warm orange sun sinks below the horizon, painting the clouds pink."),
+    ("Write a poem about a picture of your grandmother.", "In faded sepia she smiles, / her garden still in bloom."),
+    ("Generate a list of five fruits.", "Apple, banana, cherry, mango, pear."),
+    ("Explain what a URL is.", "A URL is the address of a resource on the web, such as https://example.com."),
+    ("Draw a conclusion from the data.", "Sales rise in summer and fall in winter."),
+    ("Draw a comparison between cats and dogs.", "Cats are independent; dogs are social."),
+    ("Paint a picture with words of a busy market.", "Stalls overflow with oranges and the air smells of bread."),
+    ("Create a description of an image of a forest.", "Tall pines rise through the morning mist."),
+    ("Write a cover letter for a junior developer job.",
+     "Dear hiring manager, I am excited to apply. I have attached my resume for your review."),
+    ("Play a game of twenty questions with me.", "Great! Is it an animal?"),
+    ("Explain how weather forecasts are made.", "Forecasters feed observations into numerical models."),
+    ("How does the current exchange rate affect exports?", "A weaker currency makes exports cheaper abroad."),
+    ("Classify the sentiment of the review.", "Positive"),
+    ("What is 2 + 2?", "4"),
+])
+def test_unanswerable_leaves_ordinary_text_tasks_alone(instruction: str, output: str) -> None:
+    assert reasons(UNANS, rec(output, instruction)) == []
+
+
+@pytest.mark.parametrize(("output", "match"), [
+    ("Here is the image you asked for: a red fox in the snow.", "Here is the image"),
+    ("Done! I have attached the logo as a PNG.", "I have attached the logo"),
+    ("[image]", "[image]"),
+    ("I've uploaded it to your drive.", "I've uploaded"),
+    ("Listen to the audio below for the full song.", "Listen to the audio below"),
+    ("I visited the website and it lists three products.", "I visited the website"),
+])
+def test_unanswerable_flags_answers_that_pretend(output: str, match: str) -> None:
+    f = findings(UNANS, rec(output, "Tell me about foxes."))
+    assert [x.reason for x in f] == ["pretends_capability"]
+    assert f[0].evidence["phrase"] == match
+    start, end = f[0].evidence["span"]
+    assert output[start:end] == match
+
+
+def test_unanswerable_request_and_pretence_give_both_reasons() -> None:
+    f = findings(UNANS, rec("Here's your logo: [Image: a bread loaf with a sun]", "Design a logo for my bakery."))
+    assert [x.reason for x in f] == ["impossible_request", "pretends_capability"]
+    assert f[1].score == 2 and f[1].evidence["phrase"] == "Here's your logo"
+
+
+def test_unanswerable_image_description_answer_is_not_a_pretence() -> None:
+    out = "Here is an image description: a lighthouse on a cliff at dusk, waves crashing below."
+    assert reasons(UNANS, rec(out, "Describe a lighthouse.")) == []
+
+
+def test_unanswerable_reject_request_alone_false_needs_pretence_or_no_decline() -> None:
+    lenient = [{"check": "unanswerable", "reject_request_alone": False}]
+    ask = "Draw a picture of a cat."
+    declined = rec("As a text-based model I can't create images, but here is a description: a tabby cat naps.", ask)
+    assert reasons(UNANS, declined) == ["impossible_request"]
+    assert reasons(lenient, declined) == []
+    f = findings(lenient, rec("Whiskers, a sleeping cat curled up on a rug.", ask))
+    assert [x.reason for x in f] == ["impossible_request"] and "does not decline" in f[0].message
+    assert reasons(lenient, rec("Here is the picture of your cat: [image]", ask)) == [
+        "impossible_request", "pretends_capability"]
+
+
+def test_unanswerable_fields_and_extra_patterns() -> None:
+    r = {"prompt": "Knit me a scarf.", "completion": "There you go, the scarf is in the mail."}
+    checks = [{"check": "unanswerable", "instruction_field": "prompt", "input_field": None,
+               "answer_field": "completion", "extra_request_patterns": [r"\bknit\b"],
+               "extra_pretend_patterns": [r"\bin the mail\b"]}]
+    assert reasons(checks, r) == ["impossible_request", "pretends_capability"]
+    # a record without an input field is fine
+    assert reasons(UNANS, {"instruction": "Name a fruit.", "output": "Apple"}) == []
+    with pytest.raises((ConfigError, ValueError)):
+        Gate.from_config({"version": 1, "checks": [{"check": "unanswerable", "extra_request_patterns": ["("]}]},
+                         cache_dir=None)
+
+
+# ---------------------------------------------------------------------------------------- prompt echo
+ECHO = [{"check": "prompt_echo"}]
+
+
+def test_prompt_echo_identical_to_instruction_or_input() -> None:
+    f = findings(ECHO, rec("Give three tips for staying healthy!", "Give three tips for staying healthy."))
+    assert [x.reason for x in f] == ["prompt_echo"]
+    assert f[0].evidence["field"] == "instruction" and f[0].evidence["rule"] == "identical"
+    text = "The cat sat on the mat and purred loudly."
+    f = findings(ECHO, rec(text, "Summarize the following text.", text))
+    assert [x.reason for x in f] == ["prompt_echo"]
+    assert f[0].evidence["field"] == "input" and f[0].evidence["overlap"] == 1.0
+
+
+def test_prompt_echo_answer_starting_with_the_instruction() -> None:
+    out = "Explain why the sky is blue. The sky is blue because air scatters blue light."
+    f = findings(ECHO, rec(out, "Explain why the sky is blue."))
+    assert [x.reason for x in f] == ["prompt_echo"] and f[0].evidence["rule"] == "prefix"
+    # a short instruction repeated at the start is a normal way to answer
+    assert reasons(ECHO, rec("Name a colour: red is a colour.", "Name a colour.")) == []
+
+
+def test_prompt_echo_high_ngram_overlap() -> None:
+    inp = ("Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make "
+           "glucose and oxygen.")
+    out = "Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make glucose."
+    f = findings(ECHO, rec(out, "Summarize the paragraph in one sentence.", inp))
+    assert [x.reason for x in f] == ["prompt_echo"]
+    ev = f[0].evidence
+    assert ev["rule"] == "overlap" and ev["field"] == "input" and ev["overlap"] >= 0.9
+    assert f[0].score == ev["overlap"] and f[0].threshold == 0.9
+    assert reasons([{"check": "prompt_echo", "min_words": 50}], rec(out, "Summarize the paragraph.", inp)) == []
+
+
+@pytest.mark.parametrize(("instruction", "input", "output"), [
+    ("Fix the grammar in this sentence.", "She go to school every days.", "She goes to school every day."),
+    ("Paraphrase the sentence.", "The meeting was postponed because of the storm.",
+     "The meeting was postponed because of the storm last night."),
+    ("Rewrite the text in the past tense.", "I walk to the park and I feed the ducks.",
+     "I walked to the park and I fed the ducks."),
+    ("Summarize the paragraph.", "Cats sleep a lot. They sleep up to sixteen hours a day.",
+     "Cats sleep up to sixteen hours daily."),
+    ("Classify the sentiment of this review.", "I loved every minute of it.", "Positive"),
+    ("What is 2 + 2?", "", "4"),
+    ("Identify the city in the sentence.", "Paris", "Paris"),
+])
+def test_prompt_echo_leaves_real_answers_alone(instruction: str, input: str, output: str) -> None:
+    assert reasons(ECHO, rec(output, instruction, input)) == []
+
+
+def test_prompt_echo_rewrite_task_still_flags_an_identical_copy() -> None:
+    text = "She go to school every days."
+    f = findings(ECHO, rec(text, "Correct the grammar of the sentence.", text))
+    assert [x.reason for x in f] == ["prompt_echo"]
+    assert f[0].evidence["rewrite_task"] is True and f[0].evidence["field"] == "input"
+    # without the rewrite verbs, a near copy of the input counts as an echo
+    near = rec("The meeting was postponed because of the storm last night.", "Paraphrase the sentence.",
+               "The meeting was postponed because of the storm last night!!")
+    assert reasons(ECHO, near) == ["prompt_echo"]
+    near["output"] = "The meeting was postponed because of the big storm last night."
+    assert reasons(ECHO, near) == []
+    assert reasons([{"check": "prompt_echo", "rewrite_verbs": [], "max_overlap": 0.6}], near) == ["prompt_echo"]
+
+
+def test_prompt_echo_batch_and_scores() -> None:
+    gate = Gate.from_config({"version": 1, "input": {"text": "auto"}, "checks": [{"check": "prompt_echo"}]},
+                            cache_dir=None)
+    result = gate.run([rec("Paris", "What is the capital of France?"),
+                       rec("What is the capital of France?", "What is the capital of France?")])
+    assert [x.reason for x in result.decisions[0].findings] == []
+    assert [x.reason for x in result.decisions[1].findings] == ["prompt_echo"]
+    assert "prompt_echo.overlap" in gate.score_columns
