@@ -41,7 +41,7 @@ REFUSAL = [{"check": "refusal"}]
     "I don't have access to your calendar, so I can't tell you when the meeting is.",
     "As an AI, I do not have personal opinions about politics.",
     "It is not appropriate for me to rank religions.",
-    "I'm unable to predict next week's lottery numbers.",
+    "I'm unable to help with predicting next week's lottery numbers.",
     "As of my knowledge cutoff in 2021, the tallest building was the Burj Khalifa.",
     "I cannot browse the internet, but here is how you can check the score yourself.",
 ])
@@ -72,7 +72,7 @@ def test_refusal_ignores_sympathy_and_short_answers(output: str) -> None:
 
 def test_refusal_window_limits_where_phrases_count() -> None:
     late = "Here are the steps to reset a router. " + "Unplug it and wait. " * 20 + (
-        "If the customer says 'I am unable to log in', check the password first.")
+        "If the customer says 'I am unable to help you', ask for a manager.")
     assert late.index("I am unable to") > 300
     assert reasons(REFUSAL, rec(late)) == []
     f = findings([{"check": "refusal", "window": None}], rec(late))
@@ -83,11 +83,11 @@ def test_refusal_params_field_extra_phrases_and_max_matches() -> None:
     r = rec("Let's talk about something else. The moon orbits the earth.", "Tell me a secret.")
     assert reasons(REFUSAL, r) == []
     assert reasons([{"check": "refusal", "extra_phrases": ["let's talk about something else"]}], r) == ["refusal"]
-    twice = rec("I'm unable to do that. I don't have access to that data.")
+    twice = rec("I'm unable to help with that. I don't have access to that data.")
     assert findings(REFUSAL, twice)[0].score == 2
     assert reasons([{"check": "refusal", "max_matches": 2}], twice) == []
     # field=None reads the text view (instruction + input + output)
-    r = rec("Sure, here it is.", "I'm unable to sleep. What should I do?")
+    r = rec("Sure, here it is.", "I am unable to help my son sleep. What should I do?")
     assert reasons(REFUSAL, r) == []
     assert reasons([{"check": "refusal", "field": None}], r) == ["refusal"]
 
@@ -226,13 +226,18 @@ def test_prompt_echo_answer_starting_with_the_instruction() -> None:
 def test_prompt_echo_high_ngram_overlap() -> None:
     inp = ("Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make "
            "glucose and oxygen.")
-    out = "Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make glucose."
+    out = ("Photosynthesis is the process by which Green Plants use sunlight, water and carbon dioxide to make "
+           "glucose and oxygen.")  # differs in case only: not identical, but every word 3-gram is copied
     f = findings(ECHO, rec(out, "Summarize the paragraph in one sentence.", inp))
     assert [x.reason for x in f] == ["prompt_echo"]
     ev = f[0].evidence
     assert ev["rule"] == "overlap" and ev["field"] == "input" and ev["overlap"] >= 0.9
     assert f[0].score == ev["overlap"] and f[0].threshold == 0.9
     assert reasons([{"check": "prompt_echo", "min_words": 50}], rec(out, "Summarize the paragraph.", inp)) == []
+    # an answer made of the input that covers little of it (a chosen option, a quoted name) is no echo
+    options = "Q: Which is a fruit? A. a chair B. an apple C. a cloud D. a shoe. Choose one and explain briefly."
+    assert reasons(ECHO, rec("B. an apple C. a cloud", "Pick the right answer.", options)) == []
+    assert reasons(ECHO, rec("I LOVE TO LEARN", "Convert the phrase to ALL CAPS.", "I love to learn")) == []
 
 
 @pytest.mark.parametrize(("instruction", "input", "output"), [

@@ -51,7 +51,7 @@ LOOP = "I am happy to help you with that. " * 10 + "Let me know if you need anyt
 
 
 def test_repetition_rejects_looping_text_with_ngram_evidence() -> None:
-    f = {x.reason: x for x in findings({"check": "repetition"}, LOOP)}
+    f = {x.reason: x for x in findings({"check": "repetition", "min_words": 20}, LOOP)}
     assert set(f) == {"top_ngram", "duplicated_ngrams"}
     dup = f["duplicated_ngrams"]
     assert dup.threshold == 0.15 and dup.score is not None and dup.score > 0.85
@@ -64,7 +64,9 @@ def test_repetition_rejects_looping_text_with_ngram_evidence() -> None:
 
 def test_repetition_rejects_repeated_lines_with_the_line_as_evidence() -> None:
     text = "Here is the list:\n" + "Buy milk and eggs from the shop.\n" * 4 + "That's all."
-    assert set(reasons({"check": "repetition"}, text)) == {"duplicate_lines", "top_ngram", "duplicated_ngrams"}
+    assert set(reasons({"check": "repetition", "min_words": 20}, text)) == {"duplicate_lines", "top_ngram",
+                                                                           "duplicated_ngrams"}
+    assert set(reasons({"check": "repetition"}, text)) == {"duplicate_lines"}  # n-grams: 100+ words only
     f = findings({"check": "repetition", "min_words": 1000}, text)
     assert [x.reason for x in f] == ["duplicate_lines"]
     assert f[0].evidence["line"] == "Buy milk and eggs from the shop."
@@ -282,7 +284,7 @@ def test_pii_through_registry_on_a_field() -> None:
 def test_fixture_file_through_the_gate() -> None:
     path = Path(__file__).resolve().parent.parent / "fixtures" / "text_quality_sample.jsonl"
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    checks = [{"check": "repetition"}, {"check": "quality_heuristics"}, {"check": "pii"},
+    checks = [{"check": "repetition", "min_words": 20}, {"check": "quality_heuristics"}, {"check": "pii"},
               {"check": "flagged_words", "words_file": "flagged_words.txt"}]
     gate = Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"}, "checks": checks},
                             cache_dir=None, all_findings=True)

@@ -201,6 +201,10 @@ REWRITE_VERBS = [
     "fix", "correct", "proofread", "paraphrase", "rephrase", "reword", "rewrite", "translate", "edit", "revise",
     "convert", "transform", "change", "improve", "polish", "simplify", "shorten", "format", "reformat",
     "capitalize", "capitalise", "punctuate", "normalize", "normalise", "grammar", "spelling", "typo",
+    # edits measured on Alpaca, whose answers differ from the input only in a comma, a capital or an order
+    "insert", "add", "remove", "delete", "restore", "replace", "sort", "arrange", "reorder", "punctuation",
+    "comma", "capital", "capitalization", "capitalisation", "uppercase", "lowercase", "mistake", "mistakes", "error",
+    "errors",
 ]
 
 
@@ -222,13 +226,19 @@ def verb_regex(verbs: list[str]) -> re.Pattern[str] | None:
     return re.compile(r"\b(?:" + "|".join(map(re.escape, stems)) + r")(?:e|es|ed|en|ing|s|d)?\b", re.IGNORECASE)
 
 
+def _same_text(text: str) -> str:
+    """Text as compared for an identical copy: spacing and the final punctuation ignored, case kept (so
+    "fix the capitals" or "convert to upper case" answers, which change only case, are not copies)."""
+    return " ".join(text.split()).rstrip(" .!?;:")
+
+
 class PromptEchoParams(Params):
     instruction_field: str = Field("instruction", description="field holding the instruction")
     input_field: str | None = Field("input", description="optional field with the task's input (missing = empty; "
                                     "unset = none)")
     answer_field: FieldName = Field("output", description="field holding the answer; unset = the text view")
-    max_overlap: float = Field(0.9, gt=0, le=1, description="share of the answer's word n-grams found in "
-                               "instruction + input at which the answer counts as an echo")
+    max_overlap: float = Field(0.9, gt=0, le=1, description="an echo when this share of the answer's word n-grams "
+                               "come from the instruction (or input) and cover this share of it")
     ngram: int = Field(3, ge=1, le=10, description="n of the word n-grams compared")
     min_words: int = Field(5, ge=1, description="the overlap rule applies only to answers with this many words")
     min_prefix_words: int = Field(5, ge=1, description="an answer starting with the whole instruction is an echo "
@@ -259,12 +269,14 @@ class PromptEcho(Check[PromptEchoParams]):
         instruction_text = sample.view(p.instruction_field)
         ins = words(instruction_text)
         inp = words(_optional_view(sample, p.input_field))
-        ans = words(sample.view(p.answer_field))
+        answer_text = sample.view(p.answer_field)
+        ans = words(answer_text)
         evidence: dict[str, Any] = {}
         identical = 0.0
-        if len(ans) >= p.min_identical_words:
-            for name, src in (("instruction", ins), ("input", inp)):
-                if ans == src:
+        if len(ans) >= p.min_identical_words:  # case and punctuation count: "fix the capitals" changes only those
+            exact = _same_text(answer_text)
+            for name, src_text in (("instruction", instruction_text), ("input", _optional_view(sample, p.input_field))):
+                if exact == _same_text(src_text):
                     identical, evidence["field"] = 1.0, name
                     break
         prefix = 0.0
@@ -273,10 +285,17 @@ class PromptEcho(Check[PromptEchoParams]):
             evidence.setdefault("field", "instruction")
         overlap: float | None = None
         grams = ngrams(ans, p.ngram)
-        if grams:
-            in_ins, in_inp = ngrams(ins, p.ngram), ngrams(inp, p.ngram)
-            overlap = round(len(grams & (in_ins | in_inp)) / len(grams), 6)
-            evidence.setdefault("field", "instruction" if len(grams & in_ins) >= len(grams & in_inp) else "input")
+        if grams:  # both ways: the answer is made of the source AND reproduces most of it (an extracted
+            # option or quoted phrase is made of the input but covers little of it)
+            best, best_name = 0.0, "instruction"
+            for name, src in (("instruction", ngrams(ins, p.ngram)), ("input", ngrams(inp, p.ngram))):
+                if src:
+                    shared = len(grams & src)
+                    both = min(shared / len(grams), shared / len(src))
+                    if both > best:
+                        best, best_name = both, name
+            overlap = round(best, 6)
+            evidence.setdefault("field", best_name)
         rewrite = self._rewrite.search(instruction_text) if self._rewrite else None
         if rewrite:
             evidence["rewrite_verb"] = rewrite.group(0)
@@ -299,6 +318,6 @@ class PromptEcho(Check[PromptEchoParams]):
             return []
         if overlap >= p.max_overlap:
             return [self.finding("prompt_echo", overlap, p.max_overlap,
-                                 f"{where} repeats field '{field}': {overlap:.0%} of its word {p.ngram}-grams "
-                                 f"are copied (max {p.max_overlap:.0%})", rule="overlap", **common)]
+                                 f"{where} repeats field '{field}': {overlap:.0%} of its word {p.ngram}-grams are "
+                                 f"copied from it and cover it (max {p.max_overlap:.0%})", rule="overlap", **common)]
         return []

@@ -121,7 +121,7 @@ class RepetitionParams(Params):
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
         description="n (5-10): most share of word characters in word n-grams that occur more than once; "
                     "n not listed is not checked")
-    min_words: int = Field(20, ge=1, description="n-gram measures apply only to texts with at least this many "
+    min_words: int = Field(100, ge=1, description="n-gram measures apply only to texts with at least this many "
                                                  "words (short answers are never judged by them)")
     skip_symbol_lines: bool = Field(True, description="ignore lines and paragraphs without a letter or digit "
                                                       "(closing braces, '---' rules) when counting repeats")
