@@ -206,9 +206,14 @@ ECHO = [{"check": "prompt_echo"}]
 
 
 def test_prompt_echo_identical_to_instruction_or_input() -> None:
-    f = findings(ECHO, rec("Give three tips for staying healthy!", "Give three tips for staying healthy."))
+    f = findings(ECHO, rec("Give three tips for staying healthy.", "Give three tips  for staying healthy."))
     assert [x.reason for x in f] == ["prompt_echo"]
     assert f[0].evidence["field"] == "instruction" and f[0].evidence["rule"] == "identical"
+    # punctuation, case and paragraph breaks are what edit tasks change: those answers are not copies
+    assert reasons(ECHO, rec("I ate a sandwich for lunch.", "Insert a period.", "I ate a sandwich for lunch")) == []
+    split = rec("The sky is blue.\n\nThe air is fresh.", "Divide into two paragraphs.",
+                "The sky is blue. The air is fresh.")
+    assert reasons(ECHO, split) == []
     text = "The cat sat on the mat and purred loudly."
     f = findings(ECHO, rec(text, "Summarize the following text.", text))
     assert [x.reason for x in f] == ["prompt_echo"]
@@ -262,9 +267,10 @@ def test_prompt_echo_rewrite_task_still_flags_an_identical_copy() -> None:
     assert [x.reason for x in f] == ["prompt_echo"]
     assert f[0].evidence["rewrite_task"] is True and f[0].evidence["field"] == "input"
     # without the rewrite verbs, a near copy of the input counts as an echo
-    near = rec("The meeting was postponed because of the storm last night.", "Paraphrase the sentence.",
+    near = rec("The meeting was postponed because of the storm last night.", "Summarize the sentence.",
                "The meeting was postponed because of the storm last night!!")
     assert reasons(ECHO, near) == ["prompt_echo"]
+    near["instruction"] = "Paraphrase the sentence."
     near["output"] = "The meeting was postponed because of the big storm last night."
     assert reasons(ECHO, near) == []
     assert reasons([{"check": "prompt_echo", "rewrite_verbs": [], "max_overlap": 0.6}], near) == ["prompt_echo"]

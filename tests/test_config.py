@@ -27,7 +27,8 @@ def test_every_shipped_pack_loads_and_round_trips(pack: str) -> None:
 def test_instruct_extends_default_and_overrides_by_name() -> None:
     base, cfg = load_config("default"), load_config("instruct")
     names = [c.name for c in cfg.checks]
-    assert names[: len(base.checks)] == [c.name for c in base.checks]
+    disabled = {"quality_heuristics"}  # instruct turns it off (measured on Alpaca)
+    assert names[: len(base.checks) - len(disabled)] == [c.name for c in base.checks if c.name not in disabled]
     assert {"empty_field", "output_length"} <= set(names)
     truncated = next(c for c in cfg.checks if c.name == "truncated")
     assert truncated.params.field == "output"  # type: ignore[attr-defined]

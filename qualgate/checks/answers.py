@@ -204,7 +204,7 @@ REWRITE_VERBS = [
     # edits measured on Alpaca, whose answers differ from the input only in a comma, a capital or an order
     "insert", "add", "remove", "delete", "restore", "replace", "sort", "arrange", "reorder", "punctuation",
     "comma", "capital", "capitalization", "capitalisation", "uppercase", "lowercase", "mistake", "mistakes", "error",
-    "errors",
+    "errors", "transcribe", "complete", "fill", "match", "divide", "split", "separate", "combine", "merge", "json",
 ]
 
 
@@ -227,9 +227,10 @@ def verb_regex(verbs: list[str]) -> re.Pattern[str] | None:
 
 
 def _same_text(text: str) -> str:
-    """Text as compared for an identical copy: spacing and the final punctuation ignored, case kept (so
-    "fix the capitals" or "convert to upper case" answers, which change only case, are not copies)."""
-    return " ".join(text.split()).rstrip(" .!?;:")
+    """Text as compared for an identical copy: spaces within a line ignored; case, punctuation and line
+    breaks kept (answers to "fix the capitals", "insert a period", "split into two paragraphs" change
+    only those, and are not copies)."""
+    return "\n".join(" ".join(line.split()) for line in text.strip().splitlines())
 
 
 class PromptEchoParams(Params):
