@@ -284,3 +284,15 @@ def test_prompt_echo_batch_and_scores() -> None:
     assert [x.reason for x in result.decisions[0].findings] == []
     assert [x.reason for x in result.decisions[1].findings] == ["prompt_echo"]
     assert "prompt_echo.overlap" in gate.score_columns
+
+
+@pytest.mark.parametrize("instruction", [
+    "Create a character sketch of the protagonist of the book.",
+    "Create a short biographical sketch of Nikola Tesla",
+    "Create a podcast episode outline that discusses the given topic",
+    "Write a script for a video about recycling.",
+])
+def test_unanswerable_leaves_text_genres_named_after_media_alone(instruction: str) -> None:
+    # false positives found by reading 50 random Alpaca rejections (bench/RESULTS.md)
+    answer = rec("Here is the text you asked for, in plain words.", instruction)
+    assert reasons([{"check": "unanswerable"}], answer) == []
