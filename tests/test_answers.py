@@ -221,9 +221,12 @@ def test_prompt_echo_identical_to_instruction_or_input() -> None:
 
 
 def test_prompt_echo_answer_starting_with_the_instruction() -> None:
-    out = "Explain why the sky is blue. The sky is blue because air scatters blue light."
+    out = "Explain why the sky is blue. Air scatters blue light."
     f = findings(ECHO, rec(out, "Explain why the sky is blue."))
     assert [x.reason for x in f] == ["prompt_echo"] and f[0].evidence["rule"] == "prefix"
+    # restating the task, then answering it at length, is a normal answer
+    long = "Explain why the sky is blue. The sky is blue because air scatters short blue wavelengths the most."
+    assert reasons(ECHO, rec(long, "Explain why the sky is blue.")) == []
     # a short instruction repeated at the start is a normal way to answer
     assert reasons(ECHO, rec("Name a colour: red is a colour.", "Name a colour.")) == []
 

@@ -205,6 +205,7 @@ REWRITE_VERBS = [
     "insert", "add", "remove", "delete", "restore", "replace", "sort", "arrange", "reorder", "punctuation",
     "comma", "capital", "capitalization", "capitalisation", "uppercase", "lowercase", "mistake", "mistakes", "error",
     "errors", "transcribe", "complete", "fill", "match", "divide", "split", "separate", "combine", "merge", "json",
+    "emphasize", "emphasise", "highlight", "bold", "italicize", "underline", "cross", "strike", "rank",
 ]
 
 
@@ -244,6 +245,8 @@ class PromptEchoParams(Params):
     min_words: int = Field(5, ge=1, description="the overlap rule applies only to answers with this many words")
     min_prefix_words: int = Field(5, ge=1, description="an answer starting with the whole instruction is an echo "
                                   "when the instruction has this many words")
+    min_prefix_share: float = Field(0.5, gt=0, le=1, description="... when the restated instruction is at least "
+                                    "this share of the answer (restating the task, then answering it, is fine)")
     min_identical_words: int = Field(3, ge=1, description="an answer identical to the instruction or input is an "
                                      "echo when it has this many words (short answers such as 'Positive' or 'Paris' "
                                      "may legitimately equal the input)")
@@ -280,9 +283,9 @@ class PromptEcho(Check[PromptEchoParams]):
                 if exact == _same_text(src_text):
                     identical, evidence["field"] = 1.0, name
                     break
-        prefix = 0.0
+        prefix = 0.0  # the restated instruction's share of the answer, when the answer opens with all of it
         if len(ins) >= p.min_prefix_words and len(ans) >= len(ins) and ans[:len(ins)] == ins:
-            prefix = 1.0
+            prefix = round(len(ins) / len(ans), 6)
             evidence.setdefault("field", "instruction")
         overlap: float | None = None
         grams = ngrams(ans, p.ngram)
@@ -312,9 +315,10 @@ class PromptEcho(Check[PromptEchoParams]):
         if (v["identical"] or 0) > 0:
             return [self.finding("prompt_echo", 1.0, p.max_overlap, f"{where} is a copy of field '{field}'",
                                  rule="identical", **common)]
-        if (v["prefix"] or 0) > 0:
+        if (v["prefix"] or 0) >= p.min_prefix_share:
             return [self.finding("prompt_echo", 1.0, p.max_overlap,
-                                 f"{where} starts by repeating the whole instruction", rule="prefix", **common)]
+                                 f"{where} starts by repeating the whole instruction, which makes up "
+                                 f"{v['prefix']:.0%} of it", rule="prefix", **common)]
         if (v["rewrite_task"] or 0) > 0 or overlap is None or (v["words"] or 0) < p.min_words:
             return []
         if overlap >= p.max_overlap:
