@@ -299,3 +299,12 @@ def test_unanswerable_leaves_text_genres_named_after_media_alone(instruction: st
     # false positives found by reading 50 random Alpaca rejections (bench/RESULTS.md)
     answer = rec("Here is the text you asked for, in plain words.", instruction)
     assert reasons([{"check": "unanswerable"}], answer) == []
+
+
+def test_prompt_echo_allows_a_copy_when_the_task_is_to_copy() -> None:
+    # "Convert a handwriting script into machine-readable text" / "Transcribe the sentence": found in a read of
+    # 50 random Alpaca rejections (bench/RESULTS.md)
+    text = "I went to the store."
+    assert reasons(ECHO, rec(text, "Convert a handwriting script into machine-readable text.", text)) == []
+    assert reasons(ECHO, rec(text, "Transcribe the following sentence for me.", text)) == []
+    assert reasons(ECHO, rec(text, "Summarize the following sentence.", text)) == ["prompt_echo"]

@@ -209,6 +209,11 @@ REWRITE_VERBS = [
 ]
 
 
+#: tasks whose correct answer may be an exact copy of the input (found in a read of Alpaca rejections)
+COPY_WORDS = ["transcribe", "transcription", "recite", "handwriting", "handwritten", "ocr", "machine-readable",
+              "digitize", "digitise"]  # not "copy" or "repeat": "ad copy", "without repeating words"
+
+
 def words(text: str) -> list[str]:
     """Normalised words: NFKC, case-folded, punctuation dropped, curly apostrophes straightened."""
     return [w.replace("’", "'") for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold())]
@@ -250,6 +255,9 @@ class PromptEchoParams(Params):
     min_identical_words: int = Field(3, ge=1, description="an answer identical to the instruction or input is an "
                                      "echo when it has this many words (short answers such as 'Positive' or 'Paris' "
                                      "may legitimately equal the input)")
+    copy_words: list[str] = Field(default_factory=lambda: list(COPY_WORDS),
+                                  description="words marking tasks whose right answer can be the input itself "
+                                  "(transcribe, handwriting, OCR): there not even an identical copy counts")
     rewrite_verbs: list[str] = Field(default_factory=lambda: list(REWRITE_VERBS),
                                      description="words marking tasks whose answer is close to the input "
                                      "(fix, paraphrase, translate, ...): for those only an identical copy counts")
@@ -261,12 +269,13 @@ class PromptEcho(Check[PromptEchoParams]):
 
     kind = "prompt_echo"
     params_model = PromptEchoParams
-    score_names = ("identical", "prefix", "overlap", "words", "rewrite_task")
+    score_names = ("identical", "prefix", "overlap", "words", "rewrite_task", "copy_task")
     cost = 2
 
     def __init__(self, name: str, params: PromptEchoParams) -> None:
         super().__init__(name, params)
         self._rewrite = verb_regex(params.rewrite_verbs)
+        self._copy = verb_regex(params.copy_words)
 
     def score(self, sample: Sample) -> Measurement:
         p = self.params
@@ -303,8 +312,9 @@ class PromptEcho(Check[PromptEchoParams]):
         rewrite = self._rewrite.search(instruction_text) if self._rewrite else None
         if rewrite:
             evidence["rewrite_verb"] = rewrite.group(0)
+        copy = self._copy.search(instruction_text) if self._copy else None
         return Measurement({"identical": identical, "prefix": prefix, "overlap": overlap, "words": float(len(ans)),
-                            "rewrite_task": 1.0 if rewrite else 0.0}, evidence)
+                            "rewrite_task": 1.0 if rewrite else 0.0, "copy_task": 1.0 if copy else 0.0}, evidence)
 
     def decide(self, m: Measurement) -> list[Finding]:
         p, v = self.params, m.values
@@ -312,6 +322,8 @@ class PromptEcho(Check[PromptEchoParams]):
         overlap = v["overlap"]
         common = {"field": field, "overlap": overlap, "rewrite_task": (v["rewrite_task"] or 0) > 0}
         where = _where(p.answer_field)
+        if (v["copy_task"] or 0) > 0:  # "transcribe this": the input itself may be the right answer
+            return []
         if (v["identical"] or 0) > 0:
             return [self.finding("prompt_echo", 1.0, p.max_overlap, f"{where} is a copy of field '{field}'",
                                  rule="identical", **common)]
