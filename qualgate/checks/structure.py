@@ -643,8 +643,8 @@ class VocabularyParams(Params):
     extra_words: list[str] = Field(default_factory=list, description="more allowed words")
     max_outside_share: float = Field(0.05, ge=0, le=1, description="largest share of words outside the list "
                                      "(inflections -s, -es, -ed, -ing, -er, -est, -ly and 's count as known)")
-    allow_names: bool = Field(True, description="capitalised words used mid-sentence that are not in the list "
-                                                "(names such as Lily or Tom) count as known")
+    allow_names: bool = Field(True, description="words not in the list that are capitalised mid-sentence, or "
+                                                "every time they occur (names such as Lily or Tom), count as known")
     required_field: str | None = Field(None, description="record field with words the text must each contain "
                                                          "(a list, or a comma-separated string); unset = none")
 
@@ -679,10 +679,13 @@ class Vocabulary(Check[VocabularyParams]):
         tokens = list(_WORD.finditer(text))
         names: set[str] = set()  # capitalised words seen mid-sentence: names, when not in the list
         if self.params.allow_names:
+            lower = {_plain(m.group(0)) for m in tokens if not m.group(0)[0].isupper()}
             for m in tokens:
                 before = text[max(0, m.start() - 20): m.start()].rstrip()
-                if m.group(0)[0].isupper() and before and before[-1] not in _SENTENCE_END:
-                    names.add(_plain(m.group(0)))
+                word = _plain(m.group(0))
+                # a name: capitalised mid-sentence, or capitalised every time it occurs ("Tom was sad.")
+                if m.group(0)[0].isupper() and ((before and before[-1] not in _SENTENCE_END) or word not in lower):
+                    names.add(word)
         seen: set[str] = set()
         present: set[str] = set()
         unknown: list[str] = []
