@@ -267,13 +267,13 @@ class JsonValid(Check[JsonValidParams]):
         """(document, parse error evidence or None, whether it came from a fenced block)."""
         try:
             return json.loads(text), None, False
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also integers over Python's digit limit
             error = _json_error(exc, 0)
         if self.params.allow_fence and (fence := _JSON_FENCE.search(text)):
             offset = _line_of(text, fence.start(2)) - 1
             try:
                 return json.loads(fence.group(2)), None, True
-            except (json.JSONDecodeError, RecursionError) as exc:
+            except (ValueError, RecursionError) as exc:
                 return None, {**_json_error(exc, offset), "fenced": True}, True
         return None, error, False
 
@@ -284,7 +284,11 @@ class JsonValid(Check[JsonValidParams]):
         evidence: dict[str, Any] = {"fenced": fenced}
         if self._validator is None:
             return Measurement({"invalid_json": 0.0, "schema_errors": None}, evidence)
-        errors = sorted(self._validator.iter_errors(doc), key=lambda e: (str(e.json_path), e.message))
+        try:
+            errors = sorted(self._validator.iter_errors(doc), key=lambda e: (str(e.json_path), e.message))
+        except RecursionError:  # a recursive schema on deeply nested data: one error, not a crash
+            evidence["errors"] = [{"path": "$", "error": "nested too deeply to validate against the schema"}]
+            return Measurement({"invalid_json": 0.0, "schema_errors": 1.0}, evidence)
         evidence["errors"] = [{"path": e.json_path, "error": e.message[:300]}
                               for e in errors[: self.params.max_errors]]
         return Measurement({"invalid_json": 0.0, "schema_errors": float(len(errors))}, evidence)
@@ -307,7 +311,9 @@ class JsonValid(Check[JsonValidParams]):
 def _json_error(exc: Exception, line_offset: int) -> dict[str, Any]:
     if isinstance(exc, json.JSONDecodeError):
         return {"line": exc.lineno + line_offset, "column": exc.colno, "error": exc.msg}
-    return {"line": None, "column": None, "error": "nested too deeply"}
+    if isinstance(exc, RecursionError):
+        return {"line": None, "column": None, "error": "nested too deeply"}
+    return {"line": None, "column": None, "error": str(exc)[:200]}
 
 
 # ------------------------------------------------------------------------------------------ code valid
@@ -364,7 +370,7 @@ SKIP_LANGUAGES = [
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _CODE_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})[ \t]*([^\s`{}]*)[^\n]*\n(.*?)(?:^[ \t]*\2[ \t]*$|\Z)",
                          re.MULTILINE | re.DOTALL)
-_PY_HINTS = re.compile(r"^[ \t]*(?:def \w+\s*\(.*\)\s*(?:->.*)?:|class \w+.*:|from [\w.]+ import \w|"
+_PY_HINTS = re.compile(r"^[ \t]*(?:def \w+[ \t]*\([^\n]*:[ \t]*$|class \w+[^\n]*:|from [\w.]+ import \w|"
                        r"import [\w.]+(?:\s+as \w+)?[ \t]*$|if __name__ ==|print\(|elif .*:|"
                        r"for \w+(?:,\s*\w+)* in .*:|with .*:|@\w+)", re.MULTILINE)
 _C_HINTS = re.compile(r"[;{][ \t]*$|^[ \t]*}", re.MULTILINE)
@@ -418,6 +424,7 @@ def bracket_error(code: str, syn: _Syntax = _C_LIKE) -> dict[str, Any] | None:
     """The first unbalanced (), [], {} or quote outside strings and comments: bracket, line, message; or None."""
     stack: list[tuple[str, int]] = []
     i, n, line = 0, len(code), 1
+    no_closer_until = -1  # after an apostrophe found no closing quote: the end of that line
     while i < n:
         c = code[i]
         if c == "\n":
@@ -441,9 +448,14 @@ def bracket_error(code: str, syn: _Syntax = _C_LIKE) -> dict[str, Any] | None:
                 i += 1
                 continue
             multiline = quote == '"""' or c in syn.multiline_quotes
+            if c == "'" and syn.apostrophes and i < no_closer_until:  # known: none closes on this line
+                i += 1
+                continue
             j = _string_end(code, i, quote, multiline)
             if j < 0:
                 if c == "'" and syn.apostrophes:
+                    end_of_line = code.find("\n", i)
+                    no_closer_until = n if end_of_line < 0 else end_of_line  # no rescan per apostrophe
                     i += 1
                     continue
                 return {"bracket": quote, "line": line, "error": f"string opened with {quote} is never closed"}

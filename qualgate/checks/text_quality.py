@@ -401,7 +401,10 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:)[0-9A-Fa-f:.]{3,45}(?![\w:])")
 _END = r"(?![\w-]|[.,]\d)"
-_PHONE_INTL = re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .\-\u00a0]?\(?\d{1,5}\)?){1,6}" + _END)
+# the groups are matched atomically (a lookahead, then a backreference: no backtracking into them), so a
+# long digit run has one way to be split, not exponentially many
+_PHONE_INTL = re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?=(?P<groups>(?:[ .\-\u00a0]?\(?\d{1,5}\)?){1,6}))(?P=groups)"
+                         + _END)
 _PHONE_US = re.compile(r"(?<![\w+.-])(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}" + _END)
 _PHONE_NATIONAL = re.compile(r"(?<![\w+.,-])0[1-9]\d{0,3}(?:[ .-]?\d{2,4}){2,4}" + _END)
 
@@ -469,13 +472,13 @@ def _pii_candidates(text: str, skip_local: bool) -> Iterator[tuple[str, int, int
 
 def find_pii(text: str, skip_local: bool = True) -> list[tuple[str, int, int]]:
     """Personal data in ``text`` as (kind, start, end), sorted by position; earlier kinds win overlaps."""
-    taken: list[tuple[int, int]] = []
+    taken = bytearray(len(text))  # 1 where an earlier kind already claimed the character (linear, not pairwise)
     found: list[tuple[str, int, int]] = []
     for kind, start, end, valid in _pii_candidates(text, skip_local):
-        if any(start < e and s < end for s, e in taken):
+        if taken.find(1, start, end) != -1:
             continue
         if valid or kind == "iban":
-            taken.append((start, end))
+            taken[start:end] = b"\x01" * (end - start)
         if valid:
             found.append((kind, start, end))
     return sorted(found, key=lambda x: x[1])
