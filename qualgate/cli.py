@@ -164,6 +164,70 @@ def rules_cmd(name: str | None) -> None:
     click.echo(f"gate: {cond or 'no conditions'}")
 
 
+@main.command("check")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--base", default=None, help="Git revision to compare with (default: HEAD under pre-commit, else the "
+              "merge base with the default branch).")
+@click.option("-c", "--config", "config", default="default", show_default=True, help="Pack name or YAML file.")
+@click.option("--text", default=None, help="Text view (overrides the config).")
+@click.option("--id", "id_field", default=None, help="Field holding each record's id.")
+@click.option("--format", "out_format", type=click.Choice(["markdown", "json"]), default="markdown",
+              show_default=True, help="Summary on stdout.")
+@click.option("--input-format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]), default=None,
+              help="Input format (default: from the file extension).")
+@click.option("--max-listed", default=50, show_default=True, help="Rejected records listed in the Markdown summary.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where baseline indexes and embeddings are cached (default: $QUALGATE_CACHE_DIR or "
+                   "~/.cache/qualgate).")
+def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str | None, id_field: str | None,
+              out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None) -> None:
+    """Check only the records a change adds to dataset FILES, against the records already there.
+
+    Exit code 0 when every added record passes, 1 when one is rejected or a gate condition fails, 2 for errors.
+    The Markdown summary is also appended to $GITHUB_STEP_SUMMARY when that is set.
+    """
+    import json
+    import os
+
+    from qualgate.check import added_records, find_changes, summary_json, summary_markdown, temp_workdir
+    from qualgate.gate import Gate, default_cache_dir
+    from qualgate.report import ReportBuilder
+
+    try:
+        with temp_workdir() as tmp:
+            from pathlib import Path
+
+            changes = find_changes(list(files), base, fmt, Path(tmp))
+            cache = cache_dir or default_cache_dir()
+            gate = Gate.from_config(config, text=text, id=id_field, workers=1, cache_dir=cache)
+            base_files = [c.base_file for c in changes if c.base_file]
+            if base_files:
+                gate.load_set("baseline", base_files, fmt=fmt, cache_dir=cache)
+            added = list(added_records(changes))
+            if gate.needs_input_fit:
+                gate.fit_input(added)
+            builder = ReportBuilder(gate.config, gate.score_columns)
+            decisions = []
+            for d in gate.stream(added):
+                builder.add(d)
+                decisions.append(d)
+            report = gate.finish_report(builder, inputs=list(files))
+    except QualgateError as exc:
+        _fail(exc)
+    failed = [f"{c['name']} = {c['value']} (limit {c['limit']})" for c in report["gate"]["conditions"]
+              if not c["passed"]]
+    passed = report.passed and all(d.accepted for d in decisions)
+    markdown = summary_markdown(changes, decisions, passed, failed, max_listed)
+    if out_format == "json":
+        click.echo(json.dumps(summary_json(changes, decisions, passed, report.data), indent=2, default=str))
+    else:
+        click.echo(markdown, nl=False)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.write(markdown)
+    sys.exit(EXIT_PASS if passed else EXIT_FAIL)
+
+
 @main.command("schema")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to a file (default: stdout).")

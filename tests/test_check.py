@@ -1,0 +1,92 @@
+"""`qualgate check` in a real temporary git repository: only added records are gated, against the base."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from qualgate.cli import main
+from tests.conftest import FIXTURES
+
+PARAS = [json.loads(x) for x in (FIXTURES / "human_prose.jsonl").read_text().splitlines() if x]
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def write(path: Path, records: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "config", "user.email", "t@example.org")
+    git(tmp_path, "config", "user.name", "t")
+    write(tmp_path / "data.jsonl", [{"id": p["id"], "text": p["text"]} for p in PARAS[:40]])
+    git(tmp_path, "add", "data.jsonl")
+    git(tmp_path, "commit", "-q", "-m", "base")
+    return tmp_path
+
+
+def check(repo: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(main, ["check", str(repo / "data.jsonl"), "--base", "HEAD", *args], env=env)
+
+
+def test_bad_additions_fail_with_the_right_records_named(repo: Path) -> None:
+    base = [{"id": p["id"], "text": p["text"]} for p in PARAS[:40]]
+    added = [
+        {"id": "good", "text": PARAS[50]["text"]},
+        {"id": "copy", "text": PARAS[3]["text"]},                                   # line 42: copies line 4
+        {"id": "refusal", "text": "As an AI language model, I cannot write about gardening."},  # line 43
+    ]
+    write(repo / "data.jsonl", base + added)
+    res = check(repo)
+    assert res.exit_code == 1, res.output
+    assert "## qualgate: FAILED" in res.output
+    assert "| 42 |" in res.output and "| 43 |" in res.output and "| 41 |" not in res.output
+    assert "exact_duplicate" in res.output or "near_duplicate" in res.output
+    out = json.loads(check(repo, "--format", "json").output)
+    assert out["added"] == 3 and not out["passed"]
+    assert {r["line"]: r["findings"][0]["reason"] for r in out["rejected"]} == {
+        42: "exact_duplicate", 43: "boilerplate_phrase"}
+    assert out["rejected"][0]["findings"][0]["evidence"]["in_baseline"] is True
+
+
+def test_good_additions_pass(repo: Path) -> None:
+    write(repo / "data.jsonl", [{"id": p["id"], "text": p["text"]} for p in PARAS[:45]])
+    res = check(repo)
+    assert res.exit_code == 0, res.output
+    assert "## qualgate: passed" in res.output and "| 5 | 5 | 0 |" in res.output
+
+
+def test_reordering_and_removing_records_is_not_a_finding(repo: Path) -> None:
+    records = [{"id": p["id"], "text": p["text"]} for p in PARAS[:40]]
+    random.Random(1).shuffle(records)
+    write(repo / "data.jsonl", records[:30])
+    res = check(repo)
+    assert res.exit_code == 0, res.output
+    assert "No records added" in res.output
+
+
+def test_new_file_and_step_summary(repo: Path, tmp_path: Path) -> None:
+    write(repo / "new.jsonl", [{"id": "a", "text": PARAS[60]["text"]}, {"id": "b", "text": ""}])
+    summary = tmp_path / "summary.md"
+    res = CliRunner().invoke(main, ["check", str(repo / "new.jsonl"), "--base", "HEAD"],
+                             env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert res.exit_code == 1, res.output
+    assert "too_few_words" in summary.read_text() or "empty" in summary.read_text()
+    assert "| `" + str(repo / "new.jsonl") + "` | `HEAD` | 2 | 1 | 1 |" in res.output
+
+
+def test_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
+    write(tmp_path / "x.jsonl", [{"text": "hello"}])
+    res = CliRunner().invoke(main, ["check", str(tmp_path / "x.jsonl")])
+    assert res.exit_code == 2 and "not inside a git repository" in res.output
