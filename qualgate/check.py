@@ -84,19 +84,27 @@ def base_bytes(path: str, base: str) -> bytes | None:
 
 
 def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdir: Path) -> list[FileChange]:
-    """For each file, its records that are not in its base version; base versions are written to ``workdir``."""
+    """For each file, its records that are not in its base version; base versions are written to ``workdir``
+    under a name made of their content (so a cache folder keeps them, and their indexes, between runs)."""
     changes = []
-    for i, path in enumerate(paths):
+    for path in paths:
         if not os.path.isfile(path):
             raise InputError("file not found", file=path)
-        ref = base or default_base(repo_root(path))
+        root = repo_root(path)
+        ref = base or default_base(root)
         change = FileChange(path, ref)
         old = base_bytes(path, ref)
         seen: Counter[str] = Counter()
         if old is not None:
             kind = fmt or detect_format(path)
-            base_file = workdir / f"{i}-base.{kind}"
-            base_file.write_bytes(old)
+            # a path that depends only on the content, so the baseline index cached for it is found next run
+            digest = xxhash.xxh3_128_hexdigest(old)
+            base_file = workdir / digest[:2] / f"{digest}.{kind}"
+            if not base_file.is_file() or base_file.stat().st_size != len(old):
+                base_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = base_file.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(old)
+                os.replace(tmp, base_file)
             for raw in read_records([str(base_file)], kind):
                 change.base_records += 1
                 if raw.record is not None:

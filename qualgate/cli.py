@@ -197,8 +197,8 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
         with temp_workdir() as tmp:
             from pathlib import Path
 
-            changes = find_changes(list(files), base, fmt, Path(tmp))
             cache = cache_dir or default_cache_dir()
+            changes = find_changes(list(files), base, fmt, Path(cache) / "check-base" if cache else Path(tmp))
             gate = Gate.from_config(config, text=text, id=id_field, workers=1, cache_dir=cache)
             base_files = [c.base_file for c in changes if c.base_file]
             if base_files:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,12 @@ def test_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
     write(tmp_path / "x.jsonl", [{"text": "hello"}])
     res = CliRunner().invoke(main, ["check", str(tmp_path / "x.jsonl")])
     assert res.exit_code == 2 and "not inside a git repository" in res.output
+
+
+def test_importing_qualgate_and_a_rules_only_gate_do_not_import_torch() -> None:
+    code = ("import sys, qualgate; g = qualgate.Gate.from_config('instruct', cache_dir=None); "
+            "g.run([{'instruction': 'Say hi.', 'input': '', 'output': 'Hi there, nice to meet you.'}]); "
+            "bad = [m for m in ('torch', 'sentence_transformers', 'transformers', 'faiss') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
