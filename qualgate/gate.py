@@ -455,6 +455,27 @@ class Gate:
             decisions.append(d)
         return Result(decisions, self.finish_report(builder))
 
+    def filter_dataset(self, dataset: Any, *, column: str = "qualgate") -> tuple[Any, Any]:
+        """Split a Hugging Face ``datasets.Dataset`` into ``(accepted, rejected)`` datasets, rows in input order.
+
+        ``rejected`` gains a ``column`` holding, per row, the JSON text of ``{"id": ..., "findings": [...]}``
+        (the same object ``rejected.jsonl`` adds). Needs the ``datasets`` extra: ``pip install 'qualgate[datasets]'``.
+        """
+        from qualgate.models import require_modules
+
+        require_modules("datasets", extra="pip install 'qualgate[datasets]'", who="Gate.filter_dataset")
+        import json
+
+        if column in getattr(dataset, "column_names", []):
+            raise ValueError(f"the dataset already has a column {column!r}; pass column=... to name another")
+        result = self.run(dataset)
+        keep = [i for i, d in enumerate(result.decisions) if d.accepted]
+        drop = [i for i, d in enumerate(result.decisions) if not d.accepted]
+        why = [json.dumps({"id": result.decisions[i].id,
+                           "findings": [f.to_dict() for f in result.decisions[i].findings]},
+                          ensure_ascii=False, default=str) for i in drop]
+        return dataset.select(keep), dataset.select(drop).add_column(column, why)
+
     def settings(self) -> dict[str, Any]:
         return {"all_findings": self.all_findings, "strict": self.strict, "workers": self.workers,
                 "batch_size": self.batch_size, "check_order": [c.name for c in self.checks],

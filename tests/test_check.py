@@ -100,3 +100,19 @@ def test_importing_qualgate_and_a_rules_only_gate_do_not_import_torch() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_filter_dataset_splits_a_hugging_face_dataset() -> None:
+    datasets = pytest.importorskip("datasets")
+    from qualgate import Gate
+
+    rows = [{"id": p["id"], "text": p["text"]} for p in PARAS[:5]]
+    rows += [{"id": "dup", "text": PARAS[0]["text"]}, {"id": "ai", "text": "As an AI language model, I cannot."}]
+    ds = datasets.Dataset.from_list(rows)
+    gate = Gate.from_config({"version": 1, "extends": "default", "input": {"text": "text", "id": "id"}},
+                            cache_dir=None)
+    accepted, rejected = gate.filter_dataset(ds)
+    assert accepted["id"] == [p["id"] for p in PARAS[:5]] and accepted.column_names == ["id", "text"]
+    assert rejected["id"] == ["dup", "ai"]
+    why = [json.loads(x) for x in rejected["qualgate"]]
+    assert [w["findings"][0]["reason"] for w in why] == ["exact_duplicate", "boilerplate_phrase"]
