@@ -158,15 +158,28 @@ def summary_markdown(changes: Sequence[FileChange], decisions: Sequence[Decision
     return "\n".join(lines) + "\n"
 
 
+def _findings(d: Decision, bases: dict[str, str]) -> list[dict[str, Any]]:
+    """Findings as dicts, a baseline duplicate's source named ``file@base`` rather than the cached copy's path."""
+    out = []
+    for f in d.findings:
+        item = f.to_dict()
+        src = item.get("evidence", {}).get("duplicate_source")
+        if isinstance(src, dict) and src.get("file") in bases:
+            item["evidence"] = {**item["evidence"], "duplicate_source": {**src, "file": bases[src["file"]]}}
+        out.append(item)
+    return out
+
+
 def summary_json(changes: Sequence[FileChange], decisions: Sequence[Decision], passed: bool,
                  report: dict[str, Any]) -> dict[str, Any]:
+    bases = {c.base_file: f"{c.path}@{c.base}" for c in changes if c.base_file}
     return {
         "passed": passed,
         "files": [{"path": c.path, "base": c.base, "base_records": c.base_records, "records": c.records,
                    "added": len(c.added)} for c in changes],
         "added": sum(len(c.added) for c in changes),
         "rejected": [{"id": d.id, **(d.sample.source.to_dict() if d.sample.source else {}),
-                      "findings": [f.to_dict() for f in d.findings]} for d in decisions if not d.accepted],
+                      "findings": _findings(d, bases)} for d in decisions if not d.accepted],
         "report": report,
     }
 

@@ -59,6 +59,8 @@ def test_bad_additions_fail_with_the_right_records_named(repo: Path) -> None:
     assert {r["line"]: r["findings"][0]["reason"] for r in out["rejected"]} == {
         42: "exact_duplicate", 43: "boilerplate_phrase"}
     assert out["rejected"][0]["findings"][0]["evidence"]["in_baseline"] is True
+    assert out["rejected"][0]["findings"][0]["evidence"]["duplicate_source"] == {
+        "file": str(repo / "data.jsonl") + "@HEAD", "line": 4}
 
 
 def test_good_additions_pass(repo: Path) -> None:
