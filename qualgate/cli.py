@@ -228,6 +228,24 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
     sys.exit(EXIT_PASS if passed else EXIT_FAIL)
 
 
+@main.command("explain")
+@click.argument("sample_id")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Output folder of a `qualgate filter` run.")
+@click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain_cmd(sample_id: str, run_dir: str, out_format: str) -> None:
+    """Every finding and score a run recorded for SAMPLE_ID, with the kept sample beside a duplicate."""
+    import json
+
+    from qualgate.explain import explain, render
+
+    try:
+        info = explain(run_dir, sample_id)
+    except QualgateError as exc:
+        _fail(exc)
+    click.echo(json.dumps(info, indent=2, default=str) if out_format == "json" else render(info), nl=False)
+
+
 @main.command("schema")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to a file (default: stdout).")

@@ -1,0 +1,98 @@
+"""``qualgate explain``: everything a run recorded about one sample, and the kept sample beside a duplicate.
+
+Reads only the run's outputs (``scores.parquet``, ``rejected.jsonl``) and, to show a kept sample, the
+line of the input or baseline file its source names: nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qualgate.errors import InputError
+
+
+def _line(file: str, line: int) -> str | None:
+    """Line ``line`` (1-based) of a JSONL file, or None when the file or line is gone."""
+    try:
+        with open(file, "rb") as fh:
+            for n, raw in enumerate(fh, start=1):
+                if n == line:
+                    return raw.decode("utf-8", "replace").rstrip("\n")
+    except OSError:
+        return None
+    return None
+
+
+def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
+    """The sample's decision, every score (None: not computed, e.g. skipped after an earlier finding), every
+    finding, and for each duplicate finding the kept sample's record."""
+    import pyarrow.parquet as pq
+
+    run = Path(run_dir)
+    if not (run / "scores.parquet").is_file():
+        raise InputError("not a qualgate run folder (no scores.parquet)", file=str(run))
+    table = pq.read_table(run / "scores.parquet").to_pylist()
+    rows = [r for r in table if r["id"] == sample_id]
+    if not rows:
+        raise InputError(f"no sample with id {sample_id!r} in this run", file=str(run / "scores.parquet"))
+    by_id = {r["id"]: r for r in table}
+    out: dict[str, Any] = {"id": sample_id, "occurrences": []}
+    rejected = {}
+    rejected_path = run / "rejected.jsonl"
+    if rejected_path.is_file():
+        with open(rejected_path, encoding="utf-8") as fh:
+            for text in fh:
+                rec = json.loads(text)
+                q = rec.get("qualgate", {})
+                if q.get("id") == sample_id:
+                    src = q.get("source") or {}
+                    rejected[(src.get("file"), src.get("line"))] = rec
+    for row in rows:
+        where = (row["file"], row["line"])
+        scores = {k: v for k, v in row.items() if k not in ("id", "accepted", "file", "line")}
+        occ: dict[str, Any] = {"file": row["file"], "line": row["line"], "accepted": row["accepted"],
+                               "scores": {k: v for k, v in scores.items() if v is not None},
+                               "not_scored": sorted(k for k, v in scores.items() if v is None)}
+        rec = rejected.get(where)
+        if rec is None and not row["accepted"] and len(rejected) == 1:
+            rec = next(iter(rejected.values()))
+        if rec is not None:
+            occ["findings"] = rec["qualgate"].get("findings", [])
+            for f in occ["findings"]:
+                kept_id: str | None = (f.get("evidence") or {}).get("duplicate_of")
+                if not kept_id:
+                    continue
+                source = (f.get("evidence") or {}).get("duplicate_source")
+                kept_row = by_id.get(kept_id)
+                if source is None and kept_row is not None:
+                    source = {"file": kept_row["file"], "line": kept_row["line"]}
+                kept_text = _line(source["file"], source["line"]) if source and source.get("line") else None
+                f["kept_sample"] = {"id": kept_id, "source": source, "record": kept_text}
+        elif row["file"] and row["line"]:
+            occ["record"] = _line(row["file"], row["line"])
+        out["occurrences"].append(occ)
+    return out
+
+
+def render(info: dict[str, Any]) -> str:
+    """Plain text for a terminal."""
+    lines = [f"sample {info['id']}"]
+    for occ in info["occurrences"]:
+        lines.append(f"\n{occ['file']}:{occ['line']}: {'ACCEPTED' if occ['accepted'] else 'REJECTED'}")
+        for f in occ.get("findings", []):
+            lines.append(f"  {f['check']} / {f['reason']}: {f['message']}")
+            lines.append(f"    score {f.get('score')} vs threshold {f.get('threshold')}")
+            kept = f.get("kept_sample")
+            if kept:
+                src = kept["source"] or {}
+                lines.append(f"    kept sample {kept['id']} ({src.get('file')}:{src.get('line')}):")
+                lines.append(f"      {(kept['record'] or '(not available)')[:500]}")
+        if occ["scores"]:
+            lines.append("  scores:")
+            lines += [f"    {k} = {v}" for k, v in occ["scores"].items()]
+        if occ["not_scored"]:
+            lines.append(f"  not scored (skipped after an earlier finding, or not applicable): "
+                         f"{', '.join(occ['not_scored'])}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,59 @@
+"""`qualgate explain ID --run OUTDIR`: a run's findings and scores for one sample, the kept one beside a duplicate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from qualgate.cli import main
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    res = CliRunner().invoke(main, ["filter", str(FIXTURES / "instruct_sample.jsonl"), "-o", str(out), "-q",
+                                    "--no-cache"])
+    assert res.exit_code in (0, 1), res.output
+    return out
+
+
+def _rejected(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (run_dir / "rejected.jsonl").read_text().splitlines() if x]
+
+
+def test_a_duplicate_is_shown_with_the_kept_sample(run_dir: Path) -> None:
+    dup: dict[str, Any] = next(r for r in _rejected(run_dir)
+                               if r["qualgate"]["findings"][0]["reason"] == "exact_duplicate")
+    sid = dup["qualgate"]["id"]
+    res = CliRunner().invoke(main, ["explain", sid, "--run", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "REJECTED" in res.output and "near_duplicate / exact_duplicate" in res.output
+    info = json.loads(CliRunner().invoke(main, ["explain", sid, "--run", str(run_dir), "--format", "json"]).output)
+    (occ,) = info["occurrences"]
+    kept = occ["findings"][0]["kept_sample"]
+    # the kept record, read from the input: same text after normalisation, not the rejected line itself
+    assert json.loads(kept["record"])["instruction"].lower() == dup["instruction"].lower()
+    assert kept["id"] == dup["qualgate"]["findings"][0]["evidence"]["duplicate_of"]
+    assert kept["source"]["line"] != dup["qualgate"]["source"]["line"]
+    assert occ["scores"]["near_duplicate.exact"] == 1.0
+
+
+def test_an_accepted_sample_lists_its_scores(run_dir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    row = next(r for r in pq.read_table(run_dir / "scores.parquet").to_pylist() if r["accepted"])
+    res = CliRunner().invoke(main, ["explain", row["id"], "--run", str(run_dir), "--format", "json"])
+    info = json.loads(res.output)
+    (occ,) = info["occurrences"]
+    assert occ["accepted"] and "findings" not in occ and occ["scores"]["length.words"] > 0
+    assert json.loads(occ["record"])  # the record itself, read from the input file
+
+
+def test_unknown_id_is_a_clear_error(run_dir: Path) -> None:
+    res = CliRunner().invoke(main, ["explain", "nope", "--run", str(run_dir)])
+    assert res.exit_code == 2 and "no sample with id 'nope'" in res.output
