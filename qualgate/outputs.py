@@ -1,4 +1,4 @@
-"""Writes a run's outputs atomically: accepted.jsonl, rejected.jsonl, scores.parquet, report.json/.md."""
+"""Writes a run's outputs atomically: accepted.jsonl, rejected.jsonl, scores.parquet, report.json/.md/.junit.xml."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ class RunWriter:
             fh.write(report.to_json().encode("utf-8"))
         with self.files.open("report.md") as fh:
             fh.write(report.to_markdown().encode("utf-8"))
+        with self.files.open("report.junit.xml") as fh:
+            fh.write(report.to_junit().encode("utf-8"))
         self.files.commit()
 
     def abort(self) -> None:

@@ -185,6 +185,30 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n"
 
+    def to_junit(self) -> str:
+        """JUnit XML for CI test dashboards: one test case per gate condition (failed when not met) and one per
+        check (always passing; its counts in the output), so a dashboard shows the gate and per-check trends."""
+        import xml.etree.ElementTree as ET
+
+        d = self.data
+        suites = ET.Element("testsuites", name="qualgate")
+        conds = d["gate"]["conditions"]
+        gate = ET.SubElement(suites, "testsuite", name="gate conditions", tests=str(len(conds)),
+                             failures=str(sum(not c["passed"] for c in conds)))
+        for c in conds:
+            case = ET.SubElement(gate, "testcase", classname="qualgate.gate", name=str(c["name"]))
+            if not c["passed"]:
+                failure = ET.SubElement(case, "failure", message=f"{c['name']} = {c['value']} (limit {c['limit']})")
+                failure.text = str(c.get("message") or "")
+        checks = ET.SubElement(suites, "testsuite", name="checks", tests=str(len(d["by_check"])), failures="0")
+        for name, c in d["by_check"].items():
+            case = ET.SubElement(checks, "testcase", classname=f"qualgate.check.{c['kind']}", name=name)
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(c["reasons"].items()))
+            ET.SubElement(case, "system-out").text = (
+                f"scored {c['scored']}, rejected {c['rejected']} ({c['reject_rate']:.2%}), skipped {c['skipped']}"
+                + (f"; {reasons}" if reasons else ""))
+        return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
     def summary_line(self) -> str:
         d = self.data
         return (f"{d['total']} records: {d['accepted']} accepted, {d['rejected']} rejected "

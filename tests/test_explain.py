@@ -57,3 +57,20 @@ def test_an_accepted_sample_lists_its_scores(run_dir: Path) -> None:
 def test_unknown_id_is_a_clear_error(run_dir: Path) -> None:
     res = CliRunner().invoke(main, ["explain", "nope", "--run", str(run_dir)])
     assert res.exit_code == 2 and "no sample with id 'nope'" in res.output
+
+
+def test_junit_report_for_ci_dashboards(run_dir: Path, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(run_dir / "report.junit.xml").getroot()
+    gate, checks = root.findall("testsuite")
+    assert gate.get("failures") == "0" and [c.get("name") for c in gate] == ["max_reject_rate"]
+    assert {c.get("name") for c in checks} >= {"near_duplicate", "truncated", "placeholder"}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("version: 1\nextends: default\ngate: {max_reject_rate: 0.01}\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["filter", str(FIXTURES / "instruct_sample.jsonl"), "-c", str(strict), "-o",
+                                    str(out), "-q", "--no-cache"])
+    assert res.exit_code == 1
+    failure = ET.parse(out / "report.junit.xml").getroot().find("testsuite/testcase/failure")
+    assert failure is not None and "max_reject_rate" in (failure.get("message") or "")
