@@ -213,3 +213,23 @@ def test_chat_messages_view() -> None:
     d = gate.run([record]).decisions[0]
     assert d.sample.messages is not None and len(d.sample.messages) == 2
     assert [f.reason for f in d.findings] == ["boilerplate_phrase"]
+
+
+@pytest.mark.parametrize(("text", "reasons"), [
+    ("Potential risks include:\n- Phishing attacks that steal passwords\n- Malware hidden in free downloads that "
+     "quietly records every key you press", []),
+    ("Pros of the policy:\n-Reduces waste in the environment\n-Could create a strain on the manufacturing and "
+     "distribution of reusable alternatives for years", []),
+    ("1. Aquatic - relating to water\n2. Benthic - found on the bottom of bodies of water and among the rocks "
+     "there in the deep", []),
+    ("Tips:\n1. Sleep well every night\n2. Exercise regularly with a friend and", ["dangling_ending"]),
+    ("A single paragraph that simply stops without any closing punctuation after a long run of words like this "
+     "one here", ["ends_mid_sentence"]),
+])
+def test_truncated_lets_list_items_end_without_a_period(text: str, reasons: list[str]) -> None:
+    # false positives found by reading random Alpaca rejections (bench/RESULTS.md)
+    from qualgate import Gate
+
+    gate = Gate.from_config({"version": 1, "input": {"text": "text"}, "checks": [{"check": "truncated"}]},
+                            cache_dir=None)
+    assert [f.reason for f in gate.run([{"text": text}]).decisions[0].findings] == reasons

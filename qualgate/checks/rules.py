@@ -361,6 +361,15 @@ def _final_segment(text: str) -> tuple[list[str], bool] | None:
     return segment.split(), commas >= 2 and len(segment.split()) < 3 * commas
 
 
+_LIST_ITEM = re.compile(r"^[ \t]*(?:[-*•–][ \t]?|\d{1,3}[.)][ \t]|[a-z][.)][ \t])\S")
+
+
+def _ends_with_list(text: str) -> bool:
+    """The last line is a list item and so is the line before it: list items often go without a final period."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return len(lines) >= 2 and all(_LIST_ITEM.match(ln) for ln in lines[-2:])
+
+
 def _unterminated_words(text: str, words: list[str]) -> int:
     """Length of the final sentence when it lacks closing punctuation; Title Case headlines count as finished."""
     if not words or text[-1] in _TERMINAL or text[-1].isdigit():
@@ -409,7 +418,7 @@ class Truncated(Check[TruncatedParams]):
                   and last_item[-1].islower() and last_item[-1] in self._dangling):
                 dangling = 1.0
                 evidence["last"] = last_item[-1]
-            if not is_list:
+            if not is_list and not _ends_with_list(text):
                 unterminated = float(_unterminated_words(text, words))
         return Measurement({"open_fence": open_fence, "dangling": dangling, "unterminated_words": unterminated},
                            evidence)
