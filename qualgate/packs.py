@@ -39,3 +39,12 @@ def read_list(name: str) -> list[str]:
     """Non-empty, non-comment lines of a word list."""
     lines = data_file(name).read_text(encoding="utf-8").splitlines()
     return [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+
+
+def list_param(name: str) -> str:
+    """Validator for a word-list parameter: the list must exist. A ValueError, so the config error names the key."""
+    try:
+        read_list(name)
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    return name

@@ -107,3 +107,16 @@ def test_text_and_id_overrides() -> None:
     assert d.id == "7" and [f.reason for f in d.findings] == ["boilerplate_phrase"]
     with pytest.raises(ConfigError):
         Gate.from_config("default", text="{0}")
+
+
+@pytest.mark.parametrize("check", [
+    {"check": "boilerplate", "phrases_file": "nope.txt"},
+    {"check": "refusal", "phrases_file": "nope.txt"},
+    {"check": "unanswerable", "patterns_file": "nope.txt"},
+    {"check": "vocabulary", "words_file": "nope.txt"},
+    {"check": "flagged_words", "words_file": "nope.txt"},
+])
+def test_a_missing_word_list_is_a_config_error_naming_the_key(check: dict[str, str]) -> None:
+    key = next(k for k in check if k != "check")
+    with pytest.raises(ConfigError, match=rf"checks\[0\]\.{key}.*'nope.txt' not found"):
+        load_config({"version": 1, "checks": [check]})

@@ -10,22 +10,23 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.rules import FIELD_DOC, FieldName, _check_regexes, _compile_all, _where, phrase_regex
+from qualgate.checks.rules import (
+    FIELD_DOC,
+    BoilerplateParams,
+    FieldName,
+    PhraseCheck,
+    _check_regexes,
+    _compile_all,
+    _where,
+    phrase_regex,
+)
 from qualgate.findings import Finding
-from qualgate.packs import read_list
+from qualgate.packs import list_param, read_list
 from qualgate.sample import FieldProblem, Sample
 
 
 def _hit(match: re.Match[str]) -> dict[str, Any]:
     return {"match": match.group(0)[:200], "start": match.start(), "end": match.end()}
-
-
-def _read_list(name: str) -> list[str]:
-    """A shipped or given list; a missing file is a ValueError, so configs report it as a bad parameter."""
-    try:
-        return read_list(name)
-    except FileNotFoundError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _optional_view(sample: Sample, field: str | None) -> str:
@@ -41,7 +42,7 @@ def _optional_view(sample: Sample, field: str | None) -> str:
 
 
 # -------------------------------------------------------------------------------------------- refusal
-class RefusalParams(Params):
+class RefusalParams(BoilerplateParams):
     field: FieldName = Field("output", description=FIELD_DOC)
     phrases_file: str = Field("refusal.txt", description="phrase list: a path, or a list shipped in rules/")
     extra_phrases: list[str] = Field(default_factory=list, description="more refusal phrases to match")
@@ -49,31 +50,17 @@ class RefusalParams(Params):
                                "count (refusals open the answer); unset = anywhere")
     max_matches: int = Field(0, ge=0, description="most refusal phrase matches allowed")
 
-    @field_validator("phrases_file")
-    @classmethod
-    def _exists(cls, v: str) -> str:
-        _read_list(v)
-        return v
-
 
 @register
-class Refusal(Check[RefusalParams]):
+class Refusal(PhraseCheck[RefusalParams]):
     """Answer refuses or deflects ("I'm sorry, but I can't", "I don't have access to", "as of my knowledge cutoff")."""
 
     kind = "refusal"
     params_model = RefusalParams
-    score_names = ("matches",)
-    cost = 3
 
     def __init__(self, name: str, params: RefusalParams) -> None:
         super().__init__(name, params)
-        self._rx = phrase_regex(read_list(params.phrases_file) + list(params.extra_phrases))
-
-    def score(self, sample: Sample) -> Measurement:
-        text = sample.view(self.params.field)
-        window = self.params.window
-        hits = [_hit(m) for m in self._rx.finditer(text) if window is None or m.start() < window]
-        return Measurement({"matches": float(len(hits))}, {"matches": hits[:10]})
+        self.window = params.window
 
     def decide(self, m: Measurement) -> list[Finding]:
         n = m.values["matches"] or 0.0
@@ -96,7 +83,7 @@ def read_sections(name: str) -> dict[str, list[str]]:
     """A sectioned pattern list: ``[request]`` and ``[pretend]`` header lines, one regex per line after each."""
     out: dict[str, list[str]] = {s: [] for s in _SECTIONS}
     section: str | None = None
-    for line in _read_list(name):
+    for line in read_list(list_param(name)):
         header = line[1:-1].strip().lower() if line.startswith("[") and line.endswith("]") else None
         if header in _SECTIONS:
             section = header
@@ -136,8 +123,7 @@ class UnanswerableParams(Params):
     @field_validator("decline_phrases_file")
     @classmethod
     def _phrases(cls, v: str) -> str:
-        _read_list(v)
-        return v
+        return list_param(v)
 
 
 @register

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.findings import Finding
-from qualgate.packs import read_list
+from qualgate.packs import list_param, read_list
 from qualgate.sample import FieldProblem, Sample
 
 FieldName = str | None
@@ -219,27 +219,37 @@ class BoilerplateParams(Params):
     @field_validator("phrases_file")
     @classmethod
     def _exists(cls, v: str) -> str:
-        read_list(v)
-        return v
+        return list_param(v)
 
 
-@register
-class Boilerplate(Check[BoilerplateParams]):
-    """Text contains model boilerplate or refusal phrases ("As an AI language model", "I cannot fulfill")."""
+PP = TypeVar("PP", bound=BoilerplateParams)
 
-    kind = "boilerplate"
-    params_model = BoilerplateParams
+
+class PhraseCheck(Check[PP], Generic[PP]):
+    """Counts the phrases of a list (``phrases_file`` + ``extra_phrases``) in a field; subclasses decide."""
+
     score_names = ("matches",)
     cost = 3
+    #: only phrases starting in the first this many characters count (None: anywhere)
+    window: int | None = None
 
-    def __init__(self, name: str, params: BoilerplateParams) -> None:
+    def __init__(self, name: str, params: PP) -> None:
         super().__init__(name, params)
         self._rx = phrase_regex(read_list(params.phrases_file) + list(params.extra_phrases))
 
     def score(self, sample: Sample) -> Measurement:
+        window = self.window
         hits = [{"match": m.group(0), "start": m.start(), "end": m.end()}
-                for m in self._rx.finditer(sample.view(self.params.field))]
+                for m in self._rx.finditer(sample.view(self.params.field)) if window is None or m.start() < window]
         return Measurement({"matches": float(len(hits))}, {"matches": hits[:10]})
+
+
+@register
+class Boilerplate(PhraseCheck[BoilerplateParams]):
+    """Text contains model boilerplate or refusal phrases ("As an AI language model", "I cannot fulfill")."""
+
+    kind = "boilerplate"
+    params_model = BoilerplateParams
 
     def decide(self, m: Measurement) -> list[Finding]:
         n = m.values["matches"] or 0.0

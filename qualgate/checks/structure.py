@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
-from qualgate.packs import data_file, read_list
+from qualgate.packs import data_file, list_param, read_list
 from qualgate.sample import FieldProblem, Sample
 
 FieldName = str | None
@@ -663,11 +663,7 @@ class VocabularyParams(Params):
     @field_validator("words_file")
     @classmethod
     def _exists(cls, v: str) -> str:
-        try:
-            read_list(v)
-        except FileNotFoundError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+        return list_param(v)
 
 
 @register

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.checks.rules import FIELD_DOC, FieldName, phrase_regex
 from qualgate.findings import Finding
-from qualgate.packs import read_list
+from qualgate.packs import list_param, read_list
 from qualgate.sample import Sample
 
 EVIDENCE_CHARS = 80
@@ -333,12 +333,7 @@ class FlaggedWordsParams(Params):
     @field_validator("words_file")
     @classmethod
     def _exists(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                read_list(v)
-            except FileNotFoundError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        return None if v is None else list_param(v)
 
     @model_validator(mode="after")
     def _some(self) -> FlaggedWordsParams:
