@@ -153,6 +153,15 @@ def summary_markdown(changes: Sequence[FileChange], decisions: Sequence[Decision
             lines.append(f"| `{src.file if src else '-'}` | {src.line if src else '-'} | `{d.id}` | {why[:300]} |")
         if len(rejected) > max_listed:
             lines.append(f"\n... and {len(rejected) - max_listed} more rejected records (see `--format json`).")
+    overruled = [d for d in decisions if d.accepted and d.override is not None]
+    if overruled:
+        lines += ["", "### Accepted by a reviewer despite findings", "", "| id | reviewer | note | findings |",
+                  "|---|---|---|---|"]
+        for d in overruled[:max_listed]:
+            ov = d.override
+            assert ov is not None
+            why = ", ".join(f"{f.check}/{f.reason}" for f in d.findings)
+            lines.append(f"| `{d.id}` | {ov.reviewer} | {ov.note.replace('|', '/')[:200]} | {why} |")
     if not any(c.added for c in changes):
         lines.append("\nNo records added: nothing to check.")
     return "\n".join(lines) + "\n"
@@ -179,7 +188,12 @@ def summary_json(changes: Sequence[FileChange], decisions: Sequence[Decision], p
                    "added": len(c.added)} for c in changes],
         "added": sum(len(c.added) for c in changes),
         "rejected": [{"id": d.id, **(d.sample.source.to_dict() if d.sample.source else {}),
-                      "findings": _findings(d, bases)} for d in decisions if not d.accepted],
+                      "findings": _findings(d, bases),
+                      **({"override": d.override.to_dict()} if d.override else {})}
+                     for d in decisions if not d.accepted],
+        "overruled": [{"id": d.id, **(d.sample.source.to_dict() if d.sample.source else {}),
+                       "override": d.override.to_dict(), "findings": _findings(d, bases)}
+                      for d in decisions if d.accepted and d.override is not None],
         "report": report,
     }
 

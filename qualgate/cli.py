@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from qualgate import __version__
-from qualgate.errors import ConfigError, QualgateError
+from qualgate.errors import ConfigError, InputError, QualgateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -49,11 +49,13 @@ def main() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where embeddings and set indexes are cached (default: $QUALGATE_CACHE_DIR or ~/.cache/qualgate).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write any cache.")
+@click.option("--overrides", "overrides", type=click.Path(dir_okay=False), default=None,
+              help="Reviewer decisions (YAML or JSONL: id, decision accept|reject, reviewer, note), applied last.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
                fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
                baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
-               cache_dir: str | None, no_cache: bool, quiet: bool) -> None:
+               cache_dir: str | None, no_cache: bool, overrides: str | None, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
 
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
@@ -67,6 +69,8 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
         cache = None if no_cache else (cache_dir or default_cache_dir())
         gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,
                                 workers=workers, batch_size=batch_size, cache_dir=cache)
+        if overrides:
+            gate.use_overrides(overrides)
         for role, paths in (("baseline", baseline), ("private", private), ("reference", reference)):
             if paths:
                 gate.load_set(role, list(paths), fmt=fmt, cache_dir=cache)
@@ -115,6 +119,85 @@ def _progress(quiet: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(unit=" samples", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, mininterval=0.5)
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json", "junit", "html"]), default="markdown",
+              show_default=True, help="markdown for PR comments, json for programs, junit for CI test dashboards.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file instead of stdout.")
+def report_cmd(run_dir: str, fmt: str, output: str | None) -> None:
+    """Print (or re-render) the report of a finished run in RUN_DIR from its report.json.
+
+    Exit 0 when the run's gate passed, 1 when it failed, 2 for errors.
+    """
+    import json
+    from pathlib import Path
+
+    from qualgate.report import Report
+
+    path = Path(run_dir) / "report.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _fail(InputError(f"cannot read the run's report: {exc}", file=str(path)))
+    report = Report(data)
+    if fmt == "html":
+        from qualgate.html import render_html
+
+        text = render_html(data)
+    else:
+        text = {"markdown": report.to_markdown, "json": report.to_json, "junit": report.to_junit}[fmt]()
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
+
+
+@main.command("tune")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Output folder of a `qualgate filter` run.")
+@click.option("--set", "settings", multiple=True, metavar="CHECK.PARAM=VALUE",
+              help="A new parameter value (repeatable); VALUE is read as YAML (numbers, lists, null).")
+@click.option("--overrides", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Reviewer decisions to apply instead of the run's own.")
+@click.option("-o", "--write", "outdir", type=click.Path(file_okay=False), default=None,
+              help="Write the re-decided run (records, scores, reports) to this folder.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def tune_cmd(run_dir: str, settings: tuple[str, ...], overrides: str | None, outdir: str | None, fmt: str) -> None:
+    """Re-decide a finished run with new thresholds from its stored scores, without recomputing anything.
+
+    Prints how many samples each check rejects before and after. Exit 0 when the re-decided gate passes,
+    1 when it fails, 2 for errors.
+    """
+    import json
+
+    from qualgate.overrides import load_overrides
+    from qualgate.report import evaluate_gate
+    from qualgate.tune import render, tune, write
+
+    try:
+        ov = load_overrides(overrides) if overrides else None
+        tuned = tune(run_dir, list(settings), overrides=ov, records=outdir is not None)
+        if outdir is not None:
+            passed = write(tuned, outdir).passed
+        else:
+            info = tuned.to_dict()
+            by_check = {n: {"rejected": c["after"], "reject_rate": c["after"] / max(1, info["total"])}
+                        for n, c in info["by_check"].items()}
+            passed = evaluate_gate(tuned.config.gate, info["total"], info["accepted"]["after"], by_check,
+                                   tuned.run.report.get("diversity"))["passed"]
+    except QualgateError as exc:
+        _fail(exc)
+    if fmt == "json":
+        click.echo(json.dumps({**tuned.to_dict(), "gate_passed": passed, "written_to": outdir}, indent=2,
+                              ensure_ascii=False, default=str))
+    else:
+        click.echo(render(tuned) + f"gate {'PASSED' if passed else 'FAILED'}"
+                   + (f"; written to {outdir}" if outdir else ""))
+    sys.exit(EXIT_PASS if passed else EXIT_FAIL)
 
 
 @main.command("rules")
@@ -179,8 +262,10 @@ def rules_cmd(name: str | None) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where baseline indexes and embeddings are cached (default: $QUALGATE_CACHE_DIR or "
                    "~/.cache/qualgate).")
+@click.option("--overrides", type=click.Path(dir_okay=False), default=None,
+              help="Reviewer decisions (YAML or JSONL: id, decision, reviewer, note) applied after the checks.")
 def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str | None, id_field: str | None,
-              out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None) -> None:
+              out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None, overrides: str | None) -> None:
     """Check only the records a change adds to dataset FILES, against the records already there.
 
     Exit code 0 when every added record passes, 1 when one is rejected or a gate condition fails, 2 for errors.
@@ -200,6 +285,8 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
             cache = cache_dir or default_cache_dir()
             changes = find_changes(list(files), base, fmt, Path(cache) / "check-base" if cache else Path(tmp))
             gate = Gate.from_config(config, text=text, id=id_field, workers=1, cache_dir=cache)
+            if overrides:
+                gate.use_overrides(overrides)
             base_files = [c.base_file for c in changes if c.base_file]
             if base_files:
                 gate.load_set("baseline", base_files, fmt=fmt, cache_dir=cache)

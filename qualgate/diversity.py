@@ -34,6 +34,7 @@ from qualgate.sample import Sample
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 EXAMPLE_CHARS = 160
+MAP_POINTS = 1500  # per set on the report's 2-D map
 
 
 class DiversityConfig(BaseModel):
@@ -92,13 +93,13 @@ class DiversityTracker:
         self.embedder: Embedder = shared_embedder(cfg.model, cfg.device, cfg.batch_size, cache_dir)
         self.reference: _Pool | None = None
         self.reference_files: list[str] = []
-        self.accepted = _Pool(cfg.max_samples, 0)
-        self.inputs = _Pool(cfg.max_samples, 0)
+        self.reset_run()
 
     def reset_run(self) -> None:
-        """Forget the accepted and input samples of an earlier run; keep the reference."""
+        """Forget the accepted, rejected and input samples of an earlier run; keep the reference."""
         self.accepted = _Pool(self.cfg.max_samples, 0)
         self.inputs = _Pool(self.cfg.max_samples, 0)
+        self.rejected = _Pool(MAP_POINTS, 0)  # for the report's map only
 
     def _texts(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
         """The samples that have the field, and their texts."""
@@ -108,7 +109,7 @@ class DiversityTracker:
 
     def _pools(self) -> None:
         dim = self.embedder.dim
-        for pool in (self.accepted, self.inputs):
+        for pool in (self.accepted, self.inputs, self.rejected):
             pool.dim = dim
 
     def use_reference(self, files: list[str]) -> None:
@@ -129,7 +130,8 @@ class DiversityTracker:
     def observe(self, decisions: Sequence[Decision]) -> None:
         """Fold in one decided batch: accepted samples, and (without a reference) every parsed sample."""
         self._pools()
-        pools = [(self.accepted, [d.sample for d in decisions if d.accepted])]
+        pools = [(self.accepted, [d.sample for d in decisions if d.accepted]),
+                 (self.rejected, [d.sample for d in decisions if not d.accepted and d.sample.problem is None])]
         if self.reference is None:
             pools.append((self.inputs, [d.sample for d in decisions if d.sample.problem is None]))
         for pool, samples in pools:
@@ -137,7 +139,7 @@ class DiversityTracker:
             if keep:
                 ids = [s.id for s in keep]
                 # input texts are never shown (a rejected one may copy a private record): only their ids
-                shown = texts if pool is not self.inputs else ids
+                shown = texts if pool is self.accepted else ids
                 pool.add(ids, self.embedder.encode(texts), texts, shown)
 
     def finish(self) -> dict[str, Any]:
@@ -164,6 +166,7 @@ class DiversityTracker:
         out["ratio"] = round(vendi_acc / vendi_ref, 6) if vendi_ref > 0 else None
         out["nn_ratio"] = round(float(nn_acc.mean() / nn_ref.mean()), 6) if nn_ref.mean() > 0 else None
         out.update(self._coverage(ref, ref_texts, acc))
+        out["map"] = pca_map(ref, acc, self.rejected.arrays()[0])
         return out
 
     def _coverage(self, ref: F32, ref_texts: list[str], acc: F32) -> dict[str, Any]:
@@ -194,6 +197,26 @@ class DiversityTracker:
             "entropy": {"accepted": round(_entropy(acc_n, k), 6), "reference": round(_entropy(ref_n, k), 6)},
             "missing_clusters": missing,
         }
+
+
+def pca_map(ref: F32, acc: F32, rej: F32) -> dict[str, Any]:
+    """A 2-D picture of the three sets: the reference's first two principal components, each set's points
+    projected onto them (at most MAP_POINTS each, the first of the bottom-k samples). Collapse shows as the
+    accepted points crowding part of the reference cloud."""
+    mean = ref.mean(axis=0)
+    _, sv, vt = np.linalg.svd((ref - mean).astype(np.float64), full_matrices=False)
+    axes = vt[:2]
+    var = sv**2
+    explained = float(var[:2].sum() / var.sum()) if var.sum() > 0 else 0.0
+
+    def project(x: F32) -> list[list[float]]:
+        if not len(x):
+            return []
+        xy = (x[:MAP_POINTS].astype(np.float64) - mean) @ axes.T
+        return [[round(float(a), 4), round(float(b), 4)] for a, b in xy]
+
+    return {"method": "PCA of the reference embeddings", "explained_variance": round(explained, 4),
+            "reference": project(ref), "accepted": project(acc), "rejected": project(rej)}
 
 
 def nn_distances(x: F32) -> F32:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qualgate.errors import InputError
+from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS
 
 
 def _line(file: str, line: int) -> str | None:
@@ -51,10 +52,19 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
                     rejected[(src.get("file"), src.get("line"))] = rec
     for row in rows:
         where = (row["file"], row["line"])
-        scores = {k: v for k, v in row.items() if k not in ("id", "accepted", "file", "line")}
+        scores = {k: v for k, v in row.items() if k not in ("id", "accepted", "file", "line", *TRACE_COLUMNS)
+                  and not k.startswith(EVIDENCE_PREFIX)}
         occ: dict[str, Any] = {"file": row["file"], "line": row["line"], "accepted": row["accepted"],
                                "scores": {k: v for k, v in scores.items() if v is not None},
                                "not_scored": sorted(k for k, v in scores.items() if v is None)}
+        if row.get(SKIPPED):
+            occ["skipped"] = row[SKIPPED].split(",")
+        evidence = {k.removeprefix(EVIDENCE_PREFIX): json.loads(v) for k, v in row.items()
+                    if k.startswith(EVIDENCE_PREFIX) and v}
+        if evidence:
+            occ["evidence"] = evidence
+        if row.get(OVERRIDE_COLUMN):
+            occ["override"] = json.loads(row[OVERRIDE_COLUMN])
         rec = rejected.get(where)
         if rec is None and not row["accepted"] and len(rejected) == 1:
             rec = next(iter(rejected.values()))
@@ -81,6 +91,10 @@ def render(info: dict[str, Any]) -> str:
     lines = [f"sample {info['id']}"]
     for occ in info["occurrences"]:
         lines.append(f"\n{occ['file']}:{occ['line']}: {'ACCEPTED' if occ['accepted'] else 'REJECTED'}")
+        ov = occ.get("override")
+        if ov:
+            note = f": {ov['note']}" if ov["note"] else ""
+            lines.append(f"  overridden: {ov['decision']} by {ov['reviewer']}{note} (the findings below stay recorded)")
         for f in occ.get("findings", []):
             lines.append(f"  {f['check']} / {f['reason']}: {f['message']}")
             lines.append(f"    score {f.get('score')} vs threshold {f.get('threshold')}")
@@ -92,6 +106,10 @@ def render(info: dict[str, Any]) -> str:
         if occ["scores"]:
             lines.append("  scores:")
             lines += [f"    {k} = {v}" for k, v in occ["scores"].items()]
+        for check, ev in occ.get("evidence", {}).items():
+            lines.append(f"  evidence of {check}: {json.dumps(ev, ensure_ascii=False, default=str)[:300]}")
+        if occ.get("skipped"):
+            lines.append(f"  skipped after an earlier finding: {', '.join(occ['skipped'])}")
         if occ["not_scored"]:
             lines.append(f"  not scored (skipped after an earlier finding, or not applicable): "
                          f"{', '.join(occ['not_scored'])}")

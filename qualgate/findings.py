@@ -9,13 +9,16 @@ if TYPE_CHECKING:
     from qualgate.sample import Sample
 
 MALFORMED = "malformed"
+#: The pseudo-check of a reviewer's rejection (``overrides``); like ``malformed``, it scores nothing.
+OVERRIDE = "override"
 
 
 @dataclass(frozen=True)
 class Finding:
     """One objection: the check's name, a short reason code, the score and the threshold it crossed.
 
-    ``score`` and ``threshold`` are ``None`` only for ``malformed`` findings, where nothing was scored.
+    ``score`` and ``threshold`` are ``None`` only for ``malformed`` and ``override`` findings, where nothing
+    was scored.
     """
 
     check: str
@@ -40,14 +43,32 @@ class Finding:
         return cls(d["check"], d["reason"], d["score"], d["threshold"], d["message"], d.get("evidence", {}))
 
 
+@dataclass(frozen=True)
+class Override:
+    """A human reviewer's decision on one sample, applied after every check: it wins over the findings,
+    which stay recorded, so an overruled sample keeps its history."""
+
+    decision: str  # "accept" or "reject"
+    reviewer: str
+    note: str = ""
+    source: str = ""  # the overrides file and line it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision, "reviewer": self.reviewer, "note": self.note, "from": self.source}
+
+
 @dataclass
 class Decision:
-    """The gate's verdict on one sample: every finding, every score computed, and the checks skipped."""
+    """The gate's verdict on one sample: every finding, every score computed, the checks skipped, each
+    check's evidence (kept so ``qualgate tune`` can re-decide and explain without recomputing), and a
+    reviewer's override if one applies."""
 
     sample: Sample
     findings: list[Finding] = field(default_factory=list)
     scores: dict[str, float | None] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    override: Override | None = None
 
     @property
     def id(self) -> str:
@@ -55,6 +76,8 @@ class Decision:
 
     @property
     def accepted(self) -> bool:
+        if self.override is not None:
+            return self.override.decision == "accept"
         return not self.findings
 
     def qualgate_field(self) -> dict[str, Any]:
@@ -64,4 +87,6 @@ class Decision:
             out["source"] = self.sample.source.to_dict()
         if self.skipped:
             out["skipped"] = list(self.skipped)
+        if self.override is not None:
+            out["override"] = self.override.to_dict()
         return out

@@ -28,8 +28,9 @@ from qualgate.sample import FieldProblem, Sample, Source, TextSpec, make_sample,
 
 if TYPE_CHECKING:
     from qualgate.diversity import DiversityTracker
+    from qualgate.overrides import Overrides
 
-Verdict = tuple[list[Finding], dict[str, float | None], list[str]]
+Verdict = tuple[list[Finding], dict[str, float | None], list[str], dict[str, dict[str, Any]]]
 #: Per check name: the batch positions a worker computed features for, and those features.
 BatchFeatures = dict[str, tuple[list[int], Features]]
 #: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
@@ -79,6 +80,8 @@ def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], al
                 continue
             for key in check.score_names:
                 d.scores[f"{check.name}.{key}"] = m.values.get(key)
+            if m.evidence:
+                d.evidence[check.name] = m.evidence
             d.findings.extend(check.decide(m))
     for set_check, positions in scored:  # keep-first indexes admit only what every check accepted
         set_check.commit([not decisions[p].findings for p in positions])
@@ -132,7 +135,7 @@ def _worker_run(samples: list[Sample]) -> tuple[list[Verdict], BatchFeatures]:
         feats = check.features([samples[i] for i in live]) if live else None
         if feats is not None:
             features[check.name] = (live, feats)
-    return [(d.findings, d.scores, d.skipped) for d in decisions], features
+    return [(d.findings, d.scores, d.skipped, d.evidence) for d in decisions], features
 
 
 # ----------------------------------------------------------------------------------------- gate
@@ -198,6 +201,8 @@ class Gate:
         lead = list(itertools.takewhile(lambda c: c.per_sample, self.checks))
         self._pooled, self._local = lead, self.checks[len(lead):]
         self._baseline_state: dict[str, dict[str, Any]] = {}
+        #: reviewer overrides applied to every decision after all checks (``use_overrides``)
+        self.overrides: Overrides | None = None
         self._auto_fit = False  # the input fit came from run(), so the next run() refits on its own records
         self.sets_info: dict[str, dict[str, Any]] = {}
         self.diversity: DiversityTracker | None = None
@@ -220,6 +225,14 @@ class Gate:
                     text: str | None = None, id: str | None = None, **options: Any) -> Gate:
         """Build from a pack name, a YAML path, a dict or a GateConfig; ``text``/``id`` override ``input``."""
         return cls(load_config(source).with_input(text=text, id=id), **options)
+
+    def use_overrides(self, overrides: str | Path | Overrides | None) -> Overrides | None:
+        """Apply a reviewer's decisions (a file path, or loaded Overrides; None removes them) to later runs."""
+        from qualgate.overrides import Overrides, load_overrides
+
+        self.overrides = overrides if isinstance(overrides, Overrides) or overrides is None else \
+            load_overrides(overrides)
+        return self.overrides
 
     @property
     def score_columns(self) -> list[str]:
@@ -412,8 +425,11 @@ class Gate:
         return {c.name: sec for c in self.set_checks if (sec := c.report_section()) is not None}
 
     def finish_report(self, builder: ReportBuilder, **run_info: Any) -> Report:
+        if self.overrides is not None:
+            builder.override_info = self.overrides.info()
         diversity = self.diversity.finish() if self.diversity is not None else None
-        return builder.finish(sections=self.report_sections(), baseline=self.baseline_info,
+        limits = {f"{c.name}.{score}": values for c in self.checks for score, values in c.score_limits().items()}
+        return builder.finish(sections=self.report_sections(), baseline=self.baseline_info, limits=limits,
                               private=self.sets_info.get("private"), reference=self.sets_info.get("reference"),
                               diversity=diversity, **run_info, **self.settings())
 
@@ -426,7 +442,12 @@ class Gate:
             self.diversity.reset_run()
         samples = (self.sample(item, n) for n, item in enumerate(records, start=1))
         batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])
+        if self.overrides is not None:
+            self.overrides.matched.clear()
+            self.overrides.refused.clear()
         for batch in self._evaluate(batches):
+            if self.overrides is not None:  # last: a reviewer's word wins, and diversity sees the final set
+                self.overrides.apply_all(batch)
             if self.diversity is not None:
                 self.diversity.observe(batch)
             for d in batch:
@@ -549,7 +570,7 @@ class Gate:
 
     def _join(self, batch: list[Sample], future: Future[tuple[list[Verdict], BatchFeatures]]) -> list[Decision]:
         verdicts, features = future.result()
-        decisions = [Decision(s, f, sc, sk) for s, (f, sc, sk) in zip(batch, verdicts, strict=True)]
+        decisions = [Decision(s, f, sc, sk, ev) for s, (f, sc, sk, ev) in zip(batch, verdicts, strict=True)]
         apply_checks(self._local, decisions, self.all_findings, features)
         return decisions
 

@@ -1,7 +1,14 @@
-"""Writes a run's outputs atomically: accepted.jsonl, rejected.jsonl, scores.parquet, report.json/.md/.junit.xml."""
+"""Writes a run's outputs atomically: accepted.jsonl, rejected.jsonl, scores.parquet, overrides.jsonl (when a
+reviewer overruled any sample), report.json/.md/.html/.junit.xml.
+
+``scores.parquet`` holds, per sample in input order, its final decision, every score, the checks it skipped,
+each check's evidence (JSON, a column per check) and any override: what ``qualgate tune`` and
+``qualgate explain`` read back.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +18,18 @@ from qualgate.io import AtomicFiles, dumps_record
 from qualgate.report import Report
 
 _ROWS_PER_GROUP = 8192
+SKIPPED, OVERRIDE_COLUMN = "skipped", "override"
+#: Columns of scores.parquet besides id/accepted/file/line, the scores and the evidence: comma-joined
+#: skipped checks, JSON of the override.
+TRACE_COLUMNS = (SKIPPED, OVERRIDE_COLUMN)
+#: One column per check, ``evidence:<check>``: the JSON of its evidence (one column each, so a reader
+#: such as ``qualgate tune`` decodes only the checks it needs).
+EVIDENCE_PREFIX = "evidence:"
+
+
+def check_names(score_columns: list[str]) -> list[str]:
+    """The checks behind ``<check>.<score>`` columns, in order."""
+    return list(dict.fromkeys(c.split(".", 1)[0] for c in score_columns))
 
 
 class RunWriter:
@@ -23,15 +42,22 @@ class RunWriter:
         self.accepted = self.files.open("accepted.jsonl")
         self.rejected = self.files.open("rejected.jsonl")
         self.columns = score_columns
-        fields = [pa.field("id", pa.string()), pa.field("accepted", pa.bool_()), pa.field("file", pa.string()),
-                  pa.field("line", pa.int64())] + [pa.field(c, pa.float64()) for c in score_columns]
+        self.checks = check_names(score_columns)
+        fields = ([pa.field("id", pa.string()), pa.field("accepted", pa.bool_()), pa.field("file", pa.string()),
+                   pa.field("line", pa.int64())] + [pa.field(c, pa.float64()) for c in score_columns]
+                  + [pa.field(c, pa.string()) for c in TRACE_COLUMNS]
+                  + [pa.field(EVIDENCE_PREFIX + n, pa.string()) for n in check_names(score_columns)])
         self.schema = pa.schema(fields)
         self._rows: dict[str, list[Any]] = {f.name: [] for f in fields}
         self._parquet: Any = None
         self._parquet_path = self.files.path("scores.parquet")
 
-    def write(self, d: Decision) -> None:
-        s, accepted = d.sample, not d.findings
+        self._overrides: Any = None
+
+    def write(self, d: Decision, stored_evidence: Mapping[str, str | None] | None = None) -> None:
+        """``stored_evidence``: evidence already as JSON text per check (``qualgate tune`` passes on what it
+        read instead of decoding and encoding it again)."""
+        s, accepted = d.sample, d.accepted
         if accepted:
             line = s.raw if s.raw is not None else dumps_record(s.record)
             self.accepted.write(line + b"\n")
@@ -44,6 +70,22 @@ class RunWriter:
         rows["line"].append(src.line if src else None)
         for c in self.columns:
             rows[c].append(scores.get(c))
+        rows[SKIPPED].append(",".join(d.skipped) if d.skipped else None)
+        if stored_evidence is not None:
+            for name in self.checks:
+                rows[EVIDENCE_PREFIX + name].append(stored_evidence.get(name))
+        else:
+            evidence = d.evidence
+            for name in self.checks:
+                ev = evidence.get(name)
+                rows[EVIDENCE_PREFIX + name].append(dumps_record(ev).decode("utf-8") if ev else None)
+        rows[OVERRIDE_COLUMN].append(dumps_record(d.override.to_dict()).decode("utf-8") if d.override else None)
+        if d.override is not None:
+            if self._overrides is None:
+                self._overrides = self.files.open("overrides.jsonl")
+            self._overrides.write(dumps_record({"id": s.id, "source": src.to_dict() if src else None,
+                                                **d.override.to_dict(),
+                                                "findings": [f.to_dict() for f in d.findings]}) + b"\n")
         if len(rows["id"]) >= _ROWS_PER_GROUP:
             self._flush()
 
@@ -63,17 +105,24 @@ class RunWriter:
         self._parquet.close()
         self.accepted.close()
         self.rejected.close()
+        if self._overrides is not None:
+            self._overrides.close()
         with self.files.open("report.json") as fh:
             fh.write(report.to_json().encode("utf-8"))
         with self.files.open("report.md") as fh:
             fh.write(report.to_markdown().encode("utf-8"))
+        from qualgate.html import render_html  # imports matplotlib: only when a run writes its report
+
+        with self.files.open("report.html") as fh:
+            fh.write(render_html(report.data).encode("utf-8"))
         with self.files.open("report.junit.xml") as fh:
             fh.write(report.to_junit().encode("utf-8"))
         self.files.commit()
 
     def abort(self) -> None:
-        for fh in (self.accepted, self.rejected):
-            fh.close()
+        for fh in (self.accepted, self.rejected, self._overrides):
+            if fh is not None:
+                fh.close()
         if self._parquet is not None:
             self._parquet.close()
         self.files.abort()

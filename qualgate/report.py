@@ -11,10 +11,16 @@ from typing import Any
 import numpy as np
 
 from qualgate.config import GateConditions, GateConfig
-from qualgate.findings import MALFORMED, Decision
+from qualgate.findings import MALFORMED, OVERRIDE, Decision
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-EXAMPLES_PER_CHECK = 3
+#: Example rejections kept per check (report.json, report.html); report.md shows the first few.
+EXAMPLES_PER_CHECK = 50
+EXAMPLES_IN_MARKDOWN = 3
+EXAMPLE_TEXT_CHARS = 300
+HISTOGRAM_BINS = 40
+#: Check kinds whose findings mean the sample copies private data: its text stays out of the report.
+PRIVATE_KINDS = frozenset({"private_leak"})
 
 
 @dataclass
@@ -23,6 +29,7 @@ class _CheckStats:
     scored: int = 0
     rejected: int = 0
     skipped: int = 0
+    overruled: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -37,6 +44,12 @@ class ReportBuilder:
         for spec in config.checks:
             self.checks[spec.name] = _CheckStats(spec.kind)
         self._scores: dict[str, array[float]] = {c: array("d") for c in score_columns}  # 8 bytes a value
+        # thresholds that rejected samples crossed, per score column (found by the finding's score value)
+        self._limits: dict[str, Counter[float]] = defaultdict(Counter)
+        self.overrides: list[dict[str, Any]] = []
+        self._private = {spec.name for spec in config.checks if spec.kind in PRIVATE_KINDS}
+        #: what the run's overrides file held (path, entries, ids matching no sample); set by the caller
+        self.override_info: dict[str, Any] | None = None
         # a check counts as having scored a sample when its first score column is present
         self._first: dict[str, _CheckStats] = {}
         for col in score_columns:
@@ -46,37 +59,58 @@ class ReportBuilder:
 
     def add(self, d: Decision) -> None:
         self.total += 1
-        if not d.findings:
+        accepted = d.accepted
+        if accepted:
             self.accepted += 1
-        scores, first = self._scores, self._first
-        for key, value in d.scores.items():
-            if value is not None and key in scores:
-                scores[key].append(value)
+        if d.override is not None:
+            src = d.sample.source
+            self.overrides.append({"id": d.id, "source": str(src) if src else None, **d.override.to_dict(),
+                                   "findings": [f"{f.check}/{f.reason}" for f in d.findings
+                                                if f.check != OVERRIDE]})
+        columns, first, scores = self._scores, self._first, d.scores
+        for key, value in scores.items():
+            if value is not None and key in columns:
+                columns[key].append(value)
             if key in first:
                 first[key].scored += 1
         for name in d.skipped:
             if name in self.checks:
                 self.checks[name].skipped += 1
         seen: set[str] = set()
+        # a sample that copies a private record (or was not checked for that) never has its text shown
+        private = any(name in d.skipped for name in self._private) or any(f.check in self._private
+                                                                          for f in d.findings)
         for f in d.findings:
             stats = self.checks.setdefault(f.check, _CheckStats(f.check))
             stats.reasons[f.reason] += 1
+            if f.score is not None and f.threshold is not None:
+                col = next((k for k in (f"{f.check}.{n}" for n in _score_names(f.check, scores))
+                            if scores.get(k) == f.score), None)
+                if col is not None:
+                    self._limits[col][f.threshold] += 1
             if f.check in seen:
                 continue
             seen.add(f.check)
+            if accepted:
+                stats.overruled += 1
+                continue
             stats.rejected += 1
             if len(stats.examples) < EXAMPLES_PER_CHECK:
                 src = d.sample.source
                 stats.examples.append({"id": d.id, "source": str(src) if src else None,
-                                       "reason": f.reason, "message": f.message})
+                                       "reason": f.reason, "message": f.message,
+                                       "text": "" if private else _snippet(d)})
 
     def finish(self, sections: dict[str, Any] | None = None, baseline: dict[str, Any] | None = None,
                private: dict[str, Any] | None = None, reference: dict[str, Any] | None = None,
-               diversity: dict[str, Any] | None = None, **run_info: Any) -> Report:
+               diversity: dict[str, Any] | None = None, limits: dict[str, list[float]] | None = None,
+               **run_info: Any) -> Report:
+        """``limits``: configured thresholds per score column, drawn on the histograms with those crossed."""
         rejected = self.total - self.accepted
         by_check = {
             name: {"kind": s.kind, "scored": s.scored, "rejected": s.rejected, "skipped": s.skipped,
-                   "reject_rate": _rate(s.rejected, self.total), "reasons": dict(sorted(s.reasons.items()))}
+                   "reject_rate": _rate(s.rejected, self.total), "reasons": dict(sorted(s.reasons.items())),
+                   **({"overruled": s.overruled} if s.overruled else {})}
             for name, s in self.checks.items()
         }
         data: dict[str, Any] = {
@@ -86,6 +120,8 @@ class ReportBuilder:
             "reject_rate": _rate(rejected, self.total),
             "by_check": by_check,
             "scores": {k: _summary(v) for k, v in self._scores.items()},
+            "histograms": {k: _histogram(v, self._limits.get(k), (limits or {}).get(k))
+                           for k, v in self._scores.items() if v},
             "examples": {n: s.examples for n, s in self.checks.items() if s.examples},
             "gate": evaluate_gate(self.config.gate, self.total, self.accepted, by_check, diversity),
             "sets": sections or {},
@@ -94,11 +130,57 @@ class ReportBuilder:
             "private": private,  # file names and counts only: private text is never written
             "reference": reference,
             "diversity": diversity,
+            "overrides": self.overrides_section(),
             "config": {"source": self.config.source, "description": self.config.description,
-                       "checks": [c.to_dict() for c in self.config.checks]},
+                       "checks": [c.to_dict() for c in self.config.checks],
+                       "resolved": self.config.to_dict()},  # what `qualgate tune` re-decides with
             "run": run_info,
         }
         return Report(data)
+
+
+    def overrides_section(self) -> dict[str, Any] | None:
+        if not self.overrides and self.override_info is None:
+            return None
+        info = dict(self.override_info or {})
+        info.update(applied=len(self.overrides),
+                    accepted=sum(o["decision"] == "accept" for o in self.overrides),
+                    rejected=sum(o["decision"] == "reject" for o in self.overrides), items=self.overrides)
+        return info
+
+
+def _score_names(check: str, scores: dict[str, float | None]) -> list[str]:
+    prefix = check + "."
+    return [k[len(prefix):] for k in scores if k.startswith(prefix)]
+
+
+def _snippet(d: Decision) -> str:
+    """The start of the sample's text view, for the HTML report's searchable examples."""
+    text = d.sample.text or (d.sample.raw or b"").decode("utf-8", "replace")
+    return text[:EXAMPLE_TEXT_CHARS]
+
+
+def _histogram(values: array[float], crossed: Counter[float] | None,
+               configured: list[float] | None = None) -> dict[str, Any]:
+    """Bin counts of one score column; log-spaced bins for positive heavy-tailed scores (perplexity),
+    one bar per value when a score takes few distinct values (counts, flags). ``thresholds``: the
+    configured limits, then any other limit rejected samples crossed (most used first), at most 4."""
+    arr = np.frombuffer(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    limits = list(dict.fromkeys([*(configured or []), *(t for t, _ in (crossed or Counter()).most_common(3))]))
+    out: dict[str, Any] = {"count": int(arr.size), "thresholds": limits[:4]}
+    if not arr.size:
+        return {**out, "kind": "empty", "edges": [], "counts": []}
+    distinct = np.unique(arr)
+    if distinct.size <= 12 and np.all(distinct == np.round(distinct)):
+        counts = [int((arr == v).sum()) for v in distinct]
+        return {**out, "kind": "discrete", "values": distinct.tolist(), "counts": counts}
+    lo, hi = float(arr.min()), float(arr.max())
+    log = lo > 0 and hi / lo > 100
+    edges = (np.geomspace(lo, hi, HISTOGRAM_BINS + 1) if log else np.linspace(lo, hi, HISTOGRAM_BINS + 1))
+    binned, _ = np.histogram(arr, bins=edges)
+    return {**out, "kind": "log" if log else "linear", "edges": [round(float(e), 6) for e in edges],
+            "counts": binned.tolist()}
 
 
 def _rate(n: int, total: int) -> float:
@@ -288,6 +370,19 @@ class Report:
                                      f"{_md_escape(m['examples'][0]) if m['examples'] else '-'} |")
         if d.get("warnings"):
             lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in d["warnings"]]
+        ov = d.get("overrides")
+        if ov:
+            lines += ["", "## Reviewer overrides", "",
+                      f"{ov['applied']} applied from `{ov.get('file', '-')}` ({ov['accepted']} accepted, "
+                      f"{ov['rejected']} rejected by a reviewer); findings stay recorded."]
+            if ov.get("unmatched"):
+                lines.append(f"{len(ov['unmatched'])} override id(s) matched no sample: "
+                             + ", ".join(f"`{i}`" for i in ov["unmatched"][:10]))
+            if ov["items"]:
+                lines += ["", "| sample | decision | reviewer | overruled findings | note |", "|---|---|---|---|---|"]
+                for o in ov["items"][:50]:
+                    lines.append(f"| `{o['id']}` | {o['decision']} | {_md_escape(o['reviewer'])} | "
+                                 f"{', '.join(o['findings']) or '-'} | {_md_escape(o['note'])} |")
         if d.get("baseline"):
             b = d["baseline"]
             lines += ["", "## Baseline", "", f"{b['records']} records from {', '.join(b['files'])} "
@@ -299,7 +394,7 @@ class Report:
             for name, examples in grouped.items():
                 lines.append(f"### {name}")
                 lines.append("")
-                for e in examples:
+                for e in examples[:EXAMPLES_IN_MARKDOWN]:
                     src = e.get("source")
                     where = f" ({src})" if src and not e["message"].startswith(src) else ""
                     lines.append(f"- `{e['id']}`{where}: {_md_escape(e['message'])}")

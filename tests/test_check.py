@@ -118,3 +118,17 @@ def test_filter_dataset_splits_a_hugging_face_dataset() -> None:
     assert rejected["id"] == ["dup", "ai"]
     why = [json.loads(x) for x in rejected["qualgate"]]
     assert [w["findings"][0]["reason"] for w in why] == ["exact_duplicate", "boilerplate_phrase"]
+
+
+def test_a_reviewers_override_lets_a_flagged_record_in_and_says_so(repo: Path, tmp_path: Path) -> None:
+    base = [{"id": p["id"], "text": p["text"]} for p in PARAS[:40]]
+    quoted = {"id": "quoted", "text": "The essay quotes the phrase 'As an AI language model' to discuss chatbots."}
+    write(repo / "data.jsonl", [*base, quoted])
+    assert check(repo, "--id", "id").exit_code == 1
+    reviews = tmp_path / "reviews.yaml"
+    reviews.write_text('- {id: quoted, decision: accept, reviewer: ana, note: "a quotation, not a refusal"}\n')
+    res = check(repo, "--id", "id", "--overrides", str(reviews))
+    assert res.exit_code == 0, res.output
+    assert "Accepted by a reviewer despite findings" in res.output and "| `quoted` | ana |" in res.output
+    out = json.loads(check(repo, "--id", "id", "--overrides", str(reviews), "--format", "json").output)
+    assert out["passed"] and out["overruled"][0]["findings"][0]["reason"] == "boilerplate_phrase"

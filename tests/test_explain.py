@@ -74,3 +74,23 @@ def test_junit_report_for_ci_dashboards(run_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 1
     failure = ET.parse(out / "report.junit.xml").getroot().find("testsuite/testcase/failure")
     assert failure is not None and "max_reject_rate" in (failure.get("message") or "")
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "json", "junit", "html"])
+def test_report_command_prints_a_runs_report_in_each_format(run_dir: Path, fmt: str, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["report", str(run_dir), "--format", fmt])
+    assert res.exit_code in (0, 1), res.output
+    expected = {"markdown": "# qualgate report", "json": '"by_check"', "junit": "<testsuites",
+                "html": "<!DOCTYPE html>"}[fmt]
+    assert expected in res.output
+    if fmt in ("markdown", "junit"):  # the same text the run wrote
+        name = {"markdown": "report.md", "junit": "report.junit.xml"}[fmt]
+        assert res.output == (run_dir / name).read_text()
+    out = tmp_path / "r.out"
+    CliRunner().invoke(main, ["report", str(run_dir), "--format", fmt, "-o", str(out)])
+    assert expected in out.read_text()
+
+
+def test_report_command_on_a_folder_without_a_run(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "report.json" in res.output

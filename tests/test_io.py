@@ -26,7 +26,8 @@ FIXTURES = ROOT / "fixtures"
 BROKEN = FIXTURES / "broken.jsonl"
 INSTRUCT = FIXTURES / "instruct_sample.jsonl"
 CHAT = FIXTURES / "chat_sample.jsonl"
-FINAL_NAMES = ("accepted.jsonl", "rejected.jsonl", "scores.parquet", "report.json", "report.md", "report.junit.xml")
+FINAL_NAMES = ("accepted.jsonl", "rejected.jsonl", "scores.parquet", "report.json", "report.md", "report.html",
+               "report.junit.xml")
 GOOD = {"instruction": "Name a prime number.", "input": "", "output": "Seven is a prime number."}
 GOOD_LINE = json.dumps(GOOD).encode()
 RULES_ONLY = Path(__file__).resolve().parent.parent / "fixtures" / "rules_only.yaml"  # no dedup: GOOD repeats

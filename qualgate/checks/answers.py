@@ -56,6 +56,7 @@ class Refusal(PhraseCheck[RefusalParams]):
     """Answer refuses or deflects ("I'm sorry, but I can't", "I don't have access to", "as of my knowledge cutoff")."""
 
     kind = "refusal"
+    decision_params = frozenset({"max_matches"})
     params_model = RefusalParams
 
     def __init__(self, name: str, params: RefusalParams) -> None:
@@ -131,6 +132,7 @@ class Unanswerable(Check[UnanswerableParams]):
     """Request needs images, audio, browsing, attachments or live data, or the answer pretends it delivered them."""
 
     kind = "unanswerable"
+    decision_params = frozenset({"reject_request_alone"})
     params_model = UnanswerableParams
     score_names = ("requests", "pretends", "declined")
     cost = 3
@@ -254,6 +256,7 @@ class PromptEcho(Check[PromptEchoParams]):
     """Answer repeats the instruction or the input (identical, starts with the instruction, or mostly copied)."""
 
     kind = "prompt_echo"
+    decision_params = frozenset({"max_overlap", "min_prefix_share", "min_words"})
     params_model = PromptEchoParams
     score_names = ("identical", "prefix", "overlap", "words", "rewrite_task", "copy_task")
     cost = 2

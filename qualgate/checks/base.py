@@ -51,6 +51,9 @@ class Check(ABC, Generic[P]):
     score_names: ClassVar[tuple[str, ...]]
     #: Lower runs earlier. Rules ~10, set-aware checks ~50, model checks ~80 (an instance may set its own).
     cost: int = 10
+    #: Parameters only ``decide`` reads (thresholds): ``qualgate tune`` can change these from stored scores;
+    #: any other parameter changes the scores themselves, which needs a re-run.
+    decision_params: ClassVar[frozenset[str]] = frozenset()
     #: True when scoring one sample needs nothing but the sample (safe to run in worker processes).
     per_sample: ClassVar[bool] = True
 
@@ -90,6 +93,27 @@ class Check(ABC, Generic[P]):
     def finding(self, reason: str, score: float | None, threshold: float | None, message: str,
                 **evidence: Any) -> Finding:
         return Finding(self.name, reason, score, threshold, message, evidence)
+
+    def score_limits(self) -> dict[str, list[float]]:
+        """The configured limits per score name, for drawing on the report's histograms. By convention a
+        parameter ``max_<score>`` or ``min_<score>`` (or one named like the score) limits that score; a
+        dict-valued one such as ``max_top_ngram_frac: {2: 0.2}`` limits ``top_2gram_frac``. Checks whose
+        names do not follow it override this."""
+        params = self.params.model_dump()
+        out: dict[str, list[float]] = {}
+        for score in self.score_names:
+            for key in (f"max_{score}", f"min_{score}", score):
+                value = params.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out.setdefault(score, []).append(float(value))
+        for key, value in params.items():
+            if isinstance(value, dict) and key.startswith(("max_", "min_")):
+                stem = key[4:]
+                for n, limit in value.items():
+                    score = stem.replace("ngram", f"{n}gram", 1)
+                    if score in self.score_names and isinstance(limit, (int, float)):
+                        out.setdefault(score, []).append(float(limit))
+        return out
 
     @classmethod
     def doc(cls) -> str:
@@ -225,6 +249,13 @@ class SetCheck(Check[P]):
     def report_section(self) -> dict[str, Any] | None:
         """Extra report content (e.g. the largest duplicate clusters)."""
         return None
+
+    def restore_for_decide(self, section: dict[str, Any] | None) -> str | None:
+        """Make ``decide`` work from stored scores and evidence alone (``qualgate tune``), given this check's
+        ``report_section`` of the original run. Returns None when it can, else why it cannot (the default:
+        keep-first checks decide by which samples were kept before, which stored scores do not say)."""
+        return ("which sample is kept depends on which samples were accepted before it; re-run the gate "
+                "to change this check")
 
 
 REGISTRY: dict[str, type[Check[Any]]] = {}

@@ -220,6 +220,9 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
             ev["duplicate_source"] = Source(*src).to_dict()
         return Measurement({"cosine": round(sim, 6)}, ev)
 
+    def score_limits(self) -> dict[str, list[float]]:
+        return {"cosine": [self.params.threshold]}
+
     def decide(self, m: Measurement) -> list[Finding]:
         ev = m.evidence
         if "duplicate_of" not in ev:
@@ -442,6 +445,10 @@ class Outlier(_EmbeddingCheck[OutlierParams]):
                 out.append(Measurement({"distance": dist}, {"nearest_reference": self.ids[int(ids[i, 0])],
                                                             "distance": dist, "limit": limit}))
         return out
+
+    def restore_for_decide(self, section: dict[str, Any] | None) -> str | None:
+        return ("its limit is a quantile of the reference's nearest-neighbour distances, which a run does not "
+                "store; re-run the gate to change it")
 
     def decide(self, m: Measurement) -> list[Finding]:
         dist = m.values["distance"]

@@ -553,6 +553,9 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         if len(examples) < 3:
             examples.append(member)
 
+    def score_limits(self) -> dict[str, list[float]]:
+        return {"jaccard": [self.params.threshold]}
+
     def decide(self, m: Measurement) -> list[Finding]:
         ev = m.evidence
         if not ev.get("duplicate_of"):

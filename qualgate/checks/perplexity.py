@@ -59,6 +59,10 @@ def parse_threshold(value: float | str | None) -> tuple[float, float] | float | 
     return float(m.group(1)), float(m.group(2) or 1.0)
 
 
+_GRID_STEP = 0.5
+_GRID = np.linspace(0, 100, int(100 / _GRID_STEP) + 1)  # percentiles stored for `qualgate tune`
+
+
 class PerplexityParams(Params):
     field: str | None = Field(None, description="record field to score; unset = the configured text view")
     backend: Literal["ngram", "kenlm", "hf"] = Field("ngram", description="ngram (built in), kenlm or hf")
@@ -138,6 +142,7 @@ class Perplexity(SetCheck[PerplexityParams]):
     """Language-model perplexity per token: too high reads as gibberish, too low as degenerate repetition."""
 
     kind = "perplexity"
+    decision_params = frozenset({"max", "min", "max_context_ratio"})
     params_model = PerplexityParams
     score_names = ("perplexity", "static_perplexity", "context_ratio", "tokens")
     compares_with = "reference"
@@ -319,6 +324,36 @@ class Perplexity(SetCheck[PerplexityParams]):
             self._limits[key] = (round(float(np.percentile(values, q)) * factor, 4), what)
         return self._limits[key]
 
+    def restore_for_decide(self, section: dict[str, Any] | None) -> str | None:
+        """Thresholds from the stored percentile grid of the set's scores (every 0.5 percentile; exact at
+        those, interpolated between), so nothing is re-scored and no model is loaded."""
+        relative = [w for w in self.applicable if isinstance(self.specs[w], tuple)]
+        if not relative:
+            return None
+        grid = (section or {}).get("set_percentiles")
+        if not grid:
+            return "the original run stored no percentiles of its set's scores (run it again with this version)"
+        self.set_role = (section or {}).get("set")
+        self.set_values = {k: np.asarray(v, dtype=np.float64) for k, v in grid["values"].items()}
+        self._texts, self._limits = [], {}
+        return None
+
+    def score_limits(self) -> dict[str, list[float]]:
+        """Resolved limits (a relative one needs the set's scores: only once they exist)."""
+        out: dict[str, list[float]] = {}
+        for which, score in (("max", "perplexity"), ("min", "perplexity"), ("max_context_ratio", "context_ratio")):
+            spec = self.specs.get(which)
+            if isinstance(spec, (int, float)):
+                out.setdefault(score, []).append(float(spec))
+            elif spec is not None and self.set_values is not None and which in self.applicable:
+                try:
+                    value = self.limit(which)[0]
+                except ConfigError:  # the set had nothing scorable: the report section says so
+                    continue
+                if value is not None:
+                    out.setdefault(score, []).append(float(value))
+        return out
+
     def decide(self, m: Measurement) -> list[Finding]:
         score, ratio = m.values["perplexity"], m.values["context_ratio"]
         if score is None:
@@ -423,9 +458,13 @@ class Perplexity(SetCheck[PerplexityParams]):
         section: dict[str, Any] = {**self.describe(), "set": self.set_role, "set_records": self.n_set,
                                    "warnings": warnings}
         qs = (1, 5, 50, 95, 99)
+        grid: dict[str, list[float]] = {}
         for key, values in (self.set_values or {}).items():
             if len(values):
                 section[f"set_{key}"] = {f"p{q}": round(float(np.percentile(values, q)), 4) for q in qs}
+                grid[key] = [round(float(v), 6) for v in np.percentile(values, _GRID)]
+        if grid:  # lets `qualgate tune` resolve other reference_pNN thresholds without the model
+            section["set_percentiles"] = {"step": _GRID_STEP, "values": grid}
         for which in _LIMITED:
             if which not in self.applicable:
                 section[which] = {"value": None, "from": f"not available with the {self.params.backend} backend"}

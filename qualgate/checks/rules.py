@@ -59,6 +59,7 @@ class Length(Check[LengthParams]):
     """Text (or one field) is too short or too long, in characters or words."""
 
     kind = "length"
+    decision_params = frozenset({"min_chars", "max_chars", "min_words", "max_words"})
     params_model = LengthParams
     score_names = ("chars", "words")
     cost = 1
@@ -109,6 +110,7 @@ class Language(Check[LanguageParams]):
     """Text is not in an allowed language (langdetect, seeded; short texts are not judged)."""
 
     kind = "language"
+    decision_params = frozenset({"min_prob"})
     params_model = LanguageParams
     score_names = ("prob",)
     cost = 5
@@ -249,6 +251,7 @@ class Boilerplate(PhraseCheck[BoilerplateParams]):
     """Text contains model boilerplate or refusal phrases ("As an AI language model", "I cannot fulfill")."""
 
     kind = "boilerplate"
+    decision_params = frozenset({"max_matches"})
     params_model = BoilerplateParams
 
     def decide(self, m: Measurement) -> list[Finding]:
@@ -402,6 +405,7 @@ class Truncated(Check[TruncatedParams]):
     """Text ends mid-sentence, on a dangling word or comma, or inside an open code block."""
 
     kind = "truncated"
+    decision_params = frozenset({"min_words"})
     params_model = TruncatedParams
     score_names = ("open_fence", "dangling", "unterminated_words")
     cost = 1
@@ -432,6 +436,9 @@ class Truncated(Check[TruncatedParams]):
                 unterminated = float(_unterminated_words(text, words))
         return Measurement({"open_fence": open_fence, "dangling": dangling, "unterminated_words": unterminated},
                            evidence)
+
+    def score_limits(self) -> dict[str, list[float]]:
+        return {"unterminated_words": [float(self.params.min_words)]}
 
     def decide(self, m: Measurement) -> list[Finding]:
         v, where, ev = m.values, _where(self.params.field), m.evidence

@@ -88,6 +88,7 @@ class ChatStructure(Check[ChatStructureParams]):
     """Chat is malformed: unknown roles, broken user/assistant alternation, empty turns, leaked role labels."""
 
     kind = "chat_structure"
+    decision_params = frozenset({"min_turns"})
     params_model = ChatStructureParams
     score_names = ("not_a_chat", "turns", "unknown_roles", "bad_alternation", "empty_turns", "wrong_final_role",
                    "role_leaks")
@@ -494,6 +495,7 @@ class CodeValid(Check[CodeValidParams]):
     """Code blocks do not parse (Python via ast, never run) or have unbalanced brackets or quotes."""
 
     kind = "code_valid"
+    decision_params = frozenset({"require_code"})
     params_model = CodeValidParams
     score_names = ("blocks", "syntax_errors", "unbalanced")
     cost = 3
@@ -671,6 +673,7 @@ class Vocabulary(Check[VocabularyParams]):
     """Text uses words outside a simple word list (TinyStories-style), or misses a required word."""
 
     kind = "vocabulary"
+    decision_params = frozenset({"max_outside_share"})
     params_model = VocabularyParams
     score_names = ("words", "outside_share", "missing_required")
     cost = 2

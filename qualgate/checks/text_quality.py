@@ -142,6 +142,8 @@ class Repetition(Check[RepetitionParams]):
     """Text repeats itself: duplicate lines or paragraphs, or dominant word n-grams (Gopher thresholds)."""
 
     kind = "repetition"
+    decision_params = frozenset({"max_dup_line_frac", "max_dup_line_char_frac", "max_dup_para_frac",
+                                 "max_dup_para_char_frac", "max_top_ngram_frac", "max_dup_ngram_frac"})
     params_model = RepetitionParams
     score_names = ("dup_line_frac", "dup_line_char_frac", "dup_para_frac", "dup_para_char_frac",
                    *(f"top_{n}gram_frac" for n in TOP_NS), *(f"dup_{n}gram_frac" for n in DUP_NS))
@@ -253,6 +255,8 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
     """Long text fails Gopher's quality filters: symbols per word, mean word length, alphabetic words, stop words."""
 
     kind = "quality_heuristics"
+    decision_params = frozenset({"min_words", "min_stop_words", "max_symbol_ratio", "min_mean_word_length",
+                                 "max_mean_word_length", "min_alphabetic_share"})
     params_model = QualityHeuristicsParams
     score_names = ("words", "hash_ratio", "ellipsis_ratio", "mean_word_length", "alphabetic_share", "stop_words")
     cost = 2
@@ -284,6 +288,12 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
             "stop_words": float(len({c.lower() for c in cores} & self._stop)),
         }
         return Measurement(values)
+
+    def score_limits(self) -> dict[str, list[float]]:
+        out = super().score_limits()
+        if self.params.max_symbol_ratio is not None:
+            out["hash_ratio"] = out["ellipsis_ratio"] = [self.params.max_symbol_ratio]
+        return out
 
     def decide(self, m: Measurement) -> list[Finding]:
         p, v, where = self.params, m.values, _where(self.params.field)
@@ -349,6 +359,7 @@ class FlaggedWords(Check[FlaggedWordsParams]):
     """Text contains words from a flagged-word list (whole words, case-insensitive)."""
 
     kind = "flagged_words"
+    decision_params = frozenset({"max_count", "max_share"})
     params_model = FlaggedWordsParams
     score_names = ("count", "share")
     cost = 3
@@ -494,6 +505,7 @@ class Pii(Check[PiiParams]):
     """Text contains personal data: e-mail, phone, credit card, IBAN, US SSN, IP address (findings give spans only)."""
 
     kind = "pii"
+    decision_params = frozenset({"max_matches"})
     params_model = PiiParams
     score_names = ("matches", *PII_KINDS)
     cost = 4

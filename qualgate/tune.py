@@ -1,0 +1,416 @@
+"""``qualgate tune``: re-decide a finished run with other parameters, from its stored scores alone.
+
+A run keeps every score and each check's evidence in ``scores.parquet`` and every finding in
+``rejected.jsonl`` / ``overrides.jsonl``. Tuning rebuilds only the checks whose parameters change and calls
+their ``decide`` on the stored measurement; every other check's findings are taken as recorded. The run's
+order and skipping rule are replayed: without ``--all-findings`` a sample that now fails earlier skips the
+later checks, and a sample that now passes a check it used to fail needs the later checks' scores, which
+the original run skipped. Such samples keep their recorded decision and are counted as ``needs_scores``.
+
+Keep-first duplicate checks admit only finally accepted samples to their index, so when a sample's
+decision flips, duplicates named after it (or later samples that would have been named after it) may be
+decided differently by a full re-run: those are counted as ``order_dependent``. With neither count, the
+result equals a full re-run with the same parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qualgate.checks import REGISTRY, Check, SetCheck
+from qualgate.checks.base import Measurement
+from qualgate.config import GateConfig, load_config
+from qualgate.errors import ConfigError, InputError
+from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
+from qualgate.io import dumps_record, loads_strict
+from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS
+from qualgate.overrides import Overrides
+from qualgate.sample import Sample, Source
+
+_FIXED = ("id", "accepted", "file", "line")
+
+
+@dataclass
+class Row:
+    """One sample of the stored run (scores and evidence of the checks that were loaded)."""
+
+    id: str
+    file: str | None
+    line: int | None
+    accepted: bool
+    scores: dict[str, float | None]
+    skipped: list[str]
+    evidence: dict[str, str | None]  # check -> its evidence as stored (JSON text), decoded when needed
+    override: dict[str, Any] | None
+    findings: list[Finding]
+    record: Any = None  # the rejected.jsonl object, or the accepted.jsonl line (bytes) when loaded
+
+
+@dataclass
+class StoredRun:
+    """A run folder read back: its report, config and rows in input order."""
+
+    path: Path
+    report: dict[str, Any]
+    config: GateConfig
+    rows: list[Row]
+    score_columns: list[str]
+
+    @property
+    def check_order(self) -> list[str]:
+        order = self.report.get("run", {}).get("check_order")
+        return list(order) if order else [c.name for c in self.config.checks]
+
+    @property
+    def all_findings(self) -> bool:
+        return bool(self.report.get("run", {}).get("all_findings"))
+
+
+def read_report(run_dir: str | Path) -> tuple[Path, dict[str, Any], GateConfig]:
+    run = Path(run_dir)
+    for name in ("scores.parquet", "report.json"):
+        if not (run / name).is_file():
+            raise InputError(f"not a qualgate run folder (no {name})", file=str(run))
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    resolved = report.get("config", {}).get("resolved")
+    if resolved is None:
+        raise InputError("report.json has no resolved config (written by an older qualgate): run the gate again",
+                         file=str(run / "report.json"))
+    return run, report, load_config(copy.deepcopy(resolved))
+
+
+def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bool = False) -> StoredRun:
+    """Read a run back: ``scores.parquet`` (the score and evidence columns of ``checks`` only; None = all),
+    ``report.json``, every finding, and (``records``) the records themselves."""
+    import pyarrow.parquet as pq
+
+    run, report, config = read_report(run_dir)
+    parquet = pq.ParquetFile(run / "scores.parquet")
+    names = parquet.schema_arrow.names
+    missing = [c for c in TRACE_COLUMNS if c not in names]
+    if missing:
+        raise InputError(f"scores.parquet lacks {', '.join(missing)} (written by an older qualgate): run the gate "
+                         "again", file=str(run / "scores.parquet"))
+    all_scores = [c for c in names if c not in _FIXED and c not in TRACE_COLUMNS
+                  and not c.startswith(EVIDENCE_PREFIX)]
+    wanted = [c for c in all_scores if checks is None or c.split(".", 1)[0] in checks]
+    evidence_cols = [c for c in names if c.startswith(EVIDENCE_PREFIX)
+                     and (checks is None or c.removeprefix(EVIDENCE_PREFIX) in checks)]
+    table = parquet.read(columns=[*_FIXED, *TRACE_COLUMNS, *wanted, *evidence_cols])
+    cols = {c: table.column(c).to_pylist() for c in table.column_names}
+    rejected = _read_jsonl(run / "rejected.jsonl")
+    overridden = _read_jsonl(run / "overrides.jsonl")
+    accepted_lines = _read_lines(run / "accepted.jsonl") if records else None
+    rows: list[Row] = []
+    rej_i = ov_i = acc_i = 0
+    score_cols = [(c, cols[c]) for c in wanted]
+    ev_cols = [(c.removeprefix(EVIDENCE_PREFIX), cols[c]) for c in evidence_cols]
+    for i, sid in enumerate(cols["id"]):
+        accepted = bool(cols["accepted"][i])
+        override = json.loads(cols[OVERRIDE_COLUMN][i]) if cols[OVERRIDE_COLUMN][i] else None
+        findings: list[Finding] = []
+        record: Any = None
+        if not accepted:
+            if rej_i >= len(rejected):
+                raise InputError("rejected.jsonl has fewer records than scores.parquet marks rejected",
+                                 file=str(run / "rejected.jsonl"))
+            record = rejected[rej_i]
+            rej_i += 1
+            findings = [Finding.from_dict(f) for f in record.get("qualgate", {}).get("findings", [])]
+        else:
+            if accepted_lines is not None:
+                record = accepted_lines[acc_i]
+                acc_i += 1
+            if override is not None:
+                findings = [Finding.from_dict(f) for f in overridden[ov_i].get("findings", [])]
+        if override is not None:
+            ov_i += 1
+        skipped = cols[SKIPPED][i].split(",") if cols[SKIPPED][i] else []
+        rows.append(Row(sid, cols["file"][i], cols["line"][i], accepted, {c: v[i] for c, v in score_cols},
+                        skipped, {n: v[i] for n, v in ev_cols}, override, findings, record))
+    return StoredRun(run, report, config, rows, all_scores)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, "rb") as fh:
+        return [loads_strict(line) for line in fh if line.strip()]
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as fh:
+        return [line.rstrip(b"\n") for line in fh if line.strip()]
+
+
+def parse_settings(config: GateConfig, settings: list[str]) -> tuple[GateConfig, dict[str, Any]]:
+    """Apply ``CHECK.PARAM=VALUE`` settings (VALUE read as YAML: numbers, lists, null) to a config."""
+    data = config.to_dict()
+    by_name = {c["name"]: c for c in data["checks"]}
+    changes: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        name, dot, param = key.strip().rpartition(".")
+        if not sep or not dot or not name or not param:
+            raise ConfigError(f"expected CHECK.PARAM=VALUE, got {item!r}", file="--set")
+        if name not in by_name:
+            raise ConfigError(f"no check named {name!r} in this run (checks: {', '.join(by_name)})", file="--set",
+                              key=key)
+        if param not in by_name[name] or param in ("check", "name"):
+            known = [k for k in by_name[name] if k not in ("check", "name")]
+            raise ConfigError(f"check {name!r} ({by_name[name]['check']}) has no parameter {param!r} "
+                              f"(parameters: {', '.join(known)})", file="--set", key=key)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot read value {text!r}: {exc}", file="--set", key=key) from None
+        by_name[name][param] = value
+        changes[f"{name}.{param}"] = value
+    try:
+        new = load_config(data)
+    except ConfigError as exc:  # name the check as --set does, not by its position in the config
+        where = exc.key
+        m = re.match(r"checks\[(\d+)\]\.(.+)", where or "")
+        if m and int(m.group(1)) < len(data["checks"]):
+            where = f"{data['checks'][int(m.group(1))]['name']}.{m.group(2)}"
+        raise ConfigError(exc.detail, file="--set", key=where) from None
+    new.source = config.source
+    return new, changes
+
+
+@dataclass
+class Tuned:
+    """The outcome of tuning: new decisions (in input order), what changed, and what could not be re-decided."""
+
+    run: StoredRun
+    config: GateConfig
+    changes: dict[str, Any]
+    decisions: list[Decision]
+    before: dict[str, int]
+    after: dict[str, int]
+    accepted_before: int
+    accepted_after: int
+    newly_rejected: list[str] = field(default_factory=list)
+    newly_accepted: list[str] = field(default_factory=list)
+    needs_scores: Counter[str] = field(default_factory=Counter)
+    needs_scores_ids: list[str] = field(default_factory=list)
+    order_dependent: list[str] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return not self.needs_scores_ids and not self.order_dependent
+
+    def to_dict(self) -> dict[str, Any]:
+        checks = sorted(set(self.before) | set(self.after), key=lambda n: (n == MALFORMED, n))
+        return {
+            "run": str(self.run.path), "changes": self.changes,
+            "total": len(self.decisions),
+            "accepted": {"before": self.accepted_before, "after": self.accepted_after},
+            "rejected": {"before": len(self.decisions) - self.accepted_before,
+                         "after": len(self.decisions) - self.accepted_after},
+            "by_check": {n: {"before": self.before.get(n, 0), "after": self.after.get(n, 0)} for n in checks},
+            "newly_rejected": self.newly_rejected, "newly_accepted": self.newly_accepted,
+            "needs_scores": {"samples": len(self.needs_scores_ids), "by_check": dict(self.needs_scores),
+                             "ids": self.needs_scores_ids[:100]},
+            "order_dependent": {"samples": len(self.order_dependent), "ids": self.order_dependent[:100]},
+            "exact": self.exact,
+        }
+
+
+def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | None = None,
+         records: bool = False) -> Tuned:
+    """Re-decide the run in ``run_dir`` with ``settings``; ``overrides`` replaces the run's own overrides.
+
+    ``records``: also load the records and every score (what ``write`` needs)."""
+    _, report, old_config = read_report(run_dir)
+    config, changes = parse_settings(old_config, settings)
+    specs = {s.name: s for s in config.checks}
+    old_specs = {s.name: s for s in old_config.checks}
+    changed: dict[str, Check[Any]] = {}
+    sections = report.get("sets") or {}
+    for name, spec in specs.items():
+        if spec.params == old_specs[name].params:
+            continue
+        old, new = old_specs[name].params.model_dump(), spec.params.model_dump()
+        scoring = sorted(k for k in new if new[k] != old[k] and k not in REGISTRY[spec.kind].decision_params)
+        if scoring:
+            allowed = ", ".join(sorted(REGISTRY[spec.kind].decision_params)) or "none"
+            raise ConfigError(f"{', '.join(scoring)} change(s) how check {name!r} ({spec.kind}) scores, not only how "
+                              f"it decides: re-run the gate (tunable from stored scores: {allowed})",
+                              file="--set", key=f"{name}.{scoring[0]}")
+        check = spec.build()
+        if isinstance(check, SetCheck):
+            why = check.restore_for_decide(sections.get(name))
+            if why is not None:
+                raise ConfigError(f"cannot re-decide check {name!r} ({check.kind}) from stored scores: {why}",
+                                  file="--set", key=name)
+        changed[name] = check
+    run = load_run(run_dir, checks=None if records else set(changed), records=records)
+    keep_first = {s.name for s in config.checks if s.kind in ("near_duplicate", "semantic_duplicate")}
+    order = run.check_order
+    result = Tuned(run, config, changes, [], {}, {}, 0, 0)
+    decisions: list[Decision] = []
+    for row in run.rows:
+        findings, skipped, missing = _redecide(row, order, changed, run.all_findings)
+        if missing:
+            result.needs_scores.update(missing)
+            result.needs_scores_ids.append(row.id)
+            findings, skipped = list(row.findings), list(row.skipped)
+            findings = [f for f in findings if f.check != OVERRIDE]
+        gone = set(skipped) if records else None  # the report of a written run counts what was scored
+        scores = {k: v for k, v in row.scores.items() if k.split(".", 1)[0] not in gone} if gone else row.scores
+        d = Decision(_sample(row), findings, scores, skipped)
+        if overrides is not None:
+            overrides.apply(d)
+        elif row.override is not None:
+            o = row.override
+            d.override = Override(o["decision"], o["reviewer"], o.get("note", ""), o.get("from", ""))
+            if o["decision"] == "reject" and not d.findings:
+                d.findings.append(next((f for f in row.findings if f.check == OVERRIDE),
+                                       Finding(OVERRIDE, "reviewer_rejected", None, None,
+                                               f"rejected by reviewer {o['reviewer']}", {})))
+        decisions.append(d)
+    result.decisions = decisions
+    kept_ids: set[str] = set()
+    for row, d in zip(run.rows, decisions, strict=True):
+        result.accepted_before += row.accepted
+        result.accepted_after += d.accepted
+        for name in _rejecting_checks(row.findings, row.accepted):
+            result.before[name] = result.before.get(name, 0) + 1
+        for name in _rejecting_checks(d.findings, d.accepted):
+            result.after[name] = result.after.get(name, 0) + 1
+        if row.accepted and not d.accepted:
+            result.newly_rejected.append(row.id)
+            kept_ids.add(row.id)
+        elif d.accepted and not row.accepted:
+            result.newly_accepted.append(row.id)
+    if keep_first:
+        # a flipped sample changes what keep-first indexes hold: duplicates named after a now-rejected sample,
+        # and a now-accepted sample (later samples might have been named its duplicates) need a re-run
+        for row, d in zip(run.rows, decisions, strict=True):
+            dup_of = {f.evidence.get("duplicate_of") for f in d.findings if f.check in keep_first}
+            newly_in = d.accepted and not row.accepted and row.id not in result.needs_scores_ids
+            if (dup_of & kept_ids) or newly_in:
+                result.order_dependent.append(row.id)
+    return result
+
+
+def _rejecting_checks(findings: list[Finding], accepted: bool) -> set[str]:
+    return set() if accepted else {f.check for f in findings}
+
+
+def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
+              all_findings: bool) -> tuple[list[Finding], list[str], list[str]]:
+    """New findings and skipped checks for one row, and the checks whose skipped scores it would need."""
+    if row.findings and (not changed or any(f.check == MALFORMED for f in row.findings)):
+        return [f for f in row.findings if f.check != OVERRIDE], list(row.skipped), []
+    recorded: dict[str, list[Finding]] = {}
+    for f in row.findings:
+        recorded.setdefault(f.check, []).append(f)
+    was_skipped = set(row.skipped)
+    findings: list[Finding] = []
+    skipped: list[str] = []
+    missing: list[str] = []
+    for name in order:
+        if findings and not all_findings:
+            skipped.append(name)
+            continue
+        if name in was_skipped:
+            missing.append(name)
+            continue
+        check = changed.get(name)
+        if check is None:
+            findings.extend(recorded.get(name, []))
+            continue
+        stored = row.evidence.get(name)
+        values = {k: row.scores.get(f"{name}.{k}") for k in check.score_names}
+        findings.extend(check.decide(Measurement(values, json.loads(stored) if stored else {})))
+    return findings, skipped, missing
+
+
+def _sample(row: Row) -> Sample:
+    source = Source(row.file, row.line) if row.file is not None and row.line is not None else None
+    rec = row.record
+    if isinstance(rec, bytes):  # an accepted.jsonl line: the record as it was read
+        return Sample(row.id, loads_strict(rec), rec.decode("utf-8", "replace")[:400], source=source, raw=rec)
+    if isinstance(rec, dict):
+        q = rec.get("qualgate", {})
+        if "raw" in q:  # unparseable input: its raw text goes back out as it came
+            raw = base64.b64decode(q["raw_base64"]) if "raw_base64" in q else q["raw"].encode("utf-8")
+            return Sample(row.id, None, q["raw"][:400], source=source, raw=raw)
+        original = {k: v for k, v in rec.items() if k != "qualgate"}
+        if "replaced_field" in q:
+            original["qualgate"] = q["replaced_field"]
+        return Sample(row.id, original, dumps_record(original).decode("utf-8")[:400], source=source)
+    return Sample(row.id, None, source=source)
+
+
+def write(tuned: Tuned, outdir: str | Path) -> Any:
+    """Write the tuned decisions as a full run folder (accepted/rejected records, scores, reports)."""
+    from qualgate.outputs import RunWriter
+    from qualgate.report import ReportBuilder
+
+    run, report = tuned.run, tuned.run.report
+    if Path(outdir).resolve() == run.path.resolve():
+        raise InputError("write the tuned run to another folder: the original is what tune reads",
+                         file=str(outdir))
+    writer = RunWriter(outdir, run.score_columns)
+    builder = ReportBuilder(tuned.config, run.score_columns)
+    try:
+        for row, d in zip(run.rows, tuned.decisions, strict=True):
+            if isinstance(row.record, bytes):
+                d.sample.raw = row.record  # accepted before: its original line, byte for byte
+            writer.write(d, stored_evidence=row.evidence)
+            builder.add(d)
+        diversity = report.get("diversity")
+        if diversity:
+            diversity = {**diversity, "tuned": "measured on the original run's accepted set, not re-measured"}
+        run_info = {k: v for k, v in (report.get("run") or {}).items()}
+        out = builder.finish(sections=report.get("sets"), baseline=report.get("baseline"),
+                             private=report.get("private"), reference=report.get("reference"),
+                             diversity=diversity, **run_info)
+        out.data["tune"] = {"from_run": str(run.path), "changes": tuned.changes, "exact": tuned.exact,
+                            "needs_scores": len(tuned.needs_scores_ids),
+                            "order_dependent": len(tuned.order_dependent)}
+        writer.close(out)
+    except BaseException:
+        writer.abort()
+        raise
+    return out
+
+
+def render(t: Tuned) -> str:
+    """The per-check table of counts for a terminal."""
+    d = t.to_dict()
+    lines = [f"tuned {d['run']} with " + ", ".join(f"{k}={v!r}" for k, v in t.changes.items()),
+             f"{d['total']} samples: accepted {d['accepted']['before']} -> {d['accepted']['after']}, "
+             f"rejected {d['rejected']['before']} -> {d['rejected']['after']}", "",
+             f"{'check':<28} {'rejected before':>15} {'after':>8} {'change':>8}"]
+    for name, c in d["by_check"].items():
+        delta = c["after"] - c["before"]
+        lines.append(f"{name:<28} {c['before']:>15} {c['after']:>8} {delta:>+8}")
+    if t.newly_rejected:
+        lines.append(f"\nnewly rejected: {len(t.newly_rejected)} (e.g. {', '.join(t.newly_rejected[:5])})")
+    if t.newly_accepted:
+        lines.append(f"newly accepted: {len(t.newly_accepted)} (e.g. {', '.join(t.newly_accepted[:5])})")
+    if t.needs_scores_ids:
+        by = ", ".join(f"{k} ({v})" for k, v in t.needs_scores.most_common())
+        lines.append(f"\n{len(t.needs_scores_ids)} sample(s) would now reach checks the original run skipped for "
+                     f"them ({by}): they keep their recorded decision. Run the gate with --all-findings to "
+                     "store every score.")
+    if t.order_dependent:
+        lines.append(f"\n{len(t.order_dependent)} sample(s) are tied to keep-first duplicate decisions that this "
+                     "change may move (a kept sample is now rejected, or a rejected one now accepted): a full "
+                     "re-run may decide them differently.")
+    lines.append("\nexact: these counts equal a full re-run" if t.exact else
+                 "\nnot exact for the samples above; every other decision equals a full re-run")
+    return "\n".join(lines) + "\n"
