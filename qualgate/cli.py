@@ -51,11 +51,13 @@ def main() -> None:
 @click.option("--no-cache", is_flag=True, help="Neither read nor write any cache.")
 @click.option("--overrides", "overrides", type=click.Path(dir_okay=False), default=None,
               help="Reviewer decisions (YAML or JSONL: id, decision accept|reject, reviewer, note), applied last.")
+@click.option("--html/--no-html", default=True, show_default=True,
+              help="Write report.html (charts via matplotlib: about a second).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
                fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
                baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
-               cache_dir: str | None, no_cache: bool, overrides: str | None, quiet: bool) -> None:
+               cache_dir: str | None, no_cache: bool, overrides: str | None, html: bool, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
 
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
@@ -85,7 +87,7 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     except QualgateError as exc:
         _fail(exc)
     start = time.perf_counter()
-    writer = RunWriter(outdir, gate.score_columns)
+    writer = RunWriter(outdir, gate.score_columns, html=html)
     builder = ReportBuilder(gate.config, gate.score_columns)
     try:
         with _progress(quiet) as bar:

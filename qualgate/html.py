@@ -58,10 +58,11 @@ def render_html(data: dict[str, Any]) -> str:
     """The HTML page for one run's report data (what ``report.json`` holds)."""
     import matplotlib
 
-    charts = _Charts(matplotlib)
-    with matplotlib.rc_context():
-        matplotlib.rcdefaults()  # the user's matplotlibrc or style must not change the report
-        matplotlib.rcParams.update(_MPL_RC)
+    mpl: Any = matplotlib
+    charts = _Charts(mpl)
+    with mpl.rc_context():  # pyplot is never used: no backend switch, no global figures
+        mpl.rcdefaults()  # the user's matplotlibrc or style must not change the report
+        mpl.rcParams.update(_MPL_RC)
         sections: dict[str, str] = {
             "summary": _summary(data),
             "checks": _checks(data, charts),
@@ -77,7 +78,7 @@ def render_html(data: dict[str, Any]) -> str:
     passed = bool(data.get("gate", {}).get("passed"))
     status = "PASSED" if passed else "FAILED"
     body = "\n".join(sections[key] for key, _ in present)
-    return (
+    page = (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -88,6 +89,8 @@ def render_html(data: dict[str, Any]) -> str:
         f"<main>\n{body}\n</main>\n"
         f"<script>{_SCRIPT}</script>\n</body>\n</html>\n"
     )
+    # a lone surrogate in a sample's text cannot be written as UTF-8: it shows as "?"
+    return page.encode("utf-8", "replace").decode("utf-8")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -216,11 +219,37 @@ def _histogram_svg(charts: _Charts, column: str, h: dict[str, Any]) -> str:
     positive = [c for c in counts if c > 0]
     if positive and max(positive) >= 50 * min(positive):  # a spike would hide the tail that matters
         ax.set_yscale("symlog", linthresh=1)
+    if kind == "discrete":
+        lo, hi = min(values) - 0.5, max(values) + 0.5
+    else:
+        edges = h.get("edges") or [0.0, 1.0]
+        lo, hi = float(edges[0]), float(edges[-1])
+    far: list[tuple[float, str]] = []
     for i, t in enumerate(h.get("thresholds") or []):
-        if isinstance(t, (int, float)) and math.isfinite(t) and not (kind == "log" and t <= 0):
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or (kind == "log" and t <= 0):
+            continue
+        # a limit far outside the data would squash the histogram: name it at the edge instead
+        side = _outside(float(t), lo, hi, kind == "log")
+        if side:
+            far.append((float(t), side))
+        else:
             ax.axvline(float(t), color=_RED, linewidth=1.1, linestyle="-" if i == 0 else "--", zorder=3)
+    for j, (t, side) in enumerate(far[:2]):
+        ax.text(1.0 if side == "right" else 0.0, 0.98 - 0.11 * j,
+                f"limit {t:g} \u2192" if side == "right" else f"\u2190 limit {t:g}", color=_RED, fontsize=6,
+                transform=ax.transAxes, ha="right" if side == "right" else "left", va="top")
     _short_ticks(ax, xbins=4 if kind != "discrete" else 5, integer_x=kind == "discrete")
     return charts.svg(fig, f"histogram of {column}")
+
+
+def _outside(t: float, lo: float, hi: float, log: bool) -> str:
+    """"left"/"right" when a limit lies more than half the data's range beyond it (on the axis's scale)."""
+    if log:
+        if lo <= 0:
+            return ""
+        t, lo, hi = math.log10(t), math.log10(lo), math.log10(hi)
+    margin = 0.5 * max(hi - lo, 1e-12)
+    return "right" if t > hi + margin else "left" if t < lo - margin else ""
 
 
 def _barh_svg(charts: _Charts, labels: list[str], values: list[int], label: str, colors: list[str] | None = None,
@@ -237,7 +266,7 @@ def _barh_svg(charts: _Charts, labels: list[str], values: list[int], label: str,
     ax.set_yticks(ys, labels)
     ax.invert_yaxis()
     ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=2, fontsize=6.5)
-    ax.set_xlim(0, max(values + [1]) * 1.15)
+    ax.set_xlim(0, max([*values, 1]) * 1.15)
     ax.spines["left"].set_visible(False)
     ax.tick_params(axis="y", length=0)
     _short_ticks(ax, xbins=5, ybins=None, integer_x=True)
@@ -251,9 +280,19 @@ def _summary(data: dict[str, Any]) -> str:
     if tune:
         changes = tune.get("changes") or {}
         listed = ", ".join(f"<code>{_e(k)}</code> = {_e(v)}" for k, v in changes.items()) or "no changes"
+        caveats = []
+        if tune.get("needs_scores"):
+            caveats.append(f"{_num(tune['needs_scores'])} sample(s) would now reach checks the original run skipped "
+                           "for them and keep their recorded decision")
+        if tune.get("order_dependent"):
+            caveats.append(f"{_num(tune['order_dependent'])} keep-first duplicate decision(s) depend on samples "
+                           "whose decision changed")
+        exact = ("" if tune.get("exact", True) and not caveats else
+                 "<br>Not exact" + (": " + "; ".join(caveats) if caveats else "") + ". Every other decision equals a "
+                 "full re-run; run the gate with <code>--all-findings</code> to store every score.")
         parts.append(f'<div class="banner tune"><strong>Re-decided by <code>qualgate tune</code></strong> from the '
                      f"stored scores of <code>{_e(tune.get('from_run'))}</code> (nothing was recomputed), "
-                     f"with: {listed}.</div>")
+                     f"with: {listed}.{exact}</div>")
     total, accepted, rejected = data.get("total", 0), data.get("accepted", 0), data.get("rejected", 0)
     passed = bool(data.get("gate", {}).get("passed"))
     cards = [("records", _num(total), ""), ("accepted", _num(accepted), "ok"),
@@ -335,12 +374,12 @@ def _checks(data: dict[str, Any], charts: _Charts) -> str:
         owner = _check_of(col, names)
         if owner is not None:
             columns[owner].append(col)
-    # which histograms get a chart: those with a limit first, then those of checks that rejected, in order
     drawable = [(n, c) for n in names for c in columns[n]
                 if histograms[c].get("count") and histograms[c].get("kind") != "empty" and not _constant(histograms[c])]
+    # which histograms get a chart: those of checks that rejected, then those with a limit, in check order
     ranked = sorted(range(len(drawable)), key=lambda i: (
-        0 if histograms[drawable[i][1]].get("thresholds") else 1 if by_check[drawable[i][0]].get("rejected") else 2,
-        i))
+        0 if by_check[drawable[i][0]].get("rejected") else 1,
+        0 if histograms[drawable[i][1]].get("thresholds") else 1, i))
     drawn = {drawable[i][1] for i in ranked[:MAX_HISTOGRAMS]}
 
     has_overruled = any(c.get("overruled") for c in by_check.values())
@@ -360,8 +399,8 @@ def _checks(data: dict[str, Any], charts: _Charts) -> str:
     head = ["check", "kind", "scored", "rejected", "rate", "skipped"] + (["overruled"] if has_overruled else [])
     parts = ["<p>Checks run cheapest first. Unless the run used <code>--all-findings</code>, a sample that already "
              "failed skips the later checks (<em>skipped</em>). Histograms show each score over the samples the check "
-             'scored; <span class="limit">red lines</span> are the limits that rejected samples crossed (solid: the '
-             "most used).</p>",
+             'scored; <span class="limit">red lines</span> are its limits (the configured ones, then any other limit '
+             "rejected samples crossed); a count axis marked 1, 10, 100 is logarithmic.</p>",
              _table([*head, "reasons"], overview, "checks", num=(2, 3, 4, 5, 6) if has_overruled else (2, 3, 4, 5))]
     blocks: list[str] = []
     for name, c in by_check.items():
@@ -372,9 +411,9 @@ def _checks(data: dict[str, Any], charts: _Charts) -> str:
                 f"({_pct(c.get('reject_rate'))}) &middot; skipped {_num(c.get('skipped'))}")
         if c.get("overruled"):
             line += f" &middot; overruled by a reviewer {_num(c['overruled'])}"
-        reasons = c.get("reasons") or {}
-        if reasons:
-            line += "<br>reasons: " + ", ".join(f"<code>{_e(r)}</code> {_num(k)}" for r, k in reasons.items())
+        by_reason: dict[str, Any] = c.get("reasons") or {}
+        if by_reason:
+            line += "<br>reasons: " + ", ".join(f"<code>{_e(r)}</code> {_num(k)}" for r, k in by_reason.items())
         figs, notes = [], []
         for col in cols:
             h = histograms[col]
@@ -459,6 +498,8 @@ def _diversity(data: dict[str, Any], charts: _Charts) -> str:
              + (f" (sampled {_num(sampled.get('reference'))} and {_num(sampled.get('accepted'))})" if sampled else "")
              + ". Collapse shows as lost reference clusters, a lower Vendi score and accepted samples closer to "
              "each other than the reference's are.</p>"]
+    if div.get("tuned"):
+        parts.append(f'<p class="banner">These diversity numbers were {_e(div["tuned"])}.</p>')
     cards = [("reference coverage", _pct(div.get("reference_coverage")), f"of {_num(div.get('clusters'))} clusters"),
              ("tail coverage", _pct(div.get("tail_coverage")), "of the smallest clusters"),
              ("Vendi ratio", _num(div.get("ratio")), "accepted / reference"),
@@ -470,7 +511,8 @@ def _diversity(data: dict[str, Any], charts: _Charts) -> str:
     metric_rows = []
     if nn:
         metric_rows.append((f"nearest-neighbour cosine distance, mean (at n={_num(nn.get('compared_at'))})",
-                            _num((nn.get("accepted") or {}).get("mean")), _num((nn.get("reference") or {}).get("mean"))))
+                            _num((nn.get("accepted") or {}).get("mean")),
+                            _num((nn.get("reference") or {}).get("mean"))))
     if vendi:
         metric_rows.append((f"Vendi score (at n={_num(vendi.get('compared_at'))})", _num(vendi.get("accepted")),
                             _num(vendi.get("reference"))))
@@ -517,8 +559,9 @@ def _nn_svg(charts: _Charts, nn: dict[str, Any], against: str) -> str:
     stats = []
     for label in ("reference", "accepted"):
         q = nn[label]
-        stats.append({"label": "accepted" if label == "accepted" else against, "whislo": q.get("p5", q.get("p25")), "q1": q.get("p25"), "med": q.get("p50"),
-                      "q3": q.get("p75"), "whishi": q.get("p95", q.get("p75")), "mean": q.get("mean"), "fliers": []})
+        stats.append({"label": "accepted" if label == "accepted" else against, "whislo": q.get("p5", q.get("p25")),
+                      "q1": q.get("p25"), "med": q.get("p50"), "q3": q.get("p75"),
+                      "whishi": q.get("p95", q.get("p75")), "mean": q.get("mean"), "fliers": []})
     boxes = ax.bxp(stats, orientation="horizontal", showmeans=True, patch_artist=True, widths=0.55,
                    meanprops={"marker": "o", "markersize": 3, "markerfacecolor": "#222222", "markeredgewidth": 0},
                    medianprops={"color": "#222222", "linewidth": 1})
@@ -632,7 +675,8 @@ def _overrides(data: dict[str, Any]) -> str:
     if items:
         rows = [(f"<code>{_e(o.get('id'))}</code>", _e(o.get("source")),
                  f'<span class="{"ok" if o.get("decision") == "accept" else "bad"}">{_e(o.get("decision"))}</span>',
-                 _e(o.get("reviewer")), ", ".join(f"<code>{_e(f)}</code>" for f in o.get("findings") or []) or "&ndash;",
+                 _e(o.get("reviewer")),
+                 ", ".join(f"<code>{_e(f)}</code>" for f in o.get("findings") or []) or "&ndash;",
                  _e(o.get("note")), _e(o.get("from")))
                 for o in items]
         parts.append(_table(("sample", "source", "decision", "reviewer", "overruled findings", "note", "from"), rows))
@@ -648,10 +692,12 @@ def _examples(data: dict[str, Any]) -> str:
             sid = str(e.get("id"))
             anchor = "" if sid in seen else f' id="ex-{_slug(sid)}"'
             seen.add(sid)
+            text = (f'<div class="snip">{_e(e["text"])}</div>' if e.get("text")
+                    else '<span class="muted">(not shown)</span>')
             rows.append(f'<tr{anchor} data-check="{_e(check)}"><td>{_e(check)}</td><td><code class="nowrap">'
                         f'{_e(e.get("reason"))}</code></td><td><code class="nowrap">{_e(sid)}</code></td>'
                         f'<td class="src">{_e(e.get("source"))}</td>'
-                        f'<td>{_e(e.get("message"))}</td><td><div class="snip">{_e(e.get("text"))}</div></td></tr>')
+                        f'<td>{_e(e.get("message"))}</td><td>{text}</td></tr>')
     if not rows:
         return ""
     options = "".join(f'<option value="{_e(c)}">{_e(c)} ({len(v)})</option>' for c, v in examples.items() if v)
@@ -721,7 +767,8 @@ a { color: var(--blue); }
 .ok { color: var(--ok); font-weight: 600; } .bad, .bad-text { color: var(--bad); font-weight: 600; }
 .banner { margin: 12px 0; padding: 10px 14px; border-radius: 6px; border: 1px solid #e7c76a; background: #fff8e0; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 10px 0; }
-.card { min-width: 130px; padding: 8px 14px; border: 1px solid var(--line); border-radius: 8px; background: var(--soft); }
+.card { min-width: 130px; padding: 8px 14px; border: 1px solid var(--line); border-radius: 8px;
+  background: var(--soft); }
 .card .v { font-size: 20px; font-weight: 650; } .card .k { color: var(--muted); font-size: 12px; }
 .card .s { color: var(--muted); font-size: 11px; }
 .card.ok .v { color: var(--ok); } .card.bad .v { color: var(--bad); }

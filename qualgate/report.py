@@ -157,7 +157,8 @@ def _score_names(check: str, scores: dict[str, float | None]) -> list[str]:
 def _snippet(d: Decision) -> str:
     """The start of the sample's text view, for the HTML report's searchable examples."""
     text = d.sample.text or (d.sample.raw or b"").decode("utf-8", "replace")
-    return text[:EXAMPLE_TEXT_CHARS]
+    # lone surrogates (from JSON escapes) cannot be written as UTF-8: they become "?"
+    return text[:EXAMPLE_TEXT_CHARS].encode("utf-8", "replace").decode("utf-8")
 
 
 def _histogram(values: array[float], crossed: Counter[float] | None,

@@ -85,7 +85,9 @@ def read_report(run_dir: str | Path) -> tuple[Path, dict[str, Any], GateConfig]:
     if resolved is None:
         raise InputError("report.json has no resolved config (written by an older qualgate): run the gate again",
                          file=str(run / "report.json"))
-    return run, report, load_config(copy.deepcopy(resolved))
+    config = load_config(copy.deepcopy(resolved))
+    config.source = str(report.get("config", {}).get("source") or config.source)
+    return run, report, config
 
 
 def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bool = False) -> StoredRun:
@@ -374,7 +376,8 @@ def write(tuned: Tuned, outdir: str | Path) -> Any:
         diversity = report.get("diversity")
         if diversity:
             diversity = {**diversity, "tuned": "measured on the original run's accepted set, not re-measured"}
-        run_info = {k: v for k, v in (report.get("run") or {}).items()}
+        run_info = {k: v for k, v in (report.get("run") or {}).items() if k not in ("seconds", "samples_per_second")}
+        run_info["tuned_from"] = str(run.path)
         out = builder.finish(sections=report.get("sets"), baseline=report.get("baseline"),
                              private=report.get("private"), reference=report.get("reference"),
                              diversity=diversity, **run_info)
