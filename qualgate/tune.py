@@ -315,11 +315,21 @@ def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
     """New findings and skipped checks for one row, and the checks whose skipped scores it would need."""
     if row.findings and (not changed or any(f.check == MALFORMED for f in row.findings)):
         return [f for f in row.findings if f.check != OVERRIDE], list(row.skipped), []
+    if not row.findings and not row.skipped:  # most rows: only the changed checks can object
+        findings: list[Finding] = []
+        for pos, name in enumerate(order):
+            check = changed.get(name)
+            if check is None:
+                continue
+            findings.extend(_decide(check, name, row))
+            if findings and not all_findings:
+                return findings, order[pos + 1:], []
+        return findings, [], []
     recorded: dict[str, list[Finding]] = {}
     for f in row.findings:
         recorded.setdefault(f.check, []).append(f)
     was_skipped = set(row.skipped)
-    findings: list[Finding] = []
+    findings = []
     skipped: list[str] = []
     missing: list[str] = []
     for name in order:
@@ -333,10 +343,15 @@ def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
         if check is None:
             findings.extend(recorded.get(name, []))
             continue
-        stored = row.evidence.get(name)
-        values = {k: row.scores.get(f"{name}.{k}") for k in check.score_names}
-        findings.extend(check.decide(Measurement(values, json.loads(stored) if stored else {})))
+        findings.extend(_decide(check, name, row))
     return findings, skipped, missing
+
+
+def _decide(check: Check[Any], name: str, row: Row) -> list[Finding]:
+    """The check's decision on the row's stored scores and evidence."""
+    stored = row.evidence.get(name)
+    values = {k: row.scores.get(f"{name}.{k}") for k in check.score_names}
+    return check.decide(Measurement(values, json.loads(stored) if stored else {}))
 
 
 def _sample(row: Row) -> Sample:
