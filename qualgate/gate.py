@@ -76,7 +76,8 @@ def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], al
             scored.append((check, positions))
         for d, m in zip(live, results, strict=True):
             if isinstance(m, FieldProblem):
-                d.findings.append(malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key))
+                bad = malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key)
+                d.findings.append(replace(bad, evidence={**bad.evidence, "from_check": check.name}))
                 continue
             for key in check.score_names:
                 d.scores[f"{check.name}.{key}"] = m.values.get(key)

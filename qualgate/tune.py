@@ -206,6 +206,7 @@ class Tuned:
     needs_scores: Counter[str] = field(default_factory=Counter)
     needs_scores_ids: list[str] = field(default_factory=list)
     order_dependent: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] | None = None  # what a replacing overrides file matched (unmatched, refused)
 
     @property
     def exact(self) -> bool:
@@ -225,6 +226,7 @@ class Tuned:
                              "ids": self.needs_scores_ids[:100]},
             "order_dependent": {"samples": len(self.order_dependent), "ids": self.order_dependent[:100]},
             "exact": self.exact,
+            **({"overrides": self.overrides} if self.overrides is not None else {}),
         }
 
 
@@ -261,13 +263,19 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
     order = run.check_order
     result = Tuned(run, config, changes, [], {}, {}, 0, 0)
     decisions: list[Decision] = []
+    # samples whose gate decision (before any override) flips: keep-first indexes admit gate-accepted ones
+    entering: set[str] = set()
+    leaving: set[str] = set()
     for row in run.rows:
         findings, skipped, missing = _redecide(row, order, changed, run.all_findings)
+        was_passing = not [f for f in row.findings if f.check != OVERRIDE]
         if missing:
             result.needs_scores.update(missing)
             result.needs_scores_ids.append(row.id)
             findings, skipped = list(row.findings), list(row.skipped)
             findings = [f for f in findings if f.check != OVERRIDE]
+        elif was_passing != (not findings):
+            (leaving if was_passing else entering).add(row.id)
         gone = set(skipped) if records else None  # the report of a written run counts what was scored
         scores = {k: v for k, v in row.scores.items() if k.split(".", 1)[0] not in gone} if gone else row.scores
         d = Decision(_sample(row), findings, scores, skipped)
@@ -282,7 +290,8 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
                                                f"rejected by reviewer {o['reviewer']}", {})))
         decisions.append(d)
     result.decisions = decisions
-    kept_ids: set[str] = set()
+    if overrides is not None:
+        result.overrides = overrides.info()
     for row, d in zip(run.rows, decisions, strict=True):
         result.accepted_before += row.accepted
         result.accepted_after += d.accepted
@@ -292,16 +301,16 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
             result.after[name] = result.after.get(name, 0) + 1
         if row.accepted and not d.accepted:
             result.newly_rejected.append(row.id)
-            kept_ids.add(row.id)
         elif d.accepted and not row.accepted:
             result.newly_accepted.append(row.id)
     if keep_first:
-        # a flipped sample changes what keep-first indexes hold: duplicates named after a now-rejected sample,
-        # and a now-accepted sample (later samples might have been named its duplicates) need a re-run
+        # Keep-first indexes hold the samples the gate accepted (overrides come after them). A sample that
+        # leaves them changes what a re-run decides only for the samples named its duplicates (flagged). One
+        # that enters them may make later samples its duplicates, which tune cannot see without their texts:
+        # it is flagged, and the result is then not exact (as with needs_scores, whose decision is unknown).
         for row, d in zip(run.rows, decisions, strict=True):
-            dup_of = {f.evidence.get("duplicate_of") for f in d.findings if f.check in keep_first}
-            newly_in = d.accepted and not row.accepted and row.id not in result.needs_scores_ids
-            if (dup_of & kept_ids) or newly_in:
+            named = {f.evidence.get("duplicate_of") for f in [*row.findings, *d.findings] if f.check in keep_first}
+            if row.id in entering or (named & leaving):
                 result.order_dependent.append(row.id)
     return result
 
@@ -313,7 +322,7 @@ def _rejecting_checks(findings: list[Finding], accepted: bool) -> set[str]:
 def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
               all_findings: bool) -> tuple[list[Finding], list[str], list[str]]:
     """New findings and skipped checks for one row, and the checks whose skipped scores it would need."""
-    if row.findings and (not changed or any(f.check == MALFORMED for f in row.findings)):
+    if row.findings and (not changed or any(f.check == MALFORMED and _owner(f) is None for f in row.findings)):
         return [f for f in row.findings if f.check != OVERRIDE], list(row.skipped), []
     if not row.findings and not row.skipped:  # most rows: only the changed checks can object
         findings: list[Finding] = []
@@ -326,8 +335,8 @@ def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
                 return findings, order[pos + 1:], []
         return findings, [], []
     recorded: dict[str, list[Finding]] = {}
-    for f in row.findings:
-        recorded.setdefault(f.check, []).append(f)
+    for f in row.findings:  # a check's missing-field finding is that check's, in its place in the order
+        recorded.setdefault(_owner(f) or f.check, []).append(f)
     was_skipped = set(row.skipped)
     findings = []
     skipped: list[str] = []
@@ -340,11 +349,24 @@ def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
             missing.append(name)
             continue
         check = changed.get(name)
-        if check is None:
-            findings.extend(recorded.get(name, []))
+        own = recorded.get(name, [])
+        if check is None or any(f.check == MALFORMED for f in own):  # a missing field stays missing
+            findings.extend(own)
             continue
         findings.extend(_decide(check, name, row))
     return findings, skipped, missing
+
+
+def _owner(f: Finding) -> str | None:
+    """The check a ``malformed`` finding came from (its field was missing or of the wrong type); None when
+    the record itself could not be read."""
+    if f.check != MALFORMED:
+        return None
+    owner = f.evidence.get("from_check")
+    if owner is None:  # runs before from_check was recorded: the message names the check
+        m = re.search(r"check '([^']+)': ", f.message)
+        owner = m.group(1) if m else None
+    return str(owner) if owner is not None else None
 
 
 def _decide(check: Check[Any], name: str, row: Row) -> list[Finding]:
@@ -426,9 +448,16 @@ def render(t: Tuned) -> str:
                      f"them ({by}): they keep their recorded decision. Run the gate with --all-findings to "
                      "store every score.")
     if t.order_dependent:
-        lines.append(f"\n{len(t.order_dependent)} sample(s) are tied to keep-first duplicate decisions that this "
-                     "change may move (a kept sample is now rejected, or a rejected one now accepted): a full "
-                     "re-run may decide them differently.")
-    lines.append("\nexact: these counts equal a full re-run" if t.exact else
-                 "\nnot exact for the samples above; every other decision equals a full re-run")
+        lines.append(f"\n{len(t.order_dependent)} sample(s) now enter or leave a keep-first duplicate index (or are "
+                     "named duplicates of one that does): a full re-run may decide them differently, and also "
+                     "later samples that duplicate them, which tune cannot see without recomputing.")
+    if t.overrides is not None:
+        ov = t.overrides
+        if ov.get("unmatched"):
+            lines.append(f"\n{len(ov['unmatched'])} override id(s) matched no sample: {', '.join(ov['unmatched'][:10])}")
+        if ov.get("refused"):
+            lines.append(f"{len(ov['refused']['ids'])} accept override(s) refused: {ov['refused']['why']}")
+    lines.append("\nexact: these decisions equal a full re-run's" if t.exact else
+                 "\nnot exact: a full re-run may differ for the samples above (and, through duplicate checks, "
+                 "samples that duplicate them)")
     return "\n".join(lines) + "\n"

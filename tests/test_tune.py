@@ -18,6 +18,7 @@ from qualgate import Gate
 from qualgate.cli import main
 from qualgate.errors import ConfigError
 from qualgate.io import read_records
+from qualgate.overrides import load_overrides
 from qualgate.tune import tune, write
 from tests.conftest import FIXTURES
 
@@ -73,10 +74,11 @@ def test_tune_equals_a_full_rerun(run: Path, tmp_path: Path, settings: list[str]
     flagged = set(tuned.needs_scores_ids) | set(tuned.order_dependent)
     ids = [r.id for r in tuned.run.rows]
     again = _accepted_flags(tmp_path / "rerun")
-    # every sample tune does not flag is decided exactly as the re-run decides it
-    for sid, d, full in zip(ids, tuned.decisions, again, strict=True):
-        if sid not in flagged:
-            assert d.accepted == full, (sid, settings)
+    # without keep-first flags, every sample tune does not flag is decided exactly as the re-run decides it
+    if not tuned.order_dependent:
+        for sid, d, full in zip(ids, tuned.decisions, again, strict=True):
+            if sid not in flagged:
+                assert d.accepted == full, (sid, settings)
     if tuned.exact:
         info = tuned.to_dict()
         assert info["accepted"]["after"] == rerun["accepted"]
@@ -125,7 +127,7 @@ def test_keep_first_chain_is_flagged(tmp_path: Path) -> None:
     tuned = tune(tmp_path / "run", ["length.min_words=18"])
     ids = [r.id for r in tuned.run.rows]
     assert tuned.newly_rejected == [ids[0]]
-    assert tuned.order_dependent == [ids[1]] and not tuned.exact
+    assert tuned.order_dependent == [ids[1]] and not tuned.exact  # named a duplicate of the one that left
     _rerun(tmp_path / "run", tmp_path / "rerun", ["length.min_words=18"])
     assert _accepted_flags(tmp_path / "rerun") == [False, True, True]  # what the flag warned about
 
@@ -226,10 +228,64 @@ def test_tune_matches_an_in_process_rerun_for_any_thresholds(full_run: Path, min
     report = json.loads((full_run / "report.json").read_text())
     gate = Gate.from_config(tuned.config, all_findings=True, workers=1, cache_dir=None)
     decisions = gate.run(list(read_records(report["run"]["inputs"]))).decisions
-    flagged = set(tuned.order_dependent) | set(tuned.needs_scores_ids)
     assert not tuned.needs_scores_ids
     for mine, theirs in zip(tuned.decisions, decisions, strict=True):
         assert mine.id == theirs.id
-        if mine.id not in flagged:
+        if tuned.exact:
             assert mine.accepted == theirs.accepted
             assert [(f.check, f.reason) for f in mine.findings] == [(f.check, f.reason) for f in theirs.findings]
+
+
+def _records_file(tmp_path: Path, texts: list[str]) -> str:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"instruction": "Write.", "output": t}) + "\n" for t in texts))
+    return str(path)
+
+
+def test_a_chain_through_keep_first_makes_the_result_not_exact(tmp_path: Path) -> None:
+    """A is kept, B duplicates A, C duplicates B but not A. Rejecting A lets a re-run keep B and reject C:
+    tune cannot see C's change, so it must not call the result exact."""
+    words = [f"w{i}" for i in range(60)]
+    a, b, c = " ".join(words[:40]), " ".join(words[3:45]), " ".join(words[8:52])
+    data = _records_file(tmp_path, [a, b, c])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"version": 1, "checks": [{"check": "length", "min_words": 1},
+                                                            {"check": "near_duplicate", "threshold": 0.6}]}))
+    report = _filter(tmp_path / "run", str(cfg), inputs=[data])
+    assert report["accepted"] == 2  # A and C kept, B a duplicate of A
+    tuned = tune(tmp_path / "run", ["length.min_words=42"])
+    _rerun(tmp_path / "run", tmp_path / "rerun", ["length.min_words=42"])
+    again = _accepted_flags(tmp_path / "rerun")
+    assert again == [False, True, False]  # the re-run keeps B and rejects C as B's duplicate
+    assert [d.accepted for d in tuned.decisions] != again and not tuned.exact
+
+
+def test_a_missing_field_finding_keeps_its_place_in_the_order(tmp_path: Path) -> None:
+    """A check-level missing field is that check's finding: tuning an earlier check re-decides the rest."""
+    rows = [{"instruction": "Write.", "output": f"answer number {i} " + "word " * (i % 7), **({"extra": "x"} if i % 3
+            else {})} for i in range(12)]
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"version": 1, "checks": [{"check": "length", "min_words": 1},
+                                                            {"check": "length", "name": "extra_len", "field": "extra",
+                                                             "min_words": 1}]}))
+    for extra in ([], ["--all-findings"]):
+        run = tmp_path / f"run{len(extra)}"
+        _filter(run, str(cfg), *extra, inputs=[str(data)])
+        tuned = tune(run, ["length.min_words=5"])
+        again = _rerun(run, tmp_path / f"rerun{len(extra)}", ["length.min_words=5"])
+        assert tuned.exact
+        assert {n: c["after"] for n, c in tuned.to_dict()["by_check"].items() if c["after"]} == \
+            {n: c["rejected"] for n, c in again["by_check"].items() if c["rejected"]}
+
+
+def test_overrides_alone_do_not_touch_keep_first(run: Path, tmp_path: Path) -> None:
+    rejected = [json.loads(x)["qualgate"]["id"] for x in (run / "rejected.jsonl").read_text().splitlines()
+                if "raw" not in json.loads(x)["qualgate"]]
+    path = tmp_path / "o.yaml"
+    path.write_text(yaml.safe_dump([{"id": rejected[0], "decision": "accept", "reviewer": "r"},
+                                    {"id": "nobody", "decision": "reject", "reviewer": "r"}]))
+    tuned = tune(run, [], overrides=load_overrides(path))
+    assert tuned.exact and tuned.newly_accepted == [rejected[0]]
+    assert tuned.to_dict()["overrides"]["unmatched"] == ["nobody"]
