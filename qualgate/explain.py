@@ -10,20 +10,33 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qualgate.errors import InputError
-from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS
+from qualgate.errors import InputError, QualgateError
+from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
 
 
-def _line(file: str, line: int) -> str | None:
-    """Line ``line`` (1-based) of a JSONL file, or None when the file or line is gone."""
+def _line(file: str, line: int, unit: str = "line") -> str | None:
+    """The record at ``line`` (1-based; a file line, or the item/row of a JSON array, CSV or Parquet file) as
+    JSON text, or None when the file or record is gone."""
+    from qualgate.io import detect_format, dumps_record, read_records
+
     try:
-        with open(file, "rb") as fh:
-            for n, raw in enumerate(fh, start=1):
-                if n == line:
-                    return raw.decode("utf-8", "replace").rstrip("\n")
-    except OSError:
+        if unit == "line" and detect_format(file) == "jsonl":
+            with open(file, "rb") as fh:
+                for n, raw in enumerate(fh, start=1):
+                    if n == line:
+                        return raw.decode("utf-8", "replace").rstrip("\n")
+            return None
+        for rec in read_records([file]):
+            if rec.source.line == line:
+                return dumps_record(rec.record).decode("utf-8") if rec.record is not None else None
+    except (OSError, QualgateError):
         return None
     return None
+
+
+def _position(src: dict[str, Any]) -> tuple[Any, Any]:
+    """(file, position) of a source dict, whatever unit it counts in."""
+    return src.get("file"), src.get("line", src.get("item", src.get("row")))
 
 
 def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
@@ -48,8 +61,7 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
                 rec = json.loads(text)
                 q = rec.get("qualgate", {})
                 if q.get("id") == sample_id:
-                    src = q.get("source") or {}
-                    rejected[(src.get("file"), src.get("line"))] = rec
+                    rejected[_position(q.get("source") or {})] = rec
     for row in rows:
         where = (row["file"], row["line"])
         scores = {k: v for k, v in row.items() if k not in ("id", "accepted", "file", "line", *TRACE_COLUMNS)
@@ -78,10 +90,14 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
                 kept_row = by_id.get(kept_id)
                 if source is None and kept_row is not None:
                     source = {"file": kept_row["file"], "line": kept_row["line"]}
-                kept_text = _line(source["file"], source["line"]) if source and source.get("line") else None
+                file, where = _position(source or {})
+                unit = next((u for u in ("item", "row") if u in (source or {})), "line")
+                if kept_row is not None and source is not None and "line" in source and kept_row.get(UNIT):
+                    unit = kept_row[UNIT]
+                kept_text = _line(file, where, unit) if file and where else None
                 f["kept_sample"] = {"id": kept_id, "source": source, "record": kept_text}
         elif row["file"] and row["line"]:
-            occ["record"] = _line(row["file"], row["line"])
+            occ["record"] = _line(row["file"], row["line"], row.get(UNIT) or "line")
         out["occurrences"].append(occ)
     return out
 
@@ -113,4 +129,5 @@ def render(info: dict[str, Any]) -> str:
         if occ["not_scored"]:
             lines.append(f"  not scored (skipped after an earlier finding, or not applicable): "
                          f"{', '.join(occ['not_scored'])}")
-    return "\n".join(lines) + "\n"
+    # lone surrogates (JSON escapes in the data) cannot be printed: they become "?"
+    return ("\n".join(lines) + "\n").encode("utf-8", "replace").decode("utf-8")

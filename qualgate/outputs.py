@@ -18,13 +18,23 @@ from qualgate.io import AtomicFiles, dumps_record
 from qualgate.report import Report
 
 _ROWS_PER_GROUP = 8192
-SKIPPED, OVERRIDE_COLUMN = "skipped", "override"
+SKIPPED, OVERRIDE_COLUMN, UNIT = "skipped", "override", "unit"
 #: Columns of scores.parquet besides id/accepted/file/line, the scores and the evidence: comma-joined
-#: skipped checks, JSON of the override.
-TRACE_COLUMNS = (SKIPPED, OVERRIDE_COLUMN)
+#: skipped checks, JSON of the override, and what ``line`` counts when it is not a file line ("item" of a
+#: JSON array, "row" of CSV/Parquet; null = line).
+TRACE_COLUMNS = (SKIPPED, OVERRIDE_COLUMN, UNIT)
 #: One column per check, ``evidence:<check>``: the JSON of its evidence (one column each, so a reader
 #: such as ``qualgate tune`` decodes only the checks it needs).
 EVIDENCE_PREFIX = "evidence:"
+
+
+def _utf8(text: str) -> str:
+    """Parquet strings must be valid UTF-8: a lone surrogate (from a JSON escape) is written as its escape."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def check_names(score_columns: list[str]) -> list[str]:
@@ -66,13 +76,14 @@ class RunWriter:
         else:
             self.rejected.write(dumps_record(rejected_record(d)) + b"\n")
         rows, src, scores = self._rows, s.source, d.scores
-        rows["id"].append(s.id)
+        rows["id"].append(_utf8(s.id))
         rows["accepted"].append(accepted)
-        rows["file"].append(src.file if src else None)
+        rows["file"].append(_utf8(src.file) if src else None)
         rows["line"].append(src.line if src else None)
         for c in self.columns:
             rows[c].append(scores.get(c))
         rows[SKIPPED].append(",".join(d.skipped) if d.skipped else None)
+        rows[UNIT].append(src.unit if src is not None and src.unit != "line" else None)
         if stored_evidence is not None:
             for name in self.checks:
                 rows[EVIDENCE_PREFIX + name].append(stored_evidence.get(name))

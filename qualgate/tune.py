@@ -31,10 +31,10 @@ from qualgate.checks.base import Measurement
 from qualgate.config import GateConfig, load_config
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
-from qualgate.io import dumps_record, loads_strict
-from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS
+from qualgate.io import loads_strict
+from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
 from qualgate.overrides import Overrides
-from qualgate.sample import Sample, Source
+from qualgate.sample import Sample, Source, TextSpec, make_sample
 
 _FIXED = ("id", "accepted", "file", "line")
 
@@ -46,6 +46,7 @@ class Row:
     id: str
     file: str | None
     line: int | None
+    unit: str  # what ``line`` counts: "line", "item" (JSON array) or "row" (CSV, Parquet)
     accepted: bool
     scores: dict[str, float | None]
     skipped: list[str]
@@ -109,9 +110,12 @@ def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bo
                      and (checks is None or c.removeprefix(EVIDENCE_PREFIX) in checks)]
     table = parquet.read(columns=[*_FIXED, *TRACE_COLUMNS, *wanted, *evidence_cols])
     cols = {c: table.column(c).to_pylist() for c in table.column_names}
-    rejected = _read_jsonl(run / "rejected.jsonl")
-    overridden = _read_jsonl(run / "overrides.jsonl")
-    accepted_lines = _read_lines(run / "accepted.jsonl") if records else None
+    flags = cols["accepted"]
+    n_accepted = sum(bool(a) for a in flags)
+    n_overridden = sum(1 for o in cols[OVERRIDE_COLUMN] if o)
+    rejected = _read_jsonl(run / "rejected.jsonl", len(flags) - n_accepted)
+    overridden = _read_jsonl(run / "overrides.jsonl", n_overridden)
+    accepted_lines = _read_lines(run / "accepted.jsonl", n_accepted) if records else None
     rows: list[Row] = []
     rej_i = ov_i = acc_i = 0
     score_cols = [(c, cols[c]) for c in wanted]
@@ -122,9 +126,6 @@ def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bo
         findings: list[Finding] = []
         record: Any = None
         if not accepted:
-            if rej_i >= len(rejected):
-                raise InputError("rejected.jsonl has fewer records than scores.parquet marks rejected",
-                                 file=str(run / "rejected.jsonl"))
             record = rejected[rej_i]
             rej_i += 1
             findings = [Finding.from_dict(f) for f in record.get("qualgate", {}).get("findings", [])]
@@ -137,21 +138,34 @@ def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bo
         if override is not None:
             ov_i += 1
         skipped = cols[SKIPPED][i].split(",") if cols[SKIPPED][i] else []
-        rows.append(Row(sid, cols["file"][i], cols["line"][i], accepted, {c: v[i] for c, v in score_cols},
-                        skipped, {n: v[i] for n, v in ev_cols}, override, findings, record))
+        rows.append(Row(sid, cols["file"][i], cols["line"][i], cols[UNIT][i] or "line", accepted,
+                        {c: v[i] for c, v in score_cols}, skipped, {n: v[i] for n, v in ev_cols}, override,
+                        findings, record))
     return StoredRun(run, report, config, rows, all_scores)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_lines(path: Path, expected: int) -> list[bytes]:
+    """The non-empty lines of a run's output file, which must be as many as scores.parquet says."""
     if not path.is_file():
-        return []
+        if expected == 0:
+            return []
+        raise InputError(f"missing: scores.parquet says it holds {expected} record(s)", file=str(path))
     with open(path, "rb") as fh:
-        return [loads_strict(line) for line in fh if line.strip()]
+        lines = [line.rstrip(b"\n") for line in fh if line.strip()]
+    if len(lines) != expected:
+        raise InputError(f"holds {len(lines)} record(s), scores.parquet says {expected}: the run folder is "
+                         "inconsistent", file=str(path))
+    return lines
 
 
-def _read_lines(path: Path) -> list[bytes]:
-    with open(path, "rb") as fh:
-        return [line.rstrip(b"\n") for line in fh if line.strip()]
+def _read_jsonl(path: Path, expected: int) -> list[dict[str, Any]]:
+    out = []
+    for n, line in enumerate(_read_lines(path, expected), start=1):
+        try:
+            out.append(loads_strict(line))
+        except ValueError as exc:
+            raise InputError(f"not valid JSON: {exc}", file=str(path), line=n) from None
+    return out
 
 
 def parse_settings(config: GateConfig, settings: list[str]) -> tuple[GateConfig, dict[str, Any]]:
@@ -207,6 +221,7 @@ class Tuned:
     needs_scores_ids: list[str] = field(default_factory=list)
     order_dependent: list[str] = field(default_factory=list)
     overrides: dict[str, Any] | None = None  # what a replacing overrides file matched (unmatched, refused)
+    changed: dict[str, Check[Any]] = field(default_factory=dict)  # the rebuilt checks, ready to decide
 
     @property
     def exact(self) -> bool:
@@ -261,7 +276,8 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
     run = load_run(run_dir, checks=None if records else set(changed), records=records)
     keep_first = {s.name for s in config.checks if s.kind in ("near_duplicate", "semantic_duplicate")}
     order = run.check_order
-    result = Tuned(run, config, changes, [], {}, {}, 0, 0)
+    result = Tuned(run, config, changes, [], {}, {}, 0, 0, changed=changed)
+    view = TextSpec(config.input.text) if records else None
     decisions: list[Decision] = []
     # samples whose gate decision (before any override) flips: keep-first indexes admit gate-accepted ones
     entering: set[str] = set()
@@ -278,7 +294,7 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
             (leaving if was_passing else entering).add(row.id)
         gone = set(skipped) if records else None  # the report of a written run counts what was scored
         scores = {k: v for k, v in row.scores.items() if k.split(".", 1)[0] not in gone} if gone else row.scores
-        d = Decision(_sample(row), findings, scores, skipped)
+        d = Decision(_sample(row, view, config.input.id), findings, scores, skipped)
         if overrides is not None:
             overrides.apply(d)
         elif row.override is not None:
@@ -376,11 +392,13 @@ def _decide(check: Check[Any], name: str, row: Row) -> list[Finding]:
     return check.decide(Measurement(values, json.loads(stored) if stored else {}))
 
 
-def _sample(row: Row) -> Sample:
-    source = Source(row.file, row.line) if row.file is not None and row.line is not None else None
+def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None) -> Sample:
+    """The row's sample: its record (when loaded) and text view, for writing and the report's examples."""
+    source = Source(row.file, row.line, row.unit) if row.file is not None and row.line is not None else None
     rec = row.record
     if isinstance(rec, bytes):  # an accepted.jsonl line: the record as it was read
-        return Sample(row.id, loads_strict(rec), rec.decode("utf-8", "replace")[:400], source=source, raw=rec)
+        record = loads_strict(rec)
+        return Sample(row.id, record, _text(record, spec, id_field), source=source, raw=rec)
     if isinstance(rec, dict):
         q = rec.get("qualgate", {})
         if "raw" in q:  # unparseable input: its raw text goes back out as it came
@@ -389,8 +407,33 @@ def _sample(row: Row) -> Sample:
         original = {k: v for k, v in rec.items() if k != "qualgate"}
         if "replaced_field" in q:
             original["qualgate"] = q["replaced_field"]
-        return Sample(row.id, original, dumps_record(original).decode("utf-8")[:400], source=source)
+        return Sample(row.id, original, _text(original, spec, id_field), source=source)
     return Sample(row.id, None, source=source)
+
+
+def _text(record: dict[str, Any], spec: TextSpec | None, id_field: str | None) -> str:
+    if spec is None:
+        return ""
+    return make_sample(record, spec, id_field).text
+
+
+def _original_lines(rows: list[Row], decisions: list[Decision]) -> dict[tuple[str, int], bytes]:
+    """For records that were rejected and now are accepted: their input line, byte for byte, where the input
+    is a JSONL file that still holds the same record there (else the record is written re-serialised)."""
+    want: dict[str, set[int]] = {}
+    for row, d in zip(rows, decisions, strict=True):
+        if d.accepted and not isinstance(row.record, bytes) and row.file and row.line and row.unit == "line":
+            want.setdefault(row.file, set()).add(row.line)
+    found: dict[tuple[str, int], bytes] = {}
+    for file, lines in want.items():
+        try:
+            with open(file, "rb") as fh:
+                for n, raw in enumerate(fh, start=1):
+                    if n in lines:
+                        found[(file, n)] = raw.rstrip(b"\r\n").removeprefix(b"\xef\xbb\xbf")
+        except OSError:
+            continue
+    return found
 
 
 def write(tuned: Tuned, outdir: str | Path) -> Any:
@@ -404,10 +447,17 @@ def write(tuned: Tuned, outdir: str | Path) -> Any:
                          file=str(outdir))
     writer = RunWriter(outdir, run.score_columns)
     builder = ReportBuilder(tuned.config, run.score_columns)
+    originals = _original_lines(run.rows, tuned.decisions)
     try:
         for row, d in zip(run.rows, tuned.decisions, strict=True):
             if isinstance(row.record, bytes):
                 d.sample.raw = row.record  # accepted before: its original line, byte for byte
+            elif (line := originals.get((row.file or "", row.line or 0))) is not None:
+                try:
+                    if loads_strict(line) == d.sample.record:
+                        d.sample.raw = line  # now accepted: the input line it came from, as a re-run writes it
+                except ValueError:
+                    pass
             writer.write(d, stored_evidence=row.evidence)
             builder.add(d)
         diversity = report.get("diversity")
@@ -415,9 +465,18 @@ def write(tuned: Tuned, outdir: str | Path) -> Any:
             diversity = {**diversity, "tuned": "measured on the original run's accepted set, not re-measured"}
         run_info = {k: v for k, v in (report.get("run") or {}).items() if k not in ("seconds", "samples_per_second")}
         run_info["tuned_from"] = str(run.path)
-        out = builder.finish(sections=report.get("sets"), baseline=report.get("baseline"),
+        sections = dict(report.get("sets") or {})
+        for name, check in tuned.changed.items():
+            if name in sections and isinstance(check, SetCheck):
+                sections[name] = check.tuned_section(sections[name])
+        if tuned.overrides is not None:
+            builder.override_info = tuned.overrides
+        elif report.get("overrides"):
+            builder.override_info = {k: v for k, v in report["overrides"].items()
+                                     if k in ("file", "entries", "unmatched", "refused")}
+        out = builder.finish(sections=sections, baseline=report.get("baseline"),
                              private=report.get("private"), reference=report.get("reference"),
-                             diversity=diversity, **run_info)
+                             diversity=diversity, limits=_limits(tuned), **run_info)
         out.data["tune"] = {"from_run": str(run.path), "changes": tuned.changes, "exact": tuned.exact,
                             "needs_scores": len(tuned.needs_scores_ids),
                             "order_dependent": len(tuned.order_dependent)}
@@ -425,6 +484,20 @@ def write(tuned: Tuned, outdir: str | Path) -> Any:
     except BaseException:
         writer.abort()
         raise
+    return out
+
+
+def _limits(tuned: Tuned) -> dict[str, list[float]]:
+    """Configured thresholds per score column for the histograms (a check that cannot be built here, e.g. a
+    model that is gone, just draws none)."""
+    out: dict[str, list[float]] = {}
+    for spec in tuned.config.checks:
+        try:
+            check = tuned.changed.get(spec.name) or spec.build()
+            limits = check.score_limits()
+        except Exception:
+            continue
+        out.update({f"{spec.name}.{score}": values for score, values in limits.items()})
     return out
 
 
@@ -454,7 +527,8 @@ def render(t: Tuned) -> str:
     if t.overrides is not None:
         ov = t.overrides
         if ov.get("unmatched"):
-            lines.append(f"\n{len(ov['unmatched'])} override id(s) matched no sample: {', '.join(ov['unmatched'][:10])}")
+            shown = ", ".join(ov["unmatched"][:10])
+            lines.append(f"\n{len(ov['unmatched'])} override id(s) matched no sample: {shown}")
         if ov.get("refused"):
             lines.append(f"{len(ov['refused']['ids'])} accept override(s) refused: {ov['refused']['why']}")
     lines.append("\nexact: these decisions equal a full re-run's" if t.exact else

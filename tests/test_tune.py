@@ -289,3 +289,73 @@ def test_overrides_alone_do_not_touch_keep_first(run: Path, tmp_path: Path) -> N
     tuned = tune(run, [], overrides=load_overrides(path))
     assert tuned.exact and tuned.newly_accepted == [rejected[0]]
     assert tuned.to_dict()["overrides"]["unmatched"] == ["nobody"]
+
+
+@pytest.mark.parametrize("kind", ["json", "parquet"])
+def test_items_and_rows_keep_their_unit_through_tune_and_explain(tmp_path: Path, kind: str) -> None:
+    import pyarrow as pa
+
+    records = [json.loads(x) for x in (FIXTURES / "instruct_sample.jsonl").read_text().splitlines()
+               if x.strip().endswith("}") and "missing quote" not in x]
+    path = tmp_path / f"in.{kind}"
+    if kind == "json":
+        path.write_text(json.dumps(records, indent=2))
+    else:
+        pq.write_table(pa.Table.from_pylist([{k: str(v) for k, v in r.items()} for r in records]), path)
+    _filter(tmp_path / "run", "instruct", inputs=[str(path)])
+    write(tune(tmp_path / "run", [], records=True), tmp_path / "same")
+    for name in ("rejected.jsonl", "accepted.jsonl"):
+        assert (tmp_path / "same" / name).read_text() == (tmp_path / "run" / name).read_text()
+    unit = "item" if kind == "json" else "row"
+    first = json.loads((tmp_path / "run" / "rejected.jsonl").read_text().splitlines()[0])
+    assert unit in first["qualgate"]["source"]
+    row = pq.read_table(tmp_path / "run" / "scores.parquet").to_pylist()[0]
+    res = CliRunner().invoke(main, ["explain", row["id"], "--run", str(tmp_path / "run"), "--format", "json"])
+    (occ,) = json.loads(res.output)["occurrences"]
+    if row["accepted"]:
+        assert json.loads(occ["record"])["instruction"] == str(records[0]["instruction"])
+
+
+def test_a_run_folder_with_a_missing_or_short_file_is_a_clear_error(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    lines = (broken / "rejected.jsonl").read_text().splitlines()
+    (broken / "rejected.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    res = CliRunner().invoke(main, ["tune", "--run", str(broken), "--set", "length.min_words=2"])
+    assert res.exit_code == 2 and "rejected.jsonl" in res.output and "inconsistent" in res.output
+    (broken / "accepted.jsonl").unlink()
+    (broken / "rejected.jsonl").write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["tune", "--run", str(broken), "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "accepted.jsonl" in res.output and "missing" in res.output
+
+
+def test_written_run_has_input_bytes_fresh_thresholds_and_text_views(tmp_path: Path) -> None:
+    """tune -o: a newly accepted record is its input line byte for byte; the report's histograms carry the
+    configured limits, its perplexity section the new threshold, its examples the text view."""
+    lines = ['{"instruction":"Say caf\\u00e9.","input":"","output":"Tiny.","qualgate":"keep me","v":1.0e2}',
+             *(json.dumps(json.loads(x)) for x in (FIXTURES / "instruct_sample.jsonl").read_text().splitlines()[:12]
+               if x.strip().endswith("}"))]
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    _filter(tmp_path / "run", "instruct", "--all-findings", inputs=[str(data)])
+    out = tmp_path / "tuned"
+    report = write(tune(tmp_path / "run", ["length.min_words=4"], records=True), out).data
+    assert report["histograms"]["length.words"]["thresholds"][0] == 4.0
+    examples = [e for ex in report["examples"].values() for e in ex]
+    assert examples and all(not e["text"].startswith("{") for e in examples)  # the text view, not the JSON
+    assert lines[0].encode() in (tmp_path / "run" / "accepted.jsonl").read_bytes().splitlines()
+    assert lines[0].encode() not in (out / "accepted.jsonl").read_bytes().splitlines()  # 3 words < 4
+    back = write(tune(out, ["length.min_words=1"], records=True), tmp_path / "back").data
+    assert lines[0].encode() in (tmp_path / "back" / "accepted.jsonl").read_bytes().splitlines()
+    assert back["accepted"] == json.loads((tmp_path / "run" / "report.json").read_text())["accepted"]
+
+
+def test_written_perplexity_section_shows_the_new_threshold(tmp_path: Path) -> None:
+    inputs = [str(FIXTURES / "human_prose.jsonl"), str(FIXTURES / "text_quality_sample.jsonl")]
+    _filter(tmp_path / "run", "perplexity", "--all-findings", "--reference", str(FIXTURES / "human_prose.jsonl"),
+            inputs=inputs)
+    report = write(tune(tmp_path / "run", ["perplexity.max=reference_p90"], records=True), tmp_path / "t").data
+    assert "90th percentile" in report["sets"]["perplexity"]["max"]["from"]
+    assert report["histograms"]["perplexity.perplexity"]["thresholds"]

@@ -250,6 +250,10 @@ class SetCheck(Check[P]):
         """Extra report content (e.g. the largest duplicate clusters)."""
         return None
 
+    def tuned_section(self, section: dict[str, Any]) -> dict[str, Any]:
+        """This check's report section after ``qualgate tune`` changed its parameters (default: as it was)."""
+        return section
+
     def restore_for_decide(self, section: dict[str, Any] | None) -> str | None:
         """Make ``decide`` work from stored scores and evidence alone (``qualgate tune``), given this check's
         ``report_section`` of the original run. Returns None when it can, else why it cannot (the default:

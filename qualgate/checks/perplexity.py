@@ -324,6 +324,18 @@ class Perplexity(SetCheck[PerplexityParams]):
             self._limits[key] = (round(float(np.percentile(values, q)) * factor, 4), what)
         return self._limits[key]
 
+    def tuned_section(self, section: dict[str, Any]) -> dict[str, Any]:
+        """The resolved thresholds after tuning (the model and set are as they were)."""
+        out = dict(section)
+        for which in _LIMITED:
+            if which in self.applicable:
+                try:
+                    value, what = self.limit(which)
+                except ConfigError:
+                    continue
+                out[which] = {"value": value, "from": what}
+        return out
+
     def restore_for_decide(self, section: dict[str, Any] | None) -> str | None:
         """Thresholds from the stored percentile grid of the set's scores (every 0.5 percentile; exact at
         those, interpolated between), so nothing is re-scored and no model is loaded."""
