@@ -94,3 +94,17 @@ def test_report_command_prints_a_runs_report_in_each_format(run_dir: Path, fmt: 
 def test_report_command_on_a_folder_without_a_run(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "report.json" in res.output
+
+
+def test_an_id_with_a_lone_surrogate_is_written_and_explained(tmp_path: Path) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"id": "bad\\ud800id", "text": "Tiny \\ud800 text for the check."}\n'
+                    '{"id": "ok", "text": "A plain and fine sentence."}\n')
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("version: 1\ninput: {text: text, id: id}\nchecks:\n  - {check: length, min_words: 1}\n")
+    res = CliRunner().invoke(main, ["filter", str(data), "-c", str(cfg), "-o", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (tmp_path / "run" / "accepted.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    res = CliRunner().invoke(main, ["explain", "ok", "--run", str(tmp_path / "run")])
+    assert res.exit_code == 0 and "ACCEPTED" in res.output
