@@ -51,13 +51,17 @@ def main() -> None:
 @click.option("--no-cache", is_flag=True, help="Neither read nor write any cache.")
 @click.option("--overrides", "overrides", type=click.Path(dir_okay=False), default=None,
               help="Reviewer decisions (YAML or JSONL: id, decision accept|reject, reviewer, note), applied last.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine (-j processes); ray: -j Ray actors (extra `ray`), same decisions.")
+@click.option("--ray-address", default=None, help="Ray cluster to join (default: a local Ray instance).")
 @click.option("--html/--no-html", default=True, show_default=True,
               help="Write report.html (charts via matplotlib: about a second).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
                fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
                baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
-               cache_dir: str | None, no_cache: bool, overrides: str | None, html: bool, quiet: bool) -> None:
+               cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
+               html: bool, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
 
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
@@ -70,7 +74,8 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     try:
         cache = None if no_cache else (cache_dir or default_cache_dir())
         gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,
-                                workers=workers, batch_size=batch_size, cache_dir=cache)
+                                workers=workers, batch_size=batch_size, cache_dir=cache, engine=engine,
+                                ray_address=ray_address)
         if overrides:
             gate.use_overrides(overrides)
         for role, paths in (("baseline", baseline), ("private", private), ("reference", reference)):

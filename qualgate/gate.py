@@ -181,9 +181,16 @@ class Gate:
     """Runs one config's checks over records. Stateless between runs; safe to reuse."""
 
     def __init__(self, config: GateConfig, *, all_findings: bool = False, strict: bool = False,
-                 workers: int = 1, batch_size: int = 512, cache_dir: str | Path | None = "auto") -> None:
+                 workers: int = 1, batch_size: int = 512, cache_dir: str | Path | None = "auto",
+                 engine: str = "local", ray_address: str | None = None) -> None:
         """``cache_dir``: where embeddings and set indexes are cached; "auto" = ``default_cache_dir()``,
-        None = no disk cache."""
+        None = no disk cache. ``engine``: "local" (this process, or ``workers`` processes) or "ray" (``workers``
+        Ray actors on the cluster at ``ray_address``; None = the one this process joined, else a local one)."""
+        from qualgate.engines import ENGINES
+
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self.engine, self.ray_address = engine, ray_address
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.config = config
@@ -500,6 +507,7 @@ class Gate:
 
     def settings(self) -> dict[str, Any]:
         return {"all_findings": self.all_findings, "strict": self.strict, "workers": self.workers,
+                "engine": self.engine,
                 "batch_size": self.batch_size, "check_order": [c.name for c in self.checks],
                 "text": self.config.input.text, "id": self.config.input.id}
 
@@ -510,7 +518,11 @@ class Gate:
         second = next(batches, None)
         rest = itertools.chain([first], [second] if second is not None else [], batches)
         featured = [c for c in self.set_checks if c.has_features]
-        if self.workers > 1 and second is not None and self._pooled:
+        if self.engine == "ray":
+            from qualgate.engines import ray as ray_engine
+
+            yield from ray_engine.evaluate(self, rest, self.ray_address)
+        elif self.workers > 1 and second is not None and self._pooled:
             yield from self._evaluate_pooled(rest)
         elif self.workers > 1 and second is not None and featured:
             yield from self._evaluate_features_pooled(rest, featured)
@@ -570,7 +582,11 @@ class Gate:
         return self._pipelined(batches, submit, join)
 
     def _join(self, batch: list[Sample], future: Future[tuple[list[Verdict], BatchFeatures]]) -> list[Decision]:
-        verdicts, features = future.result()
+        return self._join_verdicts(batch, future.result())
+
+    def _join_verdicts(self, batch: list[Sample], result: tuple[list[Verdict], BatchFeatures]) -> list[Decision]:
+        """Decisions from a worker's verdicts and features, with the set-aware checks applied here, in order."""
+        verdicts, features = result
         decisions = [Decision(s, f, sc, sk, ev) for s, (f, sc, sk, ev) in zip(batch, verdicts, strict=True)]
         apply_checks(self._local, decisions, self.all_findings, features)
         return decisions
