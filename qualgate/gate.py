@@ -470,9 +470,20 @@ class Gate:
                                      key=f.evidence.get("key"))
                 yield d
 
-    def run(self, records: Iterable[Any]) -> Result:
+    def run(self, records: Iterable[Any], *, engine: str | None = None) -> Result:
         """Evaluate all records in memory; see ``stream`` for a lazy variant. Checks that fit on the input
-        itself (perplexity without a reference) are fitted on ``records`` first."""
+        itself (perplexity without a reference) are fitted on ``records`` first. ``engine`` ("local" or "ray")
+        overrides the gate's for this run only."""
+        if engine is not None and engine != self.engine:
+            from qualgate.engines import ENGINES
+
+            if engine not in ENGINES:
+                raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+            previous, self.engine = self.engine, engine
+            try:
+                return self.run(records)
+            finally:
+                self.engine = previous
         if self.input_fit_checks() and (self.needs_input_fit or self._auto_fit):
             records = records if isinstance(records, Sequence) else list(records)
             self.fit_input(records)

@@ -90,3 +90,16 @@ def test_cli_ray_engine_writes_the_same_outputs(ray_local: Any, data: Path, tmp_
 def test_unknown_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="engine must be one of"):
         Gate.from_config("default", engine="spark")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Gate.from_config("default").run([], engine="spark")
+
+
+def test_run_takes_the_engine_per_call(ray_local: Any) -> None:
+    records = [json.loads(x) for x in (FIXTURES / "instruct_sample.jsonl").read_text().splitlines()
+               if x.strip().endswith("}") and "missing quote" not in x] * 3
+    gate = Gate.from_config("instruct", workers=2, batch_size=8, cache_dir=None)
+    local = gate.run(records)
+    on_ray = gate.run(records, engine="ray")
+    assert gate.engine == "local" and on_ray.report["run"]["engine"] == "ray"
+    assert [(d.id, d.accepted, [f.reason for f in d.findings]) for d in on_ray.decisions] == \
+        [(d.id, d.accepted, [f.reason for f in d.findings]) for d in local.decisions]
