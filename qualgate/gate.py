@@ -111,10 +111,16 @@ def _score_one(check: Check[Any], sample: Sample) -> Any:
 _WORKER: tuple[list[Check[Any]], list[SetCheck[Any]], bool] | None = None
 
 
-def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool) -> None:
+def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
+                 model_features: bool = False) -> None:
+    """Build a worker's checks. ``model_features``: model-based set checks (embeddings) compute their
+    features here too (the Ray engine, whose actors may hold GPUs)."""
     global _WORKER
     checks = {c.name: c for c in (spec.build() for spec in load_config(config).checks)}
     set_checks = [c for n in featured if isinstance(c := checks[n], SetCheck)]
+    for c in set_checks:
+        if model_features and hasattr(c, "features_in_workers"):
+            c.features_in_workers = True
     _WORKER = ([checks[n] for n in names], set_checks, all_findings)
 
 

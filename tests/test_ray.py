@@ -103,3 +103,24 @@ def test_run_takes_the_engine_per_call(ray_local: Any) -> None:
     assert gate.engine == "local" and on_ray.report["run"]["engine"] == "ray"
     assert [(d.id, d.accepted, [f.reason for f in d.findings]) for d in on_ray.decisions] == \
         [(d.id, d.accepted, [f.reason for f in d.findings]) for d in local.decisions]
+
+
+def test_embeddings_computed_in_actors_give_the_local_decisions(ray_local: Any) -> None:
+    """Embedding checks embed in the Ray actors (where a cluster's GPUs are): same scores and decisions."""
+    from tests.conftest import require_embed
+
+    require_embed()
+    records = [json.loads(x) for x in (FIXTURES / "semantic_sample.jsonl").read_text().splitlines() if x]
+    records = records + [{**r, "id": f"{r['id']}-again"} for r in records]  # exact repeats for the index
+    config = {"version": 1, "input": {"id": "id"},
+              "checks": [{"check": "length", "min_words": 1}, {"check": "semantic_duplicate"}]}
+    runs, embedded = [], []
+    for engine in ("local", "ray"):
+        gate = Gate.from_config(config, workers=2, batch_size=4, cache_dir=None, engine=engine)
+        result = gate.run(records)
+        runs.append([(d.id, d.accepted, d.scores.get("semantic_duplicate.cosine"),
+                      [f.evidence.get("duplicate_of") for f in d.findings]) for d in result.decisions])
+        embedded.append(result.report["sets"]["semantic_duplicate"]["embedder"]["embedded"])  # this process's
+    assert runs[0] == runs[1]
+    assert embedded[1] == embedded[0] > 0  # the Ray run embedded nothing here: the actors did
+    assert sum(not r[1] for r in runs[0]) >= len(records) // 2  # the repeats and the paraphrases

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from qualgate.checks.base import (
+    Features,
     Measurement,
     Params,
     RunContext,
@@ -57,10 +58,22 @@ class EmbeddingParams(Params):
 E = TypeVar("E", bound=EmbeddingParams)
 
 
+class EmbeddingFeatures(Features):
+    """Embeddings computed by an engine's worker, one row per sample of the batch it was given."""
+
+    def __init__(self, vecs: F32) -> None:
+        self.vecs = vecs
+
+    def take(self, rows: Sequence[int]) -> EmbeddingFeatures:
+        return EmbeddingFeatures(self.vecs[list(rows)])
+
+
 class _EmbeddingCheck(SetCheck[E], Generic[E]):
     """What every embedding check shares: the model (checked now, loaded at first use) and its index."""
 
     cost = 70  # after the rules and MinHash: embedding is the expensive part
+    #: set by an engine whose workers should embed (``feature_input``); False: embed in score_batch
+    features_in_workers = False
 
     def __init__(self, name: str, params: E) -> None:
         super().__init__(name, params)
@@ -93,13 +106,33 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
             self._index = VectorIndex(self.embedder.dim, p.index, p.exact_limit)
         return self._index
 
-    def _embed(self, samples: Sequence[Sample]) -> tuple[F32, list[FieldProblem | None]]:
+    def _embed(self, samples: Sequence[Sample], features: Any = None) -> tuple[F32, list[FieldProblem | None]]:
+        """Unit vectors of the samples' field (zeros where it is missing) and the problems; ``features``: the
+        vectors an engine's worker already computed for exactly these samples."""
         texts, problems = field_texts(samples, self.params.field)
+        if isinstance(features, EmbeddingFeatures):
+            return features.vecs, problems
         ok = [i for i, p in enumerate(problems) if p is None]
         vecs = np.zeros((len(samples), self.embedder.dim), dtype=np.float32)
         if ok:
             vecs[ok] = self.embedder.encode([texts[i] for i in ok])
         return vecs, problems
+
+    def feature_input(self, samples: Sequence[Sample]) -> Any | None:
+        """Texts to embed, only where an engine asked for model work in its workers (``features_in_workers``:
+        the Ray engine, whose actors may hold GPUs); the local engine embeds in this process."""
+        if not self.features_in_workers:
+            return None
+        texts, problems = field_texts(samples, self.params.field)
+        return texts, [p is None for p in problems]
+
+    def features_from(self, data: Any) -> Features:
+        texts, ok = data
+        vecs = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        rows = [i for i, good in enumerate(ok) if good]
+        if rows:
+            vecs[rows] = self.embedder.encode([texts[i] for i in rows])
+        return EmbeddingFeatures(vecs)
 
     def _remember(self, samples: Sequence[Sample]) -> None:
         self.ids.extend(s.id for s in samples)
@@ -178,7 +211,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
         self._flush()
-        vecs, problems = self._embed(samples)
+        vecs, problems = self._embed(samples, features)
         best_sim, best_id = self.index.search(vecs, 1)
         first = self.index.size
         within = vecs @ vecs.T
@@ -327,7 +360,7 @@ class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
         p = self.params
-        vecs, problems = self._embed(samples)
+        vecs, problems = self._embed(samples, features)
         _, near = self.index.search(vecs, p.k)
         sets, bands = self._shingles(samples)
         pos, val = self._lsh.query(bands.ravel())
@@ -430,7 +463,7 @@ class Outlier(_EmbeddingCheck[OutlierParams]):
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
-        vecs, problems = self._embed(samples)
+        vecs, problems = self._embed(samples, features)
         sims, ids = self.index.search(vecs, 1)
         limit = round(self.limit, 6)
         out: list[Measurement | FieldProblem] = []

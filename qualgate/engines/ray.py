@@ -1,7 +1,8 @@
 """The Ray engine (first part): a Gate's batches scored by Ray actors, decided on the driver in input order.
 
 Each actor builds the gate's per-sample checks once (and with them any model they load) and computes, per
-batch, those checks' verdicts and the set-aware checks' index-free features (MinHash signatures); the driver
+batch, those checks' verdicts and the set-aware checks' index-free features (MinHash signatures, and the
+embeddings of the embedding checks, on a share of a GPU when the cluster has GPUs); the driver
 submits batches to the actors round-robin, at most two per actor in flight, joins the results in input
 order and makes the keep-first and other set-aware decisions itself. Decisions are therefore those of the
 local engine, batch for batch. Records are read and outputs written on the driver (not yet through Ray
@@ -39,7 +40,7 @@ class _Scorer:
     def __init__(self, config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool) -> None:
         from qualgate.gate import _init_worker
 
-        _init_worker(config, names, featured, all_findings)
+        _init_worker(config, names, featured, all_findings, model_features=True)
 
     def run(self, samples: list[Sample]) -> Any:
         from qualgate.gate import _worker_run
@@ -51,7 +52,10 @@ def evaluate(gate: Gate, batches: Iterator[list[Sample]], address: str | None = 
     """The gate's decisions for ``batches``, in order, with the per-sample work done by Ray actors."""
     ray = connect(address)
     n = max(1, gate.workers)
-    actor = ray.remote(num_cpus=1)(_Scorer)
+    # embeddings are computed in the actors: with GPUs in the cluster, they share them
+    gpus = float(ray.cluster_resources().get("GPU", 0)) if any(
+        hasattr(c, "features_in_workers") for c in gate.set_checks) else 0.0
+    actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / n) if gpus else 0)(_Scorer)
     args = (gate.config.to_dict(), [c.name for c in gate._pooled], [c.name for c in gate.set_checks],
             gate.all_findings)
     pool = [actor.remote(*args) for _ in range(n)]
