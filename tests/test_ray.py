@@ -124,3 +124,21 @@ def test_embeddings_computed_in_actors_give_the_local_decisions(ray_local: Any) 
     assert runs[0] == runs[1]
     assert embedded[1] == embedded[0] > 0  # the Ray run embedded nothing here: the actors did
     assert sum(not r[1] for r in runs[0]) >= len(records) // 2  # the repeats and the paraphrases
+
+
+def test_a_killed_actor_is_restarted_and_the_run_gives_the_same_decisions(ray_local: Any, data: Path) -> None:
+    """Worker failure mid-run: the actor is restarted, its batches re-run, and nothing changes."""
+    import ray
+
+    local = _decisions(Gate.from_config("instruct", workers=1, batch_size=128, cache_dir=None), data)
+    gate = Gate.from_config("instruct", workers=2, batch_size=128, cache_dir=None, engine="ray")
+    out, killed = [], False
+    for d in gate.stream(read_records([str(data)])):
+        out.append((d.id, d.accepted, [(f.check, f.reason, f.evidence.get("duplicate_of")) for f in d.findings]))
+        if len(out) == 600 and not killed:
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["name"].startswith("qualgate-scorer-")]
+            assert names
+            ray.kill(ray.get_actor(names[0]), no_restart=False)
+            killed = True
+    assert killed and out == local

@@ -11,12 +11,16 @@ Data), and near-duplicate indexes are not yet sharded: see the README's "Scale-o
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from qualgate.models import require_modules
+
+#: How often a dead scoring actor is restarted, and each of its tasks retried, before the run fails.
+RETRIES = 3
 
 if TYPE_CHECKING:
     from qualgate.findings import Decision
@@ -55,10 +59,14 @@ def evaluate(gate: Gate, batches: Iterator[list[Sample]], address: str | None = 
     # embeddings are computed in the actors: with GPUs in the cluster, they share them
     gpus = float(ray.cluster_resources().get("GPU", 0)) if any(
         hasattr(c, "features_in_workers") for c in gate.set_checks) else 0.0
-    actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / n) if gpus else 0)(_Scorer)
+    # a scoring task is pure (a batch in, verdicts out), so a dead actor is restarted and its tasks re-run:
+    # a lost worker costs the batches it held, not the run
+    actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / n) if gpus else 0, max_restarts=RETRIES,
+                       max_task_retries=RETRIES)(_Scorer)
     args = (gate.config.to_dict(), [c.name for c in gate._pooled], [c.name for c in gate.set_checks],
             gate.all_findings)
-    pool = [actor.remote(*args) for _ in range(n)]
+    run_id = uuid.uuid4().hex[:8]
+    pool = [actor.options(name=f"qualgate-scorer-{run_id}-{i}").remote(*args) for i in range(n)]
     pending: deque[tuple[list[Sample], Any]] = deque()
     try:
         for i, batch in enumerate(batches):
