@@ -182,20 +182,12 @@ def tune_cmd(run_dir: str, settings: tuple[str, ...], overrides: str | None, out
     import json
 
     from qualgate.overrides import load_overrides
-    from qualgate.report import evaluate_gate
     from qualgate.tune import render, tune, write
 
     try:
         ov = load_overrides(overrides) if overrides else None
         tuned = tune(run_dir, list(settings), overrides=ov, records=outdir is not None)
-        if outdir is not None:
-            passed = write(tuned, outdir).passed
-        else:
-            info = tuned.to_dict()
-            by_check = {n: {"rejected": c["after"], "reject_rate": c["after"] / max(1, info["total"])}
-                        for n, c in info["by_check"].items()}
-            passed = evaluate_gate(tuned.config.gate, info["total"], info["accepted"]["after"], by_check,
-                                   tuned.run.report.get("diversity"))["passed"]
+        passed = write(tuned, outdir).passed if outdir is not None else tuned.gate_passed()
     except QualgateError as exc:
         _fail(exc)
     if fmt == "json":

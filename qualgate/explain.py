@@ -17,15 +17,12 @@ from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_CO
 def _line(file: str, line: int, unit: str = "line") -> str | None:
     """The record at ``line`` (1-based; a file line, or the item/row of a JSON array, CSV or Parquet file) as
     JSON text, or None when the file or record is gone."""
-    from qualgate.io import detect_format, dumps_record, read_records
+    from qualgate.io import detect_format, dumps_record, lines_at, read_records
 
     try:
         if unit == "line" and detect_format(file) == "jsonl":
-            with open(file, "rb") as fh:
-                for n, raw in enumerate(fh, start=1):
-                    if n == line:
-                        return raw.decode("utf-8", "replace").rstrip("\n")
-            return None
+            raw = lines_at(file, {line}).get(line)
+            return raw.decode("utf-8", "replace") if raw is not None else None
         for rec in read_records([file]):
             if rec.source.line == line:
                 return dumps_record(rec.record).decode("utf-8") if rec.record is not None else None

@@ -119,8 +119,7 @@ def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], 
     checks = {c.name: c for c in (spec.build() for spec in load_config(config).checks)}
     set_checks = [c for n in featured if isinstance(c := checks[n], SetCheck)]
     for c in set_checks:
-        if model_features and hasattr(c, "features_in_workers"):
-            c.features_in_workers = True
+        c.features_in_workers = model_features and c.model_features
     _WORKER = ([checks[n] for n in names], set_checks, all_findings)
 
 
@@ -192,11 +191,9 @@ class Gate:
         """``cache_dir``: where embeddings and set indexes are cached; "auto" = ``default_cache_dir()``,
         None = no disk cache. ``engine``: "local" (this process, or ``workers`` processes) or "ray" (``workers``
         Ray actors on the cluster at ``ray_address``; None = the one this process joined, else a local one)."""
-        from qualgate.engines import ENGINES
+        from qualgate.engines import check_engine
 
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-        self.engine, self.ray_address = engine, ray_address
+        self.engine, self.ray_address = check_engine(engine), ray_address
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.config = config
@@ -457,8 +454,7 @@ class Gate:
         samples = (self.sample(item, n) for n, item in enumerate(records, start=1))
         batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])
         if self.overrides is not None:
-            self.overrides.matched.clear()
-            self.overrides.refused.clear()
+            self.overrides.reset()
         for batch in self._evaluate(batches):
             if self.overrides is not None:  # last: a reviewer's word wins, and diversity sees the final set
                 self.overrides.apply_all(batch)
@@ -481,11 +477,9 @@ class Gate:
         itself (perplexity without a reference) are fitted on ``records`` first. ``engine`` ("local" or "ray")
         overrides the gate's for this run only."""
         if engine is not None and engine != self.engine:
-            from qualgate.engines import ENGINES
+            from qualgate.engines import check_engine
 
-            if engine not in ENGINES:
-                raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-            previous, self.engine = self.engine, engine
+            previous, self.engine = self.engine, check_engine(engine)
             try:
                 return self.run(records)
             finally:

@@ -164,6 +164,25 @@ def _jsonl_lines(lines: Iterable[bytes], name: str) -> Iterator[RawRecord]:
             yield parse_line(line, Source(name, n))
 
 
+def lines_at(path: str, wanted: set[int]) -> dict[int, bytes]:
+    """Lines ``wanted`` (1-based) of a JSONL file, as ``read_jsonl`` sees them (no line end, no BOM), in one
+    pass; lines past the end are missing from the result. Raises InputError when the file cannot be opened."""
+    found: dict[int, bytes] = {}
+    if not wanted or path == "-":  # stdin cannot be read again
+        return found
+    last = max(wanted)
+    fh = _open_binary(path)
+    try:
+        for n, line in enumerate(fh, start=1):
+            if n in wanted:
+                found[n] = (line.removeprefix(_BOM) if n == 1 else line).rstrip(b"\r\n")
+            if n >= last:
+                break
+    finally:
+        fh.close()
+    return found
+
+
 def read_json(path: str) -> Iterator[RawRecord]:
     """A JSON array of objects, a single object, or JSONL saved with a .json name."""
     name = "<stdin>" if path == "-" else path

@@ -58,12 +58,11 @@ class RunWriter:
         fields = ([pa.field("id", pa.string()), pa.field("accepted", pa.bool_()), pa.field("file", pa.string()),
                    pa.field("line", pa.int64())] + [pa.field(c, pa.float64()) for c in score_columns]
                   + [pa.field(c, pa.string()) for c in TRACE_COLUMNS]
-                  + [pa.field(EVIDENCE_PREFIX + n, pa.string()) for n in check_names(score_columns)])
+                  + [pa.field(EVIDENCE_PREFIX + n, pa.string()) for n in self.checks])
         self.schema = pa.schema(fields)
         self._rows: dict[str, list[Any]] = {f.name: [] for f in fields}
         self._parquet: Any = None
         self._parquet_path = self.files.path("scores.parquet")
-
         self._overrides: Any = None
 
     def write(self, d: Decision, stored_evidence: Mapping[str, str | None] | None = None) -> None:

@@ -48,6 +48,11 @@ class Overrides:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def reset(self) -> None:
+        """Forget which ids an earlier run matched or refused."""
+        self.matched.clear()
+        self.refused.clear()
+
     def apply(self, d: Decision) -> None:
         hit = self.entries.get(d.id)
         if hit is None:
@@ -57,12 +62,7 @@ class Overrides:
         if entry.decision == "accept" and d.sample.record is None:
             self.refused.add(d.id)  # an unparseable line cannot go into accepted.jsonl, whoever says so
             return
-        d.override = Override(entry.decision, entry.reviewer, entry.note, where)
-        if entry.decision == "reject" and not d.findings:
-            note = f": {entry.note}" if entry.note else ""
-            d.findings.append(Finding(OVERRIDE, "reviewer_rejected", None, None,
-                                      f"rejected by reviewer {entry.reviewer}{note}",
-                                      {"reviewer": entry.reviewer, "note": entry.note, "from": where}))
+        overrule(d, Override(entry.decision, entry.reviewer, entry.note, where))
 
     def apply_all(self, decisions: Iterable[Decision]) -> None:
         for d in decisions:
@@ -75,6 +75,16 @@ class Overrides:
             info["refused"] = {"ids": sorted(self.refused),
                                "why": "accept overrides of records that could not be parsed are not applied"}
         return info
+
+
+def overrule(d: Decision, override: Override) -> None:
+    """Set a reviewer's decision on ``d``; a rejection of a sample the gate accepted gets its own finding."""
+    d.override = override
+    if override.decision == "reject" and not d.findings:
+        note = f": {override.note}" if override.note else ""
+        d.findings.append(Finding(OVERRIDE, "reviewer_rejected", None, None,
+                                  f"rejected by reviewer {override.reviewer}{note}",
+                                  {"reviewer": override.reviewer, "note": override.note, "from": override.source}))
 
 
 def load_overrides(path: str | Path) -> Overrides:

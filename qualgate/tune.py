@@ -31,9 +31,10 @@ from qualgate.checks.base import Measurement
 from qualgate.config import GateConfig, load_config
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
-from qualgate.io import loads_strict
+from qualgate.io import lines_at, loads_strict
 from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
-from qualgate.overrides import Overrides
+from qualgate.overrides import Overrides, overrule
+from qualgate.report import _rate, evaluate_gate
 from qualgate.sample import Sample, Source, TextSpec, make_sample
 
 _FIXED = ("id", "accepted", "file", "line")
@@ -227,6 +228,13 @@ class Tuned:
     def exact(self) -> bool:
         return not self.needs_scores_ids and not self.order_dependent
 
+    def gate_passed(self) -> bool:
+        """The config's gate conditions on the new counts (diversity conditions: the original run's values)."""
+        total = len(self.decisions)
+        by_check = {n: {"rejected": c, "reject_rate": _rate(c, total)} for n, c in self.after.items()}
+        return bool(evaluate_gate(self.config.gate, total, self.accepted_after, by_check,
+                                  self.run.report.get("diversity"))["passed"])
+
     def to_dict(self) -> dict[str, Any]:
         checks = sorted(set(self.before) | set(self.after), key=lambda n: (n == MALFORMED, n))
         return {
@@ -274,7 +282,9 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
                                   file="--set", key=name)
         changed[name] = check
     run = load_run(run_dir, checks=None if records else set(changed), records=records)
-    keep_first = {s.name for s in config.checks if s.kind in ("near_duplicate", "semantic_duplicate")}
+    # keep-first checks: set-aware checks that index the input itself ("baseline" role: the run's kept samples)
+    keep_first = {s.name for s in config.checks
+                  if issubclass(cls := REGISTRY[s.kind], SetCheck) and cls.compares_with == "baseline"}
     order = run.check_order
     result = Tuned(run, config, changes, [], {}, {}, 0, 0, changed=changed)
     view = TextSpec(config.input.text) if records else None
@@ -288,8 +298,7 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
         if missing:
             result.needs_scores.update(missing)
             result.needs_scores_ids.append(row.id)
-            findings, skipped = list(row.findings), list(row.skipped)
-            findings = [f for f in findings if f.check != OVERRIDE]
+            findings, skipped = [f for f in row.findings if f.check != OVERRIDE], list(row.skipped)
         elif was_passing != (not findings):
             (leaving if was_passing else entering).add(row.id)
         gone = set(skipped) if records else None  # the report of a written run counts what was scored
@@ -297,13 +306,9 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
         d = Decision(_sample(row, view, config.input.id), findings, scores, skipped)
         if overrides is not None:
             overrides.apply(d)
-        elif row.override is not None:
+        elif row.override is not None:  # the run's own overrides, as it applied them
             o = row.override
-            d.override = Override(o["decision"], o["reviewer"], o.get("note", ""), o.get("from", ""))
-            if o["decision"] == "reject" and not d.findings:
-                d.findings.append(next((f for f in row.findings if f.check == OVERRIDE),
-                                       Finding(OVERRIDE, "reviewer_rejected", None, None,
-                                               f"rejected by reviewer {o['reviewer']}", {})))
+            overrule(d, Override(o["decision"], o["reviewer"], o.get("note", ""), o.get("from", "")))
         decisions.append(d)
     result.decisions = decisions
     if overrides is not None:
@@ -427,11 +432,8 @@ def _original_lines(rows: list[Row], decisions: list[Decision]) -> dict[tuple[st
     found: dict[tuple[str, int], bytes] = {}
     for file, lines in want.items():
         try:
-            with open(file, "rb") as fh:
-                for n, raw in enumerate(fh, start=1):
-                    if n in lines:
-                        found[(file, n)] = raw.rstrip(b"\r\n").removeprefix(b"\xef\xbb\xbf")
-        except OSError:
+            found.update(((file, n), raw) for n, raw in lines_at(file, lines).items())
+        except InputError:  # the input is gone: those records are written re-serialised
             continue
     return found
 

@@ -72,8 +72,7 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
     """What every embedding check shares: the model (checked now, loaded at first use) and its index."""
 
     cost = 70  # after the rules and MinHash: embedding is the expensive part
-    #: set by an engine whose workers should embed (``feature_input``); False: embed in score_batch
-    features_in_workers = False
+    model_features = True
 
     def __init__(self, name: str, params: E) -> None:
         super().__init__(name, params)

@@ -57,8 +57,7 @@ def evaluate(gate: Gate, batches: Iterator[list[Sample]], address: str | None = 
     ray = connect(address)
     n = max(1, gate.workers)
     # embeddings are computed in the actors: with GPUs in the cluster, they share them
-    gpus = float(ray.cluster_resources().get("GPU", 0)) if any(
-        hasattr(c, "features_in_workers") for c in gate.set_checks) else 0.0
+    gpus = float(ray.cluster_resources().get("GPU", 0)) if any(c.model_features for c in gate.set_checks) else 0.0
     # a scoring task is pure (a batch in, verdicts out), so a dead actor is restarted and its tasks re-run:
     # a lost worker costs the batches it held, not the run
     actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / n) if gpus else 0, max_restarts=RETRIES,
