@@ -54,6 +54,9 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine (-j processes); ray: -j Ray actors (extra `ray`), same decisions.")
 @click.option("--ray-address", default=None, help="Ray cluster to join (default: a local Ray instance).")
+@click.option("--checkpoint", "checkpoint", type=click.Path(file_okay=False), default=None,
+              help="With --engine ray: keep each stage's results in this folder; running the same command again "
+              "after a crash resumes after the finished stages.")
 @click.option("--html/--no-html", default=True, show_default=True,
               help="Write report.html (charts via matplotlib: about a second).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
@@ -61,7 +64,7 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
                fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
                baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
                cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
-               html: bool, quiet: bool) -> None:
+               checkpoint: str | None, html: bool, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
 
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
@@ -71,11 +74,13 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
 
+    if checkpoint is not None and engine != "ray":
+        raise click.UsageError("--checkpoint needs --engine ray (the local engine streams and keeps no stages)")
     try:
         cache = None if no_cache else (cache_dir or default_cache_dir())
         gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,
                                 workers=workers, batch_size=batch_size, cache_dir=cache, engine=engine,
-                                ray_address=ray_address)
+                                ray_address=ray_address, checkpoint_dir=checkpoint)
         if overrides:
             gate.use_overrides(overrides)
         for role, paths in (("baseline", baseline), ("private", private), ("reference", reference)):
@@ -96,7 +101,13 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     builder = ReportBuilder(gate.config, gate.score_columns)
     try:
         with _progress(quiet) as bar:
-            for d in gate.stream(read_records(list(inputs), fmt)):
+            if engine == "ray":  # read by Ray Data: local paths, s3://, gs://, ... and fsspec URLs
+                from qualgate.engines.raydata import read
+
+                records = read(list(inputs), fmt, ray_address)
+            else:
+                records = read_records(list(inputs), fmt)
+            for d in gate.stream(records):
                 writer.write(d)
                 builder.add(d)
                 bar.update(1)

@@ -28,6 +28,7 @@ from qualgate.sample import FieldProblem, Sample, Source, TextSpec, make_sample,
 
 if TYPE_CHECKING:
     from qualgate.diversity import DiversityTracker
+    from qualgate.engines.checkpoint import Checkpoint
     from qualgate.overrides import Overrides
 
 Verdict = tuple[list[Finding], dict[str, float | None], list[str], dict[str, dict[str, Any]]]
@@ -187,13 +188,23 @@ class Gate:
 
     def __init__(self, config: GateConfig, *, all_findings: bool = False, strict: bool = False,
                  workers: int = 1, batch_size: int = 512, cache_dir: str | Path | None = "auto",
-                 engine: str = "local", ray_address: str | None = None) -> None:
+                 engine: str = "local", ray_address: str | None = None,
+                 checkpoint_dir: str | Path | None = None) -> None:
         """``cache_dir``: where embeddings and set indexes are cached; "auto" = ``default_cache_dir()``,
         None = no disk cache. ``engine``: "local" (this process, or ``workers`` processes) or "ray" (``workers``
-        Ray actors on the cluster at ``ray_address``; None = the one this process joined, else a local one)."""
+        Ray actors on the cluster at ``ray_address``; None = the one this process joined, else a local one).
+        ``checkpoint_dir`` (Ray engine): keep each stage's results there, so a killed run resumes after the
+        stages it finished (``engines.checkpoint``)."""
         from qualgate.engines import check_engine
 
         self.engine, self.ray_address = check_engine(engine), ray_address
+        if checkpoint_dir is not None and self.engine != "ray":
+            raise ValueError("checkpoint_dir needs engine='ray' (the local engine streams and keeps no stages)")
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        #: this run's checkpoint (``checkpoint_dir``): what it loaded and stored
+        self.checkpoint: Checkpoint | None = None
+        #: what the engine measured in the last run (the Ray engine: seconds per stage, candidate pairs)
+        self.engine_info: dict[str, Any] = {}
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.config = config
@@ -518,7 +529,8 @@ class Gate:
 
     def settings(self) -> dict[str, Any]:
         return {"all_findings": self.all_findings, "strict": self.strict, "workers": self.workers,
-                "engine": self.engine,
+                "engine": self.engine, **({"checkpoint": self.checkpoint.info()} if self.checkpoint else {}),
+                **({"engine_info": self.engine_info} if self.engine_info else {}),
                 "batch_size": self.batch_size, "check_order": [c.name for c in self.checks],
                 "text": self.config.input.text, "id": self.config.input.id}
 
@@ -531,7 +543,10 @@ class Gate:
         featured = [c for c in self.set_checks if c.has_features]
         if self.engine == "ray":
             from qualgate.engines import ray as ray_engine
+            from qualgate.engines.checkpoint import Checkpoint
 
+            self.checkpoint = Checkpoint(self.checkpoint_dir, self) if self.checkpoint_dir is not None else None
+            self.engine_info = {}
             yield from ray_engine.evaluate(self, rest, self.ray_address)
         elif self.workers > 1 and second is not None and self._pooled:
             yield from self._evaluate_pooled(rest)

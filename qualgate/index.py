@@ -21,6 +21,19 @@ I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def fingerprints(keys: U64) -> U32:
+    """The 32 bits of each key that a ``KeyIndex(fingerprint=True)`` stores and matches on.
+
+    Two keys match in such an index exactly when their fingerprints are equal, so grouping keys by
+    fingerprint (the Ray engine's LSH shuffle) proposes exactly the index's candidates.
+    """
+    out: U32 = ((np.asarray(keys, dtype=np.uint64) * _GOLDEN) >> np.uint64(32)).astype(np.uint32)
+    return out
+
+
 class KeyIndex:
     """Append-only multimap ``uint64 key -> int value``: a numpy open-addressing hash table.
 
@@ -31,7 +44,7 @@ class KeyIndex:
     which is verified anyway, so the LSH index uses it and the exact-text index does not.
     """
 
-    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+    _GOLDEN = _GOLDEN
     _MAX_LOAD = 0.7
 
     def __init__(self, capacity: int = 1024, fingerprint: bool = False) -> None:
@@ -54,13 +67,12 @@ class KeyIndex:
         return int(self._keys.nbytes + self._vals.nbytes)
 
     def _hash(self, keys: U64) -> tuple[I64, npt.NDArray[Any]]:
-        """Home slots and stored form. A fingerprint is the top 32 bits of the mixed key, and the home
-        slot the top bits of the same, so a table can grow without the full keys."""
-        mixed = keys * self._GOLDEN
+        """Home slots and stored form. A fingerprint (``fingerprints``) is the top 32 bits of the mixed key,
+        and the home slot the top bits of the same, so a table can grow without the full keys."""
         if self.fingerprint:
-            stored = (mixed >> np.uint64(32)).astype(np.uint32)
+            stored = fingerprints(keys)
             return self._rehome(stored), stored
-        home: I64 = (mixed >> np.uint64(64 - self._bits)).astype(np.int64)
+        home: I64 = ((keys * self._GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
         return home, keys
 
     def _rehome(self, stored: npt.NDArray[Any]) -> I64:
@@ -137,6 +149,11 @@ class KeyIndex:
         if not pos_out:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(pos_out), np.concatenate(val_out)
+
+    def items(self) -> tuple[npt.NDArray[Any], I64]:
+        """Every stored ``(key, value)`` (fingerprints where ``fingerprint``), in slot order."""
+        used = np.flatnonzero(self._vals >= 0)
+        return self._keys[used], self._vals[used].astype(np.int64)
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         """The table itself (for saving; loading it back needs no rehashing)."""

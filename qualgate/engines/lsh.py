@@ -1,0 +1,171 @@
+"""Near-duplicate candidates at scale: LSH band keys grouped by Ray Data, candidate pairs verified in parallel.
+
+The local ``NearDuplicate`` check asks an in-memory LSH index, sample by sample, for kept samples sharing a
+band. Here the work is a dataflow: each scored batch emits one row per (text, band) with the band's 32-bit
+fingerprint; Ray Data groups the rows by fingerprint (the shuffle); each group yields the pairs of distinct
+texts in it with how many band matches they share; a second group-by adds the matches up per pair; two joins
+bring both texts' shingle sets, and ``map_batches`` computes the pair's true Jaccard. The driver then holds,
+per text, its candidate texts with their match counts and Jaccard (``PairTable``) and the check resolves
+keep-first in input order from them (``minhash.PairFeatures``): the same candidates, order and ties as the
+local index, hence the same decisions.
+
+Why this is exact: buckets are the index's own fingerprints (``index.fingerprints``), so a fingerprint
+collision proposes the same extra candidate on both engines, and the match count per pair is the one the
+index computes. Pairs are made between distinct normalised texts: samples with the same text have the same
+shingles and bands, and the check decides between them by the exact-text hash. Texts without shingles
+(nothing but punctuation) share no band with any other text, so they are left out.
+
+The cost that can blow up is a bucket of many distinct texts (a template with thousands of variants): its
+pairs grow with the square. ``MAX_BUCKET`` bounds it with a clear error rather than an out-of-memory kill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from qualgate.checks.minhash import MinhashFeatures, NearDuplicate, PairFeatures, _ranges, band_keys, signatures_flat
+from qualgate.index import I64, U32, U64, fingerprints, jaccard
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Distinct texts in one LSH bucket beyond which pairing them all (~n^2/2 pairs) is refused.
+MAX_BUCKET = 20_000
+
+
+def _arrow() -> Any:
+    import pyarrow as pa
+
+    return pa
+
+
+def _tables(exact: U64, bands: U64, flat: U32, offsets: I64) -> tuple[pa.Table, pa.Table]:
+    """Band rows ``(fp, exact, band)`` and set rows ``(exact, shingles)``, one per distinct text with shingles."""
+    pa = _arrow()
+    lengths = np.diff(offsets)
+    _, first = np.unique(exact, return_index=True)
+    rows = np.sort(first[lengths[first] > 0])
+    fps = fingerprints(bands[rows]) if len(rows) else np.empty((0, bands.shape[1]), np.uint32)
+    n_bands = bands.shape[1]
+    band_rows = pa.table({"fp": pa.array(fps.ravel(), pa.uint32()),
+                          "exact": pa.array(np.repeat(exact[rows], n_bands), pa.uint64()),
+                          "band": pa.array(np.tile(np.arange(n_bands, dtype=np.int16), len(rows)), pa.int16())})
+    starts, ends = offsets[rows], offsets[rows + 1]
+    sub_offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(ends - starts, out=sub_offsets[1:])
+    values = flat[_ranges(starts, ends - starts)] if len(rows) else np.empty(0, np.uint32)
+    shingles = pa.ListArray.from_arrays(pa.array(sub_offsets, pa.int32()), pa.array(values, pa.uint32()))
+    set_rows = pa.table({"exact": pa.array(exact[rows], pa.uint64()), "shingles": shingles})
+    return band_rows, set_rows
+
+
+def batch_tables(features: Mapping[str, tuple[list[int], Any]], name: str) -> tuple[pa.Table, pa.Table]:
+    """The rows one scored batch contributes to check ``name``'s shuffle (its live samples' features)."""
+    if name not in features:
+        return _tables(np.empty(0, np.uint64), np.empty((0, 1), np.uint64), np.empty(0, np.uint32),
+                       np.zeros(1, np.int64))
+    _, f = features[name]
+    assert isinstance(f, MinhashFeatures)
+    return _tables(f.exact, f.bands, f.flat, f.offsets)
+
+
+def baseline_tables(check: NearDuplicate) -> tuple[pa.Table, pa.Table]:
+    """The same rows for the check's baseline: texts and bands rebuilt from the stored shingle sets."""
+    flat, offsets = check._store.arrays()
+    keys, kept = check._exact.items()
+    exact = np.empty(len(offsets) - 1, dtype=np.uint64)
+    exact[kept] = keys
+    bands = band_keys(signatures_flat(flat, offsets, check.perms), check.bands, check.rows)
+    return _tables(exact, bands, flat, offsets)
+
+
+def bucket_pairs(rows: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    """One fingerprint's rows -> its pairs of distinct texts ``a < b`` with ``n`` band matches between them.
+
+    A text with k of its bands in this bucket matches each of another text's j bands here: k * j matches,
+    as the local index counts (it looks up every band of a sample and counts every stored hit).
+    """
+    pairs = np.unique(np.stack([rows["exact"].astype(np.uint64), rows["band"].astype(np.uint64)], axis=1), axis=0)
+    texts, per_text = np.unique(pairs[:, 0], return_counts=True)
+    if len(texts) > MAX_BUCKET:
+        raise RuntimeError(f"an LSH bucket holds {len(texts)} distinct texts (more than {MAX_BUCKET}): pairing them "
+                           "all would take ~n^2/2 comparisons. A template repeated with small variations is the "
+                           "usual cause; run the local engine, or raise the near_duplicate threshold")
+    a, b = np.triu_indices(len(texts), 1)
+    return {"a": texts[a], "b": texts[b], "n": (per_text[a] * per_text[b]).astype(np.int64)}
+
+
+def first_row(rows: pa.Table) -> pa.Table:
+    """One set row per text (the same text can come from several batches)."""
+    return rows.slice(0, 1)
+
+
+def verify(rows: pa.Table) -> pa.Table:
+    """True Jaccard of each candidate pair's shingle sets."""
+    pa = _arrow()
+    out = np.empty(rows.num_rows, dtype=np.float64)
+    sides = []
+    for col in ("sa", "sb"):
+        arr = rows.column(col).combine_chunks()
+        sides.append((arr.values.to_numpy(zero_copy_only=False), arr.offsets.to_numpy()))
+    (va, oa), (vb, ob) = sides
+    for r in range(rows.num_rows):
+        out[r] = jaccard(va[oa[r]:oa[r + 1]], vb[ob[r]:ob[r + 1]])
+    return pa.table({"a": rows.column("a"), "b": rows.column("b"), "n": rows.column("n"), "j": pa.array(out)})
+
+
+@dataclass
+class PairTable:
+    """Every verified candidate pair, both ways round, sorted by text: ``PairFeatures`` for any batch."""
+
+    text: U64
+    other: U64
+    shared: I64
+    jaccard: npt.NDArray[np.float64]
+
+    @classmethod
+    def from_pairs(cls, a: U64, b: U64, n: I64, j: npt.NDArray[np.float64]) -> PairTable:
+        text, other = np.concatenate([a, b]), np.concatenate([b, a])
+        order = np.argsort(text, kind="stable")
+        return cls(text[order], other[order], np.concatenate([n, n])[order], np.concatenate([j, j])[order])
+
+    def __len__(self) -> int:
+        return len(self.text) // 2
+
+    def features(self, exact: U64) -> PairFeatures:
+        lo = np.searchsorted(self.text, exact, side="left")
+        hi = np.searchsorted(self.text, exact, side="right")
+        offsets = np.zeros(len(exact) + 1, dtype=np.int64)
+        np.cumsum(hi - lo, out=offsets[1:])
+        picked = _ranges(lo.astype(np.int64), (hi - lo).astype(np.int64))
+        return PairFeatures(exact, offsets, self.other[picked], self.shared[picked], self.jaccard[picked])
+
+
+def candidates(band_refs: Sequence[Any], set_refs: Sequence[Any], partitions: int) -> PairTable:
+    """Run the shuffle over the rows (Arrow table refs) of every batch and the baseline: the verified pairs."""
+    import ray
+    import ray.data as rd
+
+    from qualgate.engines.raydata import quiet_data
+
+    quiet_data()
+    pa = _arrow()
+    bands = rd.from_arrow_refs(list(band_refs))
+    pairs = (bands.groupby("fp", num_partitions=partitions).map_groups(bucket_pairs, batch_format="numpy")
+             .groupby(["a", "b"], num_partitions=partitions).sum("n").rename_columns({"sum(n)": "n"}))
+    sets = rd.from_arrow_refs(list(set_refs)).groupby("exact", num_partitions=partitions).map_groups(
+        first_row, batch_format="pyarrow")
+    joined = (pairs.join(sets.rename_columns({"exact": "a", "shingles": "sa"}), "inner", partitions, on=("a",))
+              .join(sets.rename_columns({"exact": "b", "shingles": "sb"}), "inner", partitions, on=("b",)))
+    tables = [t for t in ray.get(joined.map_batches(verify, batch_format="pyarrow").to_arrow_refs()) if t.num_rows]
+    if not tables:
+        empty = np.empty(0, np.uint64)
+        return PairTable(empty, empty, np.empty(0, np.int64), np.empty(0, np.float64))
+    t = pa.concat_tables(tables)
+    return PairTable.from_pairs(t.column("a").to_numpy(), t.column("b").to_numpy(),
+                                t.column("n").to_numpy().astype(np.int64), t.column("j").to_numpy())

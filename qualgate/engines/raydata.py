@@ -1,0 +1,117 @@
+"""Inputs read through Ray Data: local paths, any URI pyarrow knows (s3://, gs://, hdfs://, abfs://, file://)
+and any other fsspec URL (``protocol://...`` or chained ``a::b://...``, with that protocol's package installed).
+
+Ray Data read tasks read the files (JSONL: whole files, split into lines in the tasks, ``.gz`` inflated
+there; Parquet: row batches) and stream them to the driver in input order (``preserve_order``), where each line
+is parsed exactly as the local reader parses it (``io.parse_line``): the same records, line numbers and
+malformed findings, so the same decisions. JSON arrays and CSV/TSV are read by the local readers (local paths).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from qualgate.errors import InputError
+from qualgate.io import _BOM, RawRecord, detect_format, parse_line, read_records
+from qualgate.sample import Source
+
+#: URI schemes pyarrow (so Ray Data) resolves itself; any other ``scheme://`` goes through fsspec.
+ARROW_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path or "::" in path
+
+
+def filesystem(path: str) -> tuple[Any, str]:
+    """``(filesystem or None, path for Ray)``: None lets Ray resolve the URI; fsspec URLs get a wrapped fsspec one."""
+    scheme = path.split("://", 1)[0].lower() if "://" in path else ""
+    if "::" not in path and (not scheme or scheme in ARROW_SCHEMES):
+        return None, path
+    try:
+        import fsspec.core
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+    except ImportError:
+        raise InputError(f"reading {scheme or path}:// paths needs fsspec: pip install fsspec", file=path) from None
+    try:
+        fs, inner = fsspec.core.url_to_fs(path)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"no filesystem for this URL: {exc}", file=path) from None
+    return PyFileSystem(FSSpecHandler(fs)), inner
+
+
+def _lines(batch: dict[str, Any]) -> dict[str, Any]:
+    """A Ray Data task: files' bytes -> their non-blank lines (BOM and line ends removed) with 1-based numbers."""
+    numbers: list[int] = []
+    lines: list[bytes] = []
+    files: list[str] = []
+    for data, path in zip(batch["bytes"], batch["path"], strict=True):
+        raw = bytes(data)
+        if str(path).lower().endswith(".gz") and raw[:2] == b"\x1f\x8b":  # unless the filesystem inflated it
+            raw = gzip.decompress(raw)
+        for n, line in enumerate(raw.splitlines(keepends=True), start=1):
+            if n == 1 and line.startswith(_BOM):
+                line = line[len(_BOM):]
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                numbers.append(n)
+                lines.append(line)
+                files.append(str(path))
+    return {"file": np.asarray(files, dtype=object), "line": np.asarray(numbers, dtype=np.int64),
+            "raw": np.asarray(lines, dtype=object)}
+
+
+def quiet_data() -> Any:
+    """Ray Data's context with its progress bars and start-up logs off (qualgate reports its own progress)."""
+    import ray.data as rd
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # else it warns that we turned its progress bars off
+    ctx = rd.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    return ctx
+
+
+def read(paths: list[str], fmt: str | None = None, address: str | None = None,
+         batch_size: int = 4096) -> Iterator[RawRecord]:
+    """All records of all inputs, in order, read by Ray Data on the cluster at ``address`` (see ``ray.connect``)."""
+    import ray.data as rd
+
+    from qualgate.engines.ray import connect
+
+    connect(address)
+    quiet_data().execution_options.preserve_order = True  # decisions follow input order, so reading must too
+    for path in paths:
+        kind = fmt or detect_format(path.split("::")[0])
+        if kind not in ("jsonl", "parquet") or path == "-":
+            if is_remote(path):
+                raise InputError(f"the Ray engine reads JSONL and Parquet from URLs; {kind} only from local paths",
+                                 file=path)
+            yield from read_records([path], kind)
+            continue
+        fs, target = filesystem(path)
+        try:
+            if kind == "jsonl":
+                ds = rd.read_binary_files(target, filesystem=fs, include_paths=True).map_batches(
+                    _lines, batch_format="numpy")
+                named = {target, os.path.abspath(target), target.split("://", 1)[-1]}
+                for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                    for file, n, raw in zip(batch["file"], batch["line"].tolist(), batch["raw"], strict=True):
+                        # a file named on the command line keeps that name; files of a folder their own
+                        yield parse_line(bytes(raw), Source(path if file in named else str(file), n))
+            else:
+                row = 0
+                tables: Iterable[Any] = rd.read_parquet(target, filesystem=fs).iter_batches(
+                    batch_size=batch_size, batch_format="pyarrow")
+                for table in tables:
+                    for rec in table.to_pylist():
+                        row += 1
+                        yield RawRecord(Source(path, row, "row"), rec)
+        except (FileNotFoundError, OSError) as exc:
+            raise InputError(f"cannot read: {exc}", file=path) from None
