@@ -113,7 +113,7 @@ def main() -> None:
     by_check = reports["local"]["by_check"]
     print(f"records: {reports['local']['total']}, rejected {reports['local']['rejected']}; by check: "
           f"{ {k: v.get('rejected') for k, v in by_check.items()} }")
-    print(f"ray stages (s): {info.get('stages_seconds')}; candidate pairs: {info.get('candidate_pairs')}")
+    print(f"ray stages (s): {info.get('stages_seconds')}; shuffle results: {info.get('shuffle_pairs')}")
     (lt, lm), (rt, rm) = results["local"], results["ray"]
     print(f"| engine | seconds | peak RSS (tree) |\n|---|---:|---:|\n| local -j {args.workers} | {lt:.1f} | "
           f"{lm:.0f} MiB |\n| ray -j {args.workers} | {rt:.1f} | {rm:.0f} MiB |\n\nray / local: {rt / lt:.2f}x "

@@ -35,7 +35,7 @@ def _shuffle_in_python(band_rows: dict[str, np.ndarray]) -> dict[tuple[int, int]
     total: dict[tuple[int, int], int] = defaultdict(int)
     for rows in groups.values():
         idx = np.asarray(rows)
-        out = bucket_pairs({"exact": band_rows["exact"][idx], "band": band_rows["band"][idx]})
+        out = bucket_pairs({c: band_rows[c][idx] for c in ("fp", "exact", "band")})
         for a, b, n in zip(out["a"].tolist(), out["b"].tolist(), out["n"].tolist(), strict=True):
             total[a, b] += n
     return dict(total)
@@ -47,7 +47,13 @@ def test_bucket_pairs_count_the_band_matches_the_local_index_counts(seed: int) -
     texts = _texts(seed)
     f = check._features(texts)
     bands, sets = _tables(f.exact, f.bands, f.flat, f.offsets)
-    got = _shuffle_in_python({c: bands.column(c).to_numpy() for c in ("fp", "exact", "band")})
+    rows = {c: bands.column(c).to_numpy() for c in ("fp", "exact", "band")}
+    got = _shuffle_in_python(rows)
+    whole = bucket_pairs(rows)  # one call for every bucket, as one shuffle partition gets them
+    summed: dict[tuple[int, int], int] = defaultdict(int)
+    for a, b, n in zip(whole["a"].tolist(), whole["b"].tolist(), whole["n"].tolist(), strict=True):
+        summed[a, b] += n
+    assert dict(summed) == got
     # the local index: every band of every text stored under its fingerprint, every band of each text looked up
     first = {}
     for i, e in enumerate(f.exact.tolist()):
@@ -96,6 +102,7 @@ def test_pair_table_gives_each_text_its_candidates_both_ways() -> None:
 
 def test_a_giant_bucket_is_refused_with_the_reason() -> None:
     n = MAX_BUCKET + 1
-    rows = {"exact": np.arange(n, dtype=np.uint64), "band": np.zeros(n, dtype=np.int16)}
+    rows = {"fp": np.full(n, 7, dtype=np.uint32), "exact": np.arange(n, dtype=np.uint64),
+            "band": np.zeros(n, dtype=np.int16)}
     with pytest.raises(RuntimeError, match="distinct texts"):
         bucket_pairs(rows)

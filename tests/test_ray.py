@@ -127,7 +127,7 @@ def test_embeddings_computed_in_actors_give_the_local_decisions(ray_local: Any) 
     assert sum(not r[1] for r in runs[0]) >= len(records) // 2  # the repeats and the paraphrases
 
 
-@pytest.mark.parametrize("config", ["instruct", "rules"])
+@pytest.mark.parametrize("config", ["instruct", pytest.param("rules", marks=pytest.mark.slow)])
 def test_a_killed_actor_is_restarted_and_the_run_gives_the_same_decisions(ray_local: Any, data: Path,
                                                                           config: str) -> None:
     """Worker failure mid-run: the actor is restarted, its batches re-run, and nothing changes. The input
@@ -166,8 +166,9 @@ def _full(gate: Gate, path: Path) -> list[tuple[Any, ...]]:
             for d in gate.stream(read_records([str(path)]))]
 
 
-@pytest.mark.parametrize(("params", "batch"), [({"threshold": 0.7}, 100), ({"threshold": 0.5, "max_candidates": 2}, 64),
-                                               ({"threshold": 0.8, "unit": "char", "ngram": 7}, 512)])
+@pytest.mark.parametrize(("params", "batch"), [
+    ({"threshold": 0.7}, 100), ({"threshold": 0.5, "max_candidates": 2}, 64),
+    pytest.param({"threshold": 0.8, "unit": "char", "ngram": 7}, 512, marks=pytest.mark.slow)])
 def test_sharded_near_duplicates_equal_the_local_index(ray_local: Any, data: Path, params: dict[str, Any],
                                                        batch: int) -> None:
     """The LSH shuffle (band fingerprints grouped by Ray Data, pairs verified by Jaccard in parallel) resolves
@@ -330,3 +331,39 @@ def test_hf_perplexity_is_scored_in_the_actors(ray_local: Any) -> None:
     ppl = {d.id: d.scores["perplexity.perplexity"] for d in local.decisions}
     assert "high_perplexity" in {f.reason for d in local.decisions for f in d.findings}
     assert ppl["loop"] < min(ppl[f"p{i}"] for i in range(4)) < max(ppl[f"p{i}"] for i in range(4)) < ppl["salad"]
+
+
+def _semantic_records() -> list[dict[str, Any]]:
+    records = [json.loads(x) for x in (FIXTURES / "semantic_sample.jsonl").read_text().splitlines() if x]
+    return records + [{**r, "id": f"{r['id']}-again"} for r in records]  # exact repeats for the index
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_semdedup_partitions_on_ray(ray_local: Any, partitions: int) -> None:
+    """``semantic_duplicate`` with ``partitions: K`` runs SemDeDup on Ray (k-means, search per partition, keep-first
+    in order). One partition is the exact search: the local engine's duplicates, kept ids and cosines. With more,
+    identical texts still always meet (same vector, same partition); only paraphrase pairs split across
+    partitions can be missed, never a pair below the threshold found."""
+    from tests.conftest import require_embed
+
+    require_embed()
+    records = _semantic_records()
+    check = {"check": "semantic_duplicate", "threshold": 0.8}
+    config = {"version": 1, "input": {"id": "id"}, "checks": [{"check": "length", "min_words": 1}, check]}
+    local = Gate.from_config(config, workers=1, batch_size=4, cache_dir=None).run(records)
+    parted = {**config, "checks": [config["checks"][0], {**check, "partitions": partitions}]}
+    gate = Gate.from_config(parted, workers=2, batch_size=4, cache_dir=None, engine="ray")
+    on_ray = gate.run(records)
+
+    def dups(result: Any) -> dict[str, tuple[str, float]]:
+        return {d.id: (f.evidence["duplicate_of"], f.evidence["cosine"]) for d in result.decisions
+                for f in d.findings if f.reason == "semantic_duplicate"}
+
+    exact, found = dups(local), dups(on_ray)
+    assert {r["id"] for r in records if r["id"].endswith("-again")} <= set(found)
+    if partitions == 1:
+        assert set(found) == set(exact)
+        for i, (kept, cos) in found.items():
+            assert kept == exact[i][0] and cos == pytest.approx(exact[i][1], abs=1e-5)
+    assert all(cos >= 0.8 for _, cos in found.values())
+    assert gate.engine_info["shuffle_pairs"]["semantic_duplicate"] >= len(records) // 2

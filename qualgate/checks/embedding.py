@@ -172,6 +172,31 @@ def _jaccard(a: Any, b: Any) -> float:
 class SemanticDuplicateParams(EmbeddingParams):
     threshold: float = Field(0.9, gt=0, le=1, description="cosine at or above which a sample repeats a kept one")
     max_cluster_size: int = Field(100, ge=1, description="warn when one kept sample absorbs more duplicates")
+    partitions: int = Field(0, ge=0, description="Ray engine: 0 = exact search; K > 0 = SemDeDup, K k-means "
+                            "partitions searched independently (faster at scale, misses pairs split across "
+                            "partitions); the local engine always searches exactly")
+    max_neighbours: int = Field(100, ge=1, description="with partitions: earlier neighbours listed per sample")
+
+
+class NeighbourFeatures(Features):
+    """A batch's neighbours found by an engine's partitioned search instead of this process's index.
+
+    Per row: its global ``position`` (the set's records first, then the input in order) and, at
+    ``offsets[r]:offsets[r+1]``, the earlier positions of its partition with cosine >= threshold, best first
+    (highest cosine, then earliest). Which of them were kept is known only in order: the check looks it up.
+    """
+
+    def __init__(self, position: Any, offsets: Any, neighbour: Any, cosine: Any) -> None:
+        self.position, self.offsets, self.neighbour, self.cosine = position, offsets, neighbour, cosine
+
+    def take(self, rows: Sequence[int]) -> NeighbourFeatures:
+        idx = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        picked = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(starts, ends, strict=True)]) \
+            if len(idx) else np.empty(0, np.int64)
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        return NeighbourFeatures(self.position[idx], offsets, self.neighbour[picked], self.cosine[picked])
 
 
 @register
@@ -188,6 +213,9 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         self.members: dict[int, list[str]] = {}
         #: the last batch's tentatively kept samples: first number, batch size, their rows, vectors, samples
         self._pending: tuple[int, int, list[int], F32, list[Sample]] | None = None
+        #: with engine-found neighbours (``NeighbourFeatures``): kept number by global position
+        self._by_position: dict[int, int] | None = None
+        self._pending_positions: list[int] = []
 
     def _flush(self) -> None:
         if self._pending is not None:
@@ -200,16 +228,63 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         first, _, rows_in_batch, vecs, kept = self._pending
         self._pending = None
         flags = [accepted[i] for i in rows_in_batch]
+        remap = {first + t: first + sum(flags[:t]) for t, f in enumerate(flags) if f}
         if not all(flags):
-            remap = {first + t: first + sum(flags[:t]) for t, f in enumerate(flags) if f}
             remap_clusters(self.clusters, self.members, first, remap)
         rows = [t for t, f in enumerate(flags) if f]
-        self.index.add(vecs[rows])
+        if self._by_position is not None:  # neighbours came from the engine: no vector index to grow
+            for t, position in enumerate(self._pending_positions):
+                if flags[t]:
+                    self._by_position[position] = remap[first + t]
+                else:
+                    del self._by_position[position]
+        else:
+            self.index.add(vecs[rows])
         self._remember([kept[t] for t in rows])
+
+    def _score_neighbours(self, samples: Sequence[Sample], eligible: Sequence[bool],
+                          f: NeighbourFeatures) -> list[Measurement | FieldProblem]:
+        """``score_batch`` on an engine's partitioned search (SemDeDup): a sample repeats the first kept sample
+        of its best-first neighbour list. Non-duplicates get no "nearest" evidence: the lists hold only
+        neighbours at or above the threshold, and only from the sample's own partition."""
+        if self._by_position is None:
+            self._by_position = {g: g for g in range(self.n_set)}
+        by_position = self._by_position
+        _, problems = field_texts(samples, self.params.field)
+        first = len(self.ids)
+        admitted: list[int] = []
+        self._pending_positions = []
+        out: list[Measurement | FieldProblem] = []
+        offsets = f.offsets.tolist()
+        for i, s in enumerate(samples):
+            problem = problems[i]
+            if problem is not None:
+                out.append(problem)
+                continue
+            a, b = offsets[i], offsets[i + 1]
+            hit = next(((g, c) for p, c in zip(f.neighbour[a:b].tolist(), f.cosine[a:b].tolist(), strict=True)
+                        if (g := by_position.get(p)) is not None), None)
+            if hit is not None:
+                g, sim = hit
+                out.append(self._duplicate(sim, g, samples[admitted[g - first]] if g >= first else None))
+                self.clusters[g] += 1
+                examples = self.members.setdefault(g, [])
+                if len(examples) < 3:
+                    examples.append(s.id)
+                continue
+            out.append(Measurement({"cosine": None}, {}))
+            if eligible[i]:
+                by_position[int(f.position[i])] = first + len(admitted)
+                self._pending_positions.append(int(f.position[i]))
+                admitted.append(i)
+        self._pending = (first, len(samples), admitted, np.empty((0, 0), np.float32), [samples[i] for i in admitted])
+        return out
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
         self._flush()
+        if isinstance(features, NeighbourFeatures):
+            return self._score_neighbours(samples, eligible, features)
         vecs, problems = self._embed(samples, features)
         best_sim, best_id = self.index.search(vecs, 1)
         first = self.index.size

@@ -5,8 +5,8 @@ What each stage leaves in the checkpoint folder:
 - ``score/<key>.npz``, one per batch: the per-sample verdicts (as JSON) and the set checks' features (numpy
   arrays). ``key`` hashes the run's settings and the batch's records, so a resumed run re-scores only the
   batches without a file, and a changed config, input or batch size never picks up a stale one.
-- ``pairs/<key>.npz``, one per near-duplicate check: the verified candidate pairs, keyed by every batch key,
-  the check and its baseline.
+- ``pairs/<key>.npz``, one per near-duplicate check (the verified candidate pairs) and per partitioned
+  semantic-duplicate check (the neighbour lists), keyed by every batch key, the check and its set.
 
 Deciding is not checkpointed: it is cheap from stored verdicts and pairs, and the outputs are written
 atomically at the end, so a run killed while deciding leaves no partial output and simply decides again.
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -26,9 +27,10 @@ from qualgate.findings import Finding
 from qualgate.gate import _save_npz
 
 if TYPE_CHECKING:
-    from qualgate.engines.lsh import PairTable
     from qualgate.gate import BatchFeatures, Gate, Verdict
     from qualgate.sample import Sample
+
+T = TypeVar("T")
 
 #: Bump when what a checkpoint file holds changes: older files are then ignored, not misread.
 FORMAT = 1
@@ -141,19 +143,23 @@ class Checkpoint:
         _save_npz(self.root / "score" / f"{key}.npz", arrays)
         self.stats["score"]["computed"] += 1
 
-    # ------------------------------------------------------------------------------------ pairs
-    def load_pairs(self, key: str) -> PairTable | None:
-        from qualgate.engines.lsh import PairTable
-
+    # ------------------------------------------------------------------------- shuffle results
+    def load_table(self, key: str, cls: type[T]) -> T | None:
+        """A stored shuffle result (``PairTable``, ``NeighbourTable``: dataclasses of arrays and numbers)."""
         arrays = self._load(self.root / "pairs" / f"{key}.npz")
         if arrays is None:
             return None
+        try:
+            table = cls(**{f.name: arrays[f.name].item() if arrays[f.name].ndim == 0 else arrays[f.name]
+                           for f in fields(cls)})  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return None
         self.stats["pairs"]["loaded"] += 1
-        return PairTable(arrays["text"], arrays["other"], arrays["shared"], arrays["jaccard"])
+        return table
 
-    def save_pairs(self, key: str, table: PairTable) -> None:
-        _save_npz(self.root / "pairs" / f"{key}.npz", {"text": table.text, "other": table.other,
-                                                        "shared": table.shared, "jaccard": table.jaccard})
+    def save_table(self, key: str, table: Any) -> None:
+        _save_npz(self.root / "pairs" / f"{key}.npz", {f.name: np.asarray(getattr(table, f.name))
+                                                        for f in fields(table)})
         self.stats["pairs"]["computed"] += 1
 
     # -------------------------------------------------------------------------------------- files

@@ -2,8 +2,8 @@
 
 The local ``NearDuplicate`` check asks an in-memory LSH index, sample by sample, for kept samples sharing a
 band. Here the work is a dataflow: each scored batch emits one row per (text, band) with the band's 32-bit
-fingerprint; Ray Data groups the rows by fingerprint (the shuffle); each group yields the pairs of distinct
-texts in it with how many band matches they share; a second group-by adds the matches up per pair; two joins
+fingerprint; Ray Data groups the rows by fingerprint (the shuffle, by hash partition); each bucket yields the pairs of
+distinct texts in it with how many band matches they share; a second group-by adds the matches up per pair; two joins
 bring both texts' shingle sets, and ``map_batches`` computes the pair's true Jaccard. The driver then holds,
 per text, its candidate texts with their match counts and Jaccard (``PairTable``) and the check resolves
 keep-first in input order from them (``minhash.PairFeatures``): the same candidates, order and ties as the
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -84,25 +85,51 @@ def baseline_tables(check: NearDuplicate) -> tuple[pa.Table, pa.Table]:
     return _tables(exact, bands, flat, offsets)
 
 
+def with_part(rows: pa.Table, column: str, parts: int) -> pa.Table:
+    """Add the shuffle partition of each row: its ``column`` (a hash already) modulo ``parts``."""
+    pa = _arrow()
+    return rows.append_column("part", pa.array(rows.column(column).to_numpy() % np.uint64(parts), pa.uint64()))
+
+
 def bucket_pairs(rows: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
-    """One fingerprint's rows -> its pairs of distinct texts ``a < b`` with ``n`` band matches between them.
+    """The rows of any number of fingerprints -> per fingerprint, its pairs of distinct texts ``a < b`` with
+    ``n`` band matches between them (one call per shuffle partition, vectorised but for multi-text buckets).
 
-    A text with k of its bands in this bucket matches each of another text's j bands here: k * j matches,
-    as the local index counts (it looks up every band of a sample and counts every stored hit).
+    A text with k of its bands in a bucket matches each of another text's j bands there: k * j matches, as the
+    local index counts (it looks up every band of a sample and counts every stored hit).
     """
-    pairs = np.unique(np.stack([rows["exact"].astype(np.uint64), rows["band"].astype(np.uint64)], axis=1), axis=0)
-    texts, per_text = np.unique(pairs[:, 0], return_counts=True)
-    if len(texts) > MAX_BUCKET:
-        raise RuntimeError(f"an LSH bucket holds {len(texts)} distinct texts (more than {MAX_BUCKET}): pairing them "
-                           "all would take ~n^2/2 comparisons. A template repeated with small variations is the "
-                           "usual cause; run the local engine, or raise the near_duplicate threshold")
-    a, b = np.triu_indices(len(texts), 1)
-    return {"a": texts[a], "b": texts[b], "n": (per_text[a] * per_text[b]).astype(np.int64)}
+    fp, exact, band = (np.asarray(rows[c]).astype(np.uint64) for c in ("fp", "exact", "band"))
+    order = np.lexsort((band, exact, fp))
+    fp, exact, band = fp[order], exact[order], band[order]
+    new = np.ones(len(fp), dtype=bool)
+    new[1:] = (fp[1:] != fp[:-1]) | (exact[1:] != exact[:-1]) | (band[1:] != band[:-1])
+    fp, exact = fp[new], exact[new]  # one row per (fingerprint, text, band): a text's copies count once
+    starts = np.flatnonzero(np.concatenate([[True], (fp[1:] != fp[:-1]) | (exact[1:] != exact[:-1])]))
+    per_text = np.diff(np.append(starts, len(fp))).astype(np.int64)
+    fp, exact = fp[starts], exact[starts]  # one row per (fingerprint, text), texts ascending per fingerprint
+    first = np.flatnonzero(np.concatenate([[True], fp[1:] != fp[:-1]]))
+    sizes = np.diff(np.append(first, len(fp)))
+    out_a: list[npt.NDArray[np.uint64]] = []
+    out_b: list[npt.NDArray[np.uint64]] = []
+    out_n: list[npt.NDArray[np.int64]] = []
+    for s, m in zip(first[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
+        if m > MAX_BUCKET:
+            raise RuntimeError(f"an LSH bucket holds {m} distinct texts (more than {MAX_BUCKET}): pairing them all "
+                               "would take ~n^2/2 comparisons. A template repeated with small variations is the "
+                               "usual cause; run the local engine, or raise the near_duplicate threshold")
+        a, b = np.triu_indices(m, 1)
+        out_a.append(exact[s + a])
+        out_b.append(exact[s + b])
+        out_n.append(per_text[s + a] * per_text[s + b])
+    if not out_a:
+        return {"a": np.empty(0, np.uint64), "b": np.empty(0, np.uint64), "n": np.empty(0, np.int64)}
+    return {"a": np.concatenate(out_a), "b": np.concatenate(out_b), "n": np.concatenate(out_n)}
 
 
-def first_row(rows: pa.Table) -> pa.Table:
+def first_per_text(rows: pa.Table) -> pa.Table:
     """One set row per text (the same text can come from several batches)."""
-    return rows.slice(0, 1)
+    _, idx = np.unique(rows.column("exact").to_numpy(), return_index=True)
+    return rows.take(idx)
 
 
 def verify(rows: pa.Table) -> pa.Table:
@@ -155,11 +182,16 @@ def candidates(band_refs: Sequence[Any], set_refs: Sequence[Any], partitions: in
 
     quiet_data()
     pa = _arrow()
-    bands = rd.from_arrow_refs(list(band_refs))
-    pairs = (bands.groupby("fp", num_partitions=partitions).map_groups(bucket_pairs, batch_format="numpy")
+    # group by a hash partition of the key, not the key itself: one call per partition handles all of its
+    # buckets (or texts) vectorised, where one call per key costs ~0.1 ms a million times over
+    bands = rd.from_arrow_refs(list(band_refs)).map_batches(partial(with_part, column="fp", parts=partitions),
+                                                            batch_format="pyarrow")
+    pairs = (bands.groupby("part", num_partitions=partitions).map_groups(bucket_pairs, batch_format="numpy")
              .groupby(["a", "b"], num_partitions=partitions).sum("n").rename_columns({"sum(n)": "n"}))
-    sets = rd.from_arrow_refs(list(set_refs)).groupby("exact", num_partitions=partitions).map_groups(
-        first_row, batch_format="pyarrow")
+    sets = (rd.from_arrow_refs(list(set_refs))
+            .map_batches(partial(with_part, column="exact", parts=partitions), batch_format="pyarrow")
+            .groupby("part", num_partitions=partitions).map_groups(first_per_text, batch_format="pyarrow")
+            .drop_columns(["part"]))
     joined = (pairs.join(sets.rename_columns({"exact": "a", "shingles": "sa"}), "inner", partitions, on=("a",))
               .join(sets.rename_columns({"exact": "b", "shingles": "sb"}), "inner", partitions, on=("b",)))
     tables = [t for t in ray.get(joined.map_batches(verify, batch_format="pyarrow").to_arrow_refs()) if t.num_rows]

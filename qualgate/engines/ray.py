@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from qualgate.checks.embedding import SemanticDuplicate
 from qualgate.checks.minhash import NearDuplicate
 from qualgate.models import require_modules
 
@@ -71,10 +74,10 @@ def evaluate(gate: Gate, batches: Iterator[list[Sample]], address: str | None = 
             gate.all_findings)
     run_id = uuid.uuid4().hex[:8]
     pool = [actor.options(name=f"qualgate-scorer-{run_id}-{i}").remote(*args) for i in range(n)]
-    sharded = [c for c in gate.set_checks if isinstance(c, NearDuplicate)]
+    shuffled = shuffled_checks(ray, gate)
     try:
-        if sharded:
-            yield from _staged(gate, ray, pool, batches, sharded)
+        if shuffled:
+            yield from _staged(gate, ray, pool, batches, shuffled)
         else:
             yield from _streamed(gate, ray, pool, batches)
     finally:
@@ -134,38 +137,127 @@ def _join(gate: Gate, ray: Any, scoring: _Scoring, batch: list[Sample], ref: Any
 
 
 def _batch_rows(result: Any, name: str) -> tuple[Any, Any]:
-    """A Ray task: the shuffle rows of one scored batch (it reads the actor's result where it lies)."""
+    """A Ray task: the LSH shuffle rows of one scored batch (it reads the actor's result where it lies)."""
     from qualgate.engines.lsh import batch_tables
 
     return batch_tables(result[1], name)
 
 
-def _staged(gate: Gate, ray: Any, pool: list[Any], batches: Iterator[list[Sample]],
-            sharded: list[NearDuplicate]) -> Iterator[list[Decision]]:
-    """Near-duplicates need every sample's bands before the first keep-first decision: score everything
-    (actors), shuffle the band keys and verify the pairs (Ray Data), then decide batch by batch in order."""
-    from qualgate.engines.lsh import baseline_tables, candidates
+def _batch_vectors(result: Any, name: str, first: int) -> Any:
+    """A Ray task: one scored batch's embeddings with their global positions (partitioned semantic search)."""
+    from qualgate.engines.semantic import batch_vectors
 
+    return batch_vectors(result[1], name, first)
+
+
+class _Shuffled:
+    """A set check whose candidates come from a shuffle over every scored batch, not from a local index."""
+
+    def __init__(self, ray: Any, check: Any) -> None:
+        self.ray, self.check, self.name = ray, check, check.name
+        self.refs: list[list[Any]] = []
+
+    def add(self, result_ref: Any, first: int) -> None:
+        """Emit the rows of one scored batch whose first sample is input position ``first``."""
+        raise NotImplementedError
+
+    def run(self, partitions: int) -> Any:
+        raise NotImplementedError
+
+    def features(self, table: Any, live: list[int], feats: Any, first: int) -> Any:
+        raise NotImplementedError
+
+    def digest(self) -> str:
+        """What of the check's set the shuffle result depends on (for the checkpoint key)."""
+        raise NotImplementedError
+
+
+class _NearDuplicates(_Shuffled):
+    def __init__(self, ray: Any, check: NearDuplicate) -> None:
+        from qualgate.engines.lsh import baseline_tables
+
+        super().__init__(ray, check)
+        self.task = ray.remote(num_returns=2)(_batch_rows)
+        self.refs = [[], []]
+        if check.n_baseline:
+            for refs, table in zip(self.refs, baseline_tables(check), strict=True):
+                refs.append(ray.put(table))
+
+    def add(self, result_ref: Any, first: int) -> None:
+        for refs, ref in zip(self.refs, self.task.remote(result_ref, self.name), strict=True):
+            refs.append(ref)
+
+    def run(self, partitions: int) -> Any:
+        from qualgate.engines.lsh import candidates
+
+        return candidates(self.refs[0], self.refs[1], partitions)
+
+    def features(self, table: Any, live: list[int], feats: Any, first: int) -> Any:
+        return table.features(feats.exact)
+
+    def digest(self) -> str:
+        import xxhash
+
+        keys, kept = self.check._exact.items()
+        return f"{self.check.cache_token()}:{self.check.n_baseline}:" \
+               f"{xxhash.xxh3_64_hexdigest(keys.tobytes() + kept.tobytes())}"
+
+
+class _SemanticPartitions(_Shuffled):
+    def __init__(self, ray: Any, check: SemanticDuplicate) -> None:
+        from qualgate.engines.semantic import baseline_vectors
+
+        super().__init__(ray, check)
+        self.task = ray.remote(_batch_vectors)
+        self.refs = [[ray.put(baseline_vectors(check))] if check.n_set else []]
+
+    def add(self, result_ref: Any, first: int) -> None:
+        self.refs[0].append(self.task.remote(result_ref, self.name, self.check.n_set + first))
+
+    def run(self, partitions: int) -> Any:
+        from qualgate.engines.semantic import neighbours
+
+        return neighbours(self.refs[0], self.check, partitions)
+
+    def features(self, table: Any, live: list[int], feats: Any, first: int) -> Any:
+        return table.features(self.check.n_set + first + np.asarray(live, dtype=np.int64))
+
+    def digest(self) -> str:
+        import xxhash
+
+        vecs = self.check.index.vectors() if self.check.n_set else np.empty(0, np.float32)
+        return f"{self.check.params.model_dump_json()}:{self.check.n_set}:{xxhash.xxh3_64_hexdigest(vecs.tobytes())}"
+
+
+def shuffled_checks(ray: Any, gate: Gate) -> list[_Shuffled]:
+    """The gate's set checks that the Ray engine runs as shuffles: near-duplicates always (exact), semantic
+    duplicates when configured with ``partitions`` (SemDeDup, approximate)."""
+    out: list[_Shuffled] = []
+    for c in gate.set_checks:
+        if isinstance(c, NearDuplicate):
+            out.append(_NearDuplicates(ray, c))
+        elif isinstance(c, SemanticDuplicate) and c.params.partitions > 0:
+            out.append(_SemanticPartitions(ray, c))
+    return out
+
+
+def _staged(gate: Gate, ray: Any, pool: list[Any], batches: Iterator[list[Sample]],
+            shuffled: list[_Shuffled]) -> Iterator[list[Decision]]:
+    """Keep-first checks fed by a shuffle need every sample's features before the first decision: score
+    everything (actors), shuffle (Ray Data), then decide batch by batch in input order."""
     checkpoint = gate.checkpoint
     scoring = _Scoring(ray, pool, checkpoint)
     clock = time.perf_counter()
     stages = gate.engine_info.setdefault("stages_seconds", {})
-    rows_task = ray.remote(num_returns=2)(_batch_rows)
-    scored: list[tuple[Any, Any]] = []
-    rows: dict[str, tuple[list[Any], list[Any]]] = {c.name: ([], []) for c in sharded}
-    for c in sharded:
-        if c.n_baseline:
-            band_rows, set_rows = baseline_tables(c)
-            rows[c.name][0].append(ray.put(band_rows))
-            rows[c.name][1].append(ray.put(set_rows))
+    scored: list[tuple[Any, Any, int]] = []
     in_flight: list[Any] = []
+    first = 0
     for i, batch in enumerate(batches):
         ref = scoring.submit(i, batch)
-        scored.append((ray.put(batch), ref))
-        for c in sharded:
-            band_ref, set_ref = rows_task.remote(ref, c.name)
-            rows[c.name][0].append(band_ref)
-            rows[c.name][1].append(set_ref)
+        scored.append((ray.put(batch), ref, first))
+        for stage in shuffled:
+            stage.add(ref, first)
+        first += len(batch)
         in_flight.append(ref)
         if len(in_flight) >= 2 * len(pool):  # read no faster than the actors score
             done, in_flight = ray.wait(in_flight, num_returns=len(in_flight) - 2 * len(pool) + 1)
@@ -177,33 +269,33 @@ def _staged(gate: Gate, ray: Any, pool: list[Any], batches: Iterator[list[Sample
     for a in pool:  # scoring is done and its results are the driver's: free the actors' CPUs for the shuffle
         ray.kill(a)
     partitions = max(2, 2 * len(pool))
-    pairs = {}
-    for c in sharded:
-        key = checkpoint.pairs_key(c.name, scoring.keys, _baseline_digest(c)) if checkpoint else ""
-        table = checkpoint.load_pairs(key) if checkpoint else None
+    tables: dict[str, Any] = {}
+    for stage in shuffled:
+        key = checkpoint.pairs_key(stage.name, scoring.keys, stage.digest()) if checkpoint else ""
+        table = checkpoint.load_table(key, _table_type(stage)) if checkpoint else None
         if table is None:
-            table = candidates(*rows[c.name], partitions)
+            table = stage.run(partitions)
             if checkpoint:
-                checkpoint.save_pairs(key, table)
-        pairs[c.name] = table
-    stages["shuffle_and_verify"] = round(time.perf_counter() - clock, 3)
-    gate.engine_info["candidate_pairs"] = {name: len(table) for name, table in pairs.items()}
+                checkpoint.save_table(key, table)
+        tables[stage.name] = table
+    stages["shuffle"] = round(time.perf_counter() - clock, 3)
+    gate.engine_info["shuffle_pairs"] = {name: len(table) for name, table in tables.items()}
     deciding = 0.0
-    for batch_ref, ref in scored:
+    for batch_ref, ref, start in scored:
         clock = time.perf_counter()
         verdicts, features = ray.get(ref)
-        for name, table in pairs.items():
-            if name in features:
-                live, f = features[name]
-                features[name] = (live, table.features(f.exact))
+        for stage in shuffled:
+            if stage.name in features:
+                live, feats = features[stage.name]
+                features[stage.name] = (live, stage.features(tables[stage.name], live, feats, start))
         decisions = gate._join_verdicts(ray.get(batch_ref), (verdicts, features))
         deciding += time.perf_counter() - clock
         stages["decide"] = round(deciding, 3)
         yield decisions
 
 
-def _baseline_digest(check: NearDuplicate) -> str:
-    import xxhash
+def _table_type(stage: _Shuffled) -> type:
+    from qualgate.engines.lsh import PairTable
+    from qualgate.engines.semantic import NeighbourTable
 
-    keys, kept = check._exact.items()
-    return f"{check.cache_token()}:{check.n_baseline}:{xxhash.xxh3_64_hexdigest(keys.tobytes() + kept.tobytes())}"
+    return PairTable if isinstance(stage, _NearDuplicates) else NeighbourTable
