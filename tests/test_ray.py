@@ -59,6 +59,14 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def small(data: Path) -> Path:
+    """The first 1,000 records of ``data``: for the tests that start Ray runs several times."""
+    path = data.with_name("small.jsonl")
+    path.write_text("".join(data.read_text().splitlines(keepends=True)[:1000]))
+    return path
+
+
 def _decisions(gate: Gate, path: Path) -> list[tuple[str, bool, list[tuple[str, str, Any]]]]:
     if gate.needs_input_fit:
         gate.load_set("input", [str(path)])
@@ -200,21 +208,21 @@ def test_sharded_near_duplicates_against_a_baseline(ray_local: Any, data: Path, 
     assert len(in_base) >= 200 and {f["reason"] for f in in_base} == {"exact_duplicate", "near_duplicate"}
 
 
-def test_checkpoints_are_reused_and_keyed_by_content(ray_local: Any, data: Path, tmp_path: Path) -> None:
+def test_checkpoints_are_reused_and_keyed_by_content(ray_local: Any, small: Path, tmp_path: Path) -> None:
     """A second run with the same checkpoint folder scores nothing and shuffles nothing, and decides the same;
     a changed config finds none of the stored stages (they are keyed by settings and records)."""
-    local = _full(Gate.from_config("instruct", workers=1, batch_size=200, cache_dir=None), data)
+    local = _full(Gate.from_config("instruct", workers=1, batch_size=100, cache_dir=None), small)
     infos = []
     for config in ("instruct", "instruct", _near_config(threshold=0.7)):
-        gate = Gate.from_config(config, workers=2, batch_size=200, cache_dir=None, engine="ray",
+        gate = Gate.from_config(config, workers=2, batch_size=100, cache_dir=None, engine="ray",
                                 checkpoint_dir=tmp_path / "ck")
-        decisions = _full(gate, data)
+        decisions = _full(gate, small)
         if config == "instruct":
             assert decisions == local
         assert gate.checkpoint is not None
         infos.append(gate.checkpoint.info())
-    assert infos[0]["score"] == {"loaded": 0, "computed": 15} and infos[0]["pairs"] == {"loaded": 0, "computed": 1}
-    assert infos[1]["score"] == {"loaded": 15, "computed": 0} and infos[1]["pairs"] == {"loaded": 1, "computed": 0}
+    assert infos[0]["score"] == {"loaded": 0, "computed": 10} and infos[0]["pairs"] == {"loaded": 0, "computed": 1}
+    assert infos[1]["score"] == {"loaded": 10, "computed": 0} and infos[1]["pairs"] == {"loaded": 1, "computed": 0}
     assert infos[2]["score"]["loaded"] == 0 and infos[2]["pairs"]["loaded"] == 0
     with pytest.raises(ValueError, match="needs engine='ray'"):
         Gate.from_config("instruct", checkpoint_dir=tmp_path / "ck")
@@ -290,10 +298,10 @@ def test_ray_data_reads_the_records_the_local_readers_read(ray_local: Any, data:
         list(read([str(tmp_path / "missing.jsonl")]))
 
 
-def test_cli_ray_engine_reads_an_fsspec_url(ray_local: Any, data: Path, tmp_path: Path) -> None:
+def test_cli_ray_engine_reads_an_fsspec_url(ray_local: Any, small: Path, tmp_path: Path) -> None:
     """``qualgate filter local:///...`` (an fsspec URL, read by Ray Data) decides what a local path decides."""
     outs = {}
-    for engine, source in (("local", str(data)), ("ray", f"local://{data}")):
+    for engine, source in (("local", str(small)), ("ray", f"local://{small}")):
         res = CliRunner().invoke(main, ["filter", source, "-c", "instruct", "-o", str(tmp_path / engine), "-q",
                                         "--no-cache", "--no-html", "-j", "2", "--engine", engine])
         assert res.exit_code in (0, 1), res.output
@@ -301,7 +309,7 @@ def test_cli_ray_engine_reads_an_fsspec_url(ray_local: Any, data: Path, tmp_path
     assert (outs["ray"] / "accepted.jsonl").read_bytes() == (outs["local"] / "accepted.jsonl").read_bytes()
     rejected = [[(r["qualgate"]["id"], r["qualgate"]["source"]["line"]) for r in map(json.loads,
                  (outs[e] / "rejected.jsonl").read_text().splitlines())] for e in ("local", "ray")]
-    assert rejected[0] == rejected[1] and len(rejected[0]) > 100
+    assert rejected[0] == rejected[1] and len(rejected[0]) > 30
 
 
 @pytest.mark.slow
