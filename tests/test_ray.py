@@ -375,3 +375,7 @@ def test_semdedup_partitions_on_ray(ray_local: Any, partitions: int) -> None:
             assert kept == exact[i][0] and cos == pytest.approx(exact[i][1], abs=1e-5)
     assert all(cos >= 0.8 for _, cos in found.values())
     assert gate.engine_info["shuffle_pairs"]["semantic_duplicate"] >= len(records) // 2
+    assert on_ray.report["sets"]["semantic_duplicate"]["search"] == f"SemDeDup, {partitions} partitions"
+    ignored = Gate.from_config(parted, workers=1, batch_size=4, cache_dir=None).run(records).report
+    assert ignored["sets"]["semantic_duplicate"]["search"] == "exact"
+    assert any("Ray engine only" in w for w in ignored["sets"]["semantic_duplicate"]["warnings"])

@@ -362,7 +362,11 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         limit = self.params.max_cluster_size
         warnings = [f"kept sample {self.ids[g]} absorbed {n} semantic duplicates (more than max_cluster_size="
                     f"{limit}): the generator may circle one answer" for g, n in top if n > limit]
-        return {**self.describe(), "kept": len(self.ids) - self.n_set, "baseline": self.n_set,
+        if self.params.partitions and self._by_position is None:
+            warnings.append(f"partitions: {self.params.partitions} applies to the Ray engine only: this run searched "
+                            "exactly")
+        search = f"SemDeDup, {self.params.partitions} partitions" if self._by_position is not None else "exact"
+        return {**self.describe(), "search": search, "kept": len(self.ids) - self.n_set, "baseline": self.n_set,
                 "largest_clusters": largest, "warnings": warnings}
 
 
