@@ -275,6 +275,7 @@ def test_ray_data_reads_the_records_the_local_readers_read(ray_local: Any, data:
 
     messy = tmp_path / "messy.jsonl"
     body = b"\xef\xbb\xbf" + b'{"output": "first"}\r\n\n  \n{"output": "bad \xff utf8"}\n{not json}\n[1, 2]\n' + \
+        b'{"a": 1,\r"output": "a lone CR inside one line"}\nx\r\r\n' + \
         data.read_bytes()[:20000].rsplit(b"\n", 1)[0] + b"\n" + b'{"output": "no newline at the end"}'
     messy.write_bytes(body)
     packed = tmp_path / "packed.jsonl.gz"
@@ -293,7 +294,15 @@ def test_ray_data_reads_the_records_the_local_readers_read(ray_local: Any, data:
         for url in (f"file://{path}", f"local://{path}"):
             assert seen(read([url])) == want
     errors = [r.error[0] for r in read([str(messy)]) if r.error]
-    assert errors == ["invalid_utf8", "invalid_json", "not_an_object"]
+    assert errors == ["invalid_utf8", "invalid_json", "not_an_object", "invalid_json"]
+    hive = tmp_path / "pq" / "split=train"  # a folder named key=value must not add a field to every record
+    hive.mkdir(parents=True)
+    pq.write_table(table, hive / "x.parquet")
+    assert [r.record for r in read([str(tmp_path / "pq")], "parquet")] == [r.record for r in read_records([str(parquet)])]
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match="cannot read") as info:
+        list(read([str(tmp_path / "broken.parquet")]))
+    assert "\x1b[" not in str(info.value) and "Traceback" not in str(info.value)
     with pytest.raises(InputError, match="cannot read"):
         list(read([str(tmp_path / "missing.jsonl")]))
 
@@ -356,8 +365,9 @@ def test_semdedup_partitions_on_ray(ray_local: Any, partitions: int) -> None:
 
     require_embed()
     records = _semantic_records()
+    records = [{"id": f"short{i}", "text": "x"} for i in range(4)] + records  # a first batch where none is live
     check = {"check": "semantic_duplicate", "threshold": 0.8}
-    config = {"version": 1, "input": {"id": "id"}, "checks": [{"check": "length", "min_words": 1}, check]}
+    config = {"version": 1, "input": {"id": "id"}, "checks": [{"check": "length", "min_words": 2}, check]}
     local = Gate.from_config(config, workers=1, batch_size=4, cache_dir=None).run(records)
     parted = {**config, "checks": [config["checks"][0], {**check, "partitions": partitions}]}
     gate = Gate.from_config(parted, workers=2, batch_size=4, cache_dir=None, engine="ray")
@@ -379,3 +389,34 @@ def test_semdedup_partitions_on_ray(ray_local: Any, partitions: int) -> None:
     ignored = Gate.from_config(parted, workers=1, batch_size=4, cache_dir=None).run(records).report
     assert ignored["sets"]["semantic_duplicate"]["search"] == "exact"
     assert any("Ray engine only" in w for w in ignored["sets"]["semantic_duplicate"]["warnings"])
+
+
+@pytest.mark.parametrize("texts", ["distinct", "none_live"])
+def test_sharded_near_duplicates_with_nothing_to_pair(ray_local: Any, texts: str) -> None:
+    """Inputs where the shuffle has no candidate pair (all texts distinct) or no row at all (every sample
+    rejected before near_duplicate) decide like the local engine instead of failing on an empty dataset."""
+    paras = [json.loads(x)["text"] for x in (FIXTURES / "human_prose.jsonl").read_text().splitlines() if x][:12]
+    records = [{"id": f"r{i}", "output": t} for i, t in enumerate(paras)]
+    config = _near_config() if texts == "distinct" else _near_config() | {
+        "checks": [{"check": "length", "min_words": 100_000}, {"check": "near_duplicate"}]}
+    runs = [[(d.id, d.accepted, [f.reason for f in d.findings]) for d in
+             Gate.from_config(config, workers=2, batch_size=5, cache_dir=None, engine=engine).run(records).decisions]
+            for engine in ("local", "ray")]
+    assert runs[0] == runs[1] and len(runs[0]) == 12
+    assert all(ok for _, ok, _ in runs[0]) if texts == "distinct" else not any(ok for _, ok, _ in runs[0])
+
+
+def test_a_damaged_checkpoint_file_is_recomputed(ray_local: Any, small: Path, tmp_path: Path) -> None:
+    config = _near_config(threshold=0.7)
+    local = _full(Gate.from_config(config, workers=1, batch_size=250, cache_dir=None), small)
+    ck = tmp_path / "ck"
+    _full(Gate.from_config(config, workers=2, batch_size=250, cache_dir=None, engine="ray", checkpoint_dir=ck), small)
+    files = sorted((ck / "score").glob("*.npz")) + sorted((ck / "pairs").glob("*.npz"))
+    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated
+    data = bytearray(files[-1].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped
+    files[-1].write_bytes(bytes(data))
+    gate = Gate.from_config(config, workers=2, batch_size=250, cache_dir=None, engine="ray", checkpoint_dir=ck)
+    assert _full(gate, small) == local
+    assert gate.checkpoint is not None and gate.checkpoint.info()["score"] == {"loaded": 3, "computed": 1}
+    assert gate.checkpoint.info()["pairs"] == {"loaded": 0, "computed": 1}

@@ -16,6 +16,7 @@ Files appear under their final name only when complete (temp file, then rename) 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -170,5 +171,5 @@ class Checkpoint:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError, EOFError):  # damaged: recompute rather than fail
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: recompute, not fail
             return None

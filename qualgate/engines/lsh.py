@@ -184,10 +184,16 @@ def candidates(band_refs: Sequence[Any], set_refs: Sequence[Any], partitions: in
     pa = _arrow()
     # group by a hash partition of the key, not the key itself: one call per partition handles all of its
     # buckets (or texts) vectorised, where one call per key costs ~0.1 ms a million times over
-    bands = rd.from_arrow_refs(list(band_refs)).map_batches(partial(with_part, column="fp", parts=partitions),
-                                                            batch_format="pyarrow")
-    pairs = (bands.groupby("part", num_partitions=partitions).map_groups(bucket_pairs, batch_format="numpy")
-             .groupby(["a", "b"], num_partitions=partitions).sum("n").rename_columns({"sum(n)": "n"}))
+    empty = PairTable(np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.float64))
+    rows = rd.from_arrow_refs(list(band_refs))
+    if rows.count() == 0:  # nothing to pair (no live text with shingles): Ray Data cannot group a schema-less set
+        return empty
+    bands = rows.map_batches(partial(with_part, column="fp", parts=partitions), batch_format="pyarrow")
+    bucketed = bands.groupby("part", num_partitions=partitions).map_groups(bucket_pairs, batch_format="numpy")
+    bucketed = bucketed.materialize()
+    if bucketed.count() == 0:  # no two texts share a band
+        return empty
+    pairs = bucketed.groupby(["a", "b"], num_partitions=partitions).sum("n").rename_columns({"sum(n)": "n"})
     sets = (rd.from_arrow_refs(list(set_refs))
             .map_batches(partial(with_part, column="exact", parts=partitions), batch_format="pyarrow")
             .groupby("part", num_partitions=partitions).map_groups(first_per_text, batch_format="pyarrow")
@@ -196,8 +202,7 @@ def candidates(band_refs: Sequence[Any], set_refs: Sequence[Any], partitions: in
               .join(sets.rename_columns({"exact": "b", "shingles": "sb"}), "inner", partitions, on=("b",)))
     tables = [t for t in ray.get(joined.map_batches(verify, batch_format="pyarrow").to_arrow_refs()) if t.num_rows]
     if not tables:
-        empty = np.empty(0, np.uint64)
-        return PairTable(empty, empty, np.empty(0, np.int64), np.empty(0, np.float64))
+        return empty
     t = pa.concat_tables(tables)
     return PairTable.from_pairs(t.column("a").to_numpy(), t.column("b").to_numpy(),
                                 t.column("n").to_numpy().astype(np.int64), t.column("j").to_numpy())

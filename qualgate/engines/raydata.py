@@ -5,13 +5,16 @@ Ray Data read tasks read the files (JSONL: whole files, split into lines in the 
 there; Parquet: row batches) and stream them to the driver in input order (``preserve_order``), where each line
 is parsed exactly as the local reader parses it (``io.parse_line``): the same records, line numbers and
 malformed findings, so the same decisions. JSON arrays and CSV/TSV are read by the local readers (local paths).
+Unlike the local readers, a folder is read too (every file in it, in Ray Data's order, each named by its path).
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -20,6 +23,8 @@ import numpy as np
 from qualgate.errors import InputError
 from qualgate.io import _BOM, RawRecord, detect_format, parse_line, read_records
 from qualgate.sample import Source
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 #: URI schemes pyarrow (so Ray Data) resolves itself; any other ``scheme://`` goes through fsspec.
 ARROW_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
@@ -55,7 +60,7 @@ def _lines(batch: dict[str, Any]) -> dict[str, Any]:
         raw = bytes(data)
         if str(path).lower().endswith(".gz") and raw[:2] == b"\x1f\x8b":  # unless the filesystem inflated it
             raw = gzip.decompress(raw)
-        for n, line in enumerate(raw.splitlines(keepends=True), start=1):
+        for n, line in enumerate(io.BytesIO(raw), start=1):  # lines end at \n only, as file iteration does
             if n == 1 and line.startswith(_BOM):
                 line = line[len(_BOM):]
             line = line.rstrip(b"\r\n")
@@ -65,6 +70,12 @@ def _lines(batch: dict[str, Any]) -> dict[str, Any]:
                 files.append(str(path))
     return {"file": np.asarray(files, dtype=object), "line": np.asarray(numbers, dtype=np.int64),
             "raw": np.asarray(lines, dtype=object)}
+
+
+def _last_line(exc: BaseException) -> str:
+    """The gist of a (possibly remote, colour-coded, multi-line) error: its last non-empty line."""
+    lines = [x for x in _ANSI.sub("", str(exc)).splitlines() if x.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 def quiet_data() -> Any:
@@ -107,11 +118,14 @@ def read(paths: list[str], fmt: str | None = None, address: str | None = None,
                         yield parse_line(bytes(raw), Source(path if file in named else str(file), n))
             else:
                 row = 0
-                tables: Iterable[Any] = rd.read_parquet(target, filesystem=fs).iter_batches(
+                # no hive partitioning: a folder named key=value must not add a column to every record
+                tables: Iterable[Any] = rd.read_parquet(target, filesystem=fs, partitioning=None).iter_batches(
                     batch_size=batch_size, batch_format="pyarrow")
                 for table in tables:
                     for rec in table.to_pylist():
                         row += 1
                         yield RawRecord(Source(path, row, "row"), rec)
-        except (FileNotFoundError, OSError) as exc:
-            raise InputError(f"cannot read: {exc}", file=path) from None
+        except InputError:
+            raise
+        except Exception as exc:  # Ray wraps the reader's error (missing file, bad Parquet) with a remote traceback
+            raise InputError(f"cannot read: {_last_line(exc)}", file=path) from None

@@ -35,19 +35,23 @@ I64 = npt.NDArray[np.int64]
 def vector_table(positions: I64, vecs: npt.NDArray[np.float32]) -> pa.Table:
     import pyarrow as pa
 
+    # variable-size lists, so a batch without vectors (no sample reached the check) concatenates with the rest
     flat = pa.array(np.ascontiguousarray(vecs, dtype=np.float32).ravel(), pa.float32())
-    return pa.table({"pos": pa.array(positions, pa.int64()),
-                     "vec": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1] if vecs.ndim == 2 else 0)})
+    offsets = pa.array(np.arange(len(positions) + 1, dtype=np.int32) * (vecs.shape[1] if len(vecs) else 0))
+    return pa.table({"pos": pa.array(positions, pa.int64()), "vec": pa.ListArray.from_arrays(offsets, flat)})
 
 
 def _matrix(table: pa.Table) -> npt.NDArray[np.float32]:
     col = table.column("vec").combine_chunks()
-    dim = col.type.list_size
-    return np.asarray(col.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    values = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return values.reshape(table.num_rows, -1) if table.num_rows else np.empty((0, 0), np.float32)
 
 
 def batch_vectors(features: dict[str, tuple[list[int], Any]], name: str, first: int) -> pa.Table:
-    """One scored batch's vectors for check ``name``, at global positions ``first + row``."""
+    """One scored batch's vectors for check ``name``, at global positions ``first + row`` (none when no
+    sample of the batch reached the check)."""
+    if name not in features:
+        return vector_table(np.empty(0, np.int64), np.empty((0, 0), np.float32))
     live, feats = features[name]
     return vector_table(first + np.asarray(live, dtype=np.int64), feats.vecs)
 
@@ -68,7 +72,8 @@ def _label(rows: pa.Table, centroids: npt.NDArray[np.float32]) -> pa.Table:
 
     from qualgate.semdedup import assign
 
-    return rows.append_column("label", pa.array(assign(_matrix(rows), centroids), pa.int64()))
+    labels = assign(_matrix(rows), centroids) if rows.num_rows else np.empty(0, np.int64)
+    return rows.append_column("label", pa.array(labels, pa.int64()))
 
 
 def _search(rows: pa.Table, threshold: float, max_neighbours: int) -> pa.Table:
@@ -115,7 +120,7 @@ def neighbours(vector_refs: Sequence[Any], check: SemanticDuplicate, partitions:
     quiet_data()
     p = check.params
     ds = rd.from_arrow_refs(list(vector_refs))
-    n = ds.count()
+    n = ds.count()  # no rows: Ray Data cannot group a schema-less set
     if n == 0:
         return NeighbourTable(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), 0)
     stride = max(1, math.ceil(n / TRAIN_SAMPLE))  # a deterministic subsample: every stride-th position
