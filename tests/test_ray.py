@@ -298,7 +298,8 @@ def test_ray_data_reads_the_records_the_local_readers_read(ray_local: Any, data:
     hive = tmp_path / "pq" / "split=train"  # a folder named key=value must not add a field to every record
     hive.mkdir(parents=True)
     pq.write_table(table, hive / "x.parquet")
-    assert [r.record for r in read([str(tmp_path / "pq")], "parquet")] == [r.record for r in read_records([str(parquet)])]
+    from_folder = [r.record for r in read([str(tmp_path / "pq")], "parquet")]
+    assert from_folder == [r.record for r in read_records([str(parquet)])]
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(InputError, match="cannot read") as info:
         list(read([str(tmp_path / "broken.parquet")]))
