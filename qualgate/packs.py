@@ -35,6 +35,14 @@ def data_file(name: str) -> Path:
     raise FileNotFoundError(f"word list {name!r} not found (neither a file nor shipped in {rules_dir()})")
 
 
+def is_shipped(name: str) -> bool:
+    """True when ``name`` resolves to a file qualgate ships (in rules/): reviewed with the code, so trusted."""
+    try:
+        return data_file(name).resolve().is_relative_to(rules_dir().resolve())
+    except FileNotFoundError:
+        return False
+
+
 def read_list(name: str) -> list[str]:
     """Non-empty, non-comment lines of a word list."""
     lines = data_file(name).read_text(encoding="utf-8").splitlines()

@@ -21,7 +21,8 @@ from qualgate.checks.rules import (
     phrase_regex,
 )
 from qualgate.findings import Finding
-from qualgate.packs import list_param, read_list
+from qualgate.packs import is_shipped, list_param, read_list
+from qualgate.regex import check_patterns
 from qualgate.sample import FieldProblem, Sample
 
 
@@ -93,7 +94,7 @@ def read_sections(name: str) -> dict[str, list[str]]:
         else:
             out[section].append(line)
     for patterns in out.values():
-        _check_regexes(patterns)
+        check_patterns(patterns, trusted=is_shipped(name))
     return out
 
 
@@ -140,8 +141,11 @@ class Unanswerable(Check[UnanswerableParams]):
     def __init__(self, name: str, params: UnanswerableParams) -> None:
         super().__init__(name, params)
         sections = read_sections(params.patterns_file)
-        self._request = _compile_all(sections["request"] + list(params.extra_request_patterns), re.IGNORECASE)
-        self._pretend = _compile_all(sections["pretend"] + list(params.extra_pretend_patterns), re.IGNORECASE)
+        shipped = is_shipped(params.patterns_file)  # ours may use lookaround (re); a user's file runs on RE2
+        self._request = _compile_all(sections["request"], ignore_case=True, trusted=shipped) + \
+            _compile_all(list(params.extra_request_patterns), ignore_case=True)
+        self._pretend = _compile_all(sections["pretend"], ignore_case=True, trusted=shipped) + \
+            _compile_all(list(params.extra_pretend_patterns), ignore_case=True)
         self._decline = phrase_regex(read_list(params.decline_phrases_file) + list(params.extra_decline_phrases))
 
     def score(self, sample: Sample) -> Measurement:

@@ -12,23 +12,20 @@ from pydantic import Field, field_validator, model_validator
 from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.findings import Finding
 from qualgate.packs import list_param, read_list
+from qualgate.regex import check_patterns, compile_pattern
 from qualgate.sample import FieldProblem, Sample
 
 FieldName = str | None
 FIELD_DOC = "record field to read; unset = the configured text view"
 
 
-def _compile_all(patterns: list[str], flags: int = 0) -> list[re.Pattern[str]]:
-    return [re.compile(p, flags) for p in patterns]
+def _compile_all(patterns: list[str], ignore_case: bool = False, trusted: bool = False) -> list[Any]:
+    """Config patterns run on RE2 (``qualgate.regex``): linear time, so no pattern can hang the gate."""
+    return [compile_pattern(p, ignore_case, trusted) for p in patterns]
 
 
 def _check_regexes(patterns: list[str]) -> list[str]:
-    for p in patterns:
-        try:
-            re.compile(p)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
-    return patterns
+    return check_patterns(patterns)
 
 
 def _where(field: str | None) -> str:
@@ -146,7 +143,7 @@ class Language(Check[LanguageParams]):
 
 
 # -------------------------------------------------------------------------------------------- pattern
-def _span(match: re.Match[str], pattern: str) -> dict[str, Any]:
+def _span(match: Any, pattern: str) -> dict[str, Any]:
     return {"pattern": pattern, "match": match.group(0)[:200], "start": match.start(), "end": match.end()}
 
 
@@ -176,9 +173,8 @@ class Pattern(Check[PatternParams]):
 
     def __init__(self, name: str, params: PatternParams) -> None:
         super().__init__(name, params)
-        flags = re.IGNORECASE if params.ignore_case else 0
-        self._forbidden = _compile_all(params.forbidden, flags)
-        self._required = _compile_all(params.required, flags)
+        self._forbidden = _compile_all(params.forbidden, params.ignore_case)
+        self._required = _compile_all(params.required, params.ignore_case)
 
     def score(self, sample: Sample) -> Measurement:
         text = sample.view(self.params.field)
@@ -330,7 +326,7 @@ class Placeholder(Check[PlaceholderParams]):
 
     def __init__(self, name: str, params: PlaceholderParams) -> None:
         super().__init__(name, params)
-        self._rx = _compile_all(list(params.patterns) + list(params.extra_patterns), re.IGNORECASE)
+        self._rx = _compile_all(list(params.patterns) + list(params.extra_patterns), ignore_case=True)
 
     def score(self, sample: Sample) -> Measurement:
         text = sample.view(self.params.field)

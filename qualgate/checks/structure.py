@@ -23,6 +23,7 @@ from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 from qualgate.packs import data_file, list_param, read_list
+from qualgate.regex import check_patterns, compile_pattern
 from qualgate.sample import FieldProblem, Sample
 
 FieldName = str | None
@@ -34,12 +35,7 @@ def _where(field: str | None) -> str:
 
 
 def _check_regexes(patterns: list[str]) -> list[str]:
-    for p in patterns:
-        try:
-            re.compile(p)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
-    return patterns
+    return check_patterns(patterns)
 
 
 def _line_of(text: str, pos: int) -> int:
@@ -96,7 +92,8 @@ class ChatStructure(Check[ChatStructureParams]):
 
     def __init__(self, name: str, params: ChatStructureParams) -> None:
         super().__init__(name, params)
-        self._leaks = [re.compile(p) for p in list(params.leak_patterns) + list(params.extra_leak_patterns)]
+        # config patterns run on RE2 (linear time, see qualgate.regex); the built-in ones below stay on re
+        self._leaks = [compile_pattern(p) for p in list(params.leak_patterns) + list(params.extra_leak_patterns)]
         self._roles = set(params.roles)
 
     def _not_a_chat(self, key: str, why: str, turn: int | None = None) -> Measurement:
