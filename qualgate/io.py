@@ -29,6 +29,10 @@ FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 _EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
         ".parquet": "parquet", ".pq": "parquet"}
 _BOM = b"\xef\xbb\xbf"
+#: Default limit on one JSONL line (``input.max_record_bytes``): a longer line becomes a ``record_too_large``
+#: finding, read past in chunks, so a 100 MB line costs time but not 100 MB of memory per copy.
+MAX_RECORD_BYTES = 16 << 20
+PREVIEW_BYTES = 4096  # what rejected.jsonl keeps of an oversized line (with its size and sha256)
 _MAX_CSV_FIELD = 2**31 - 1  # csv's default 128 KiB field limit would stop a run on one long answer
 
 
@@ -54,16 +58,20 @@ def detect_format(path: str) -> str:
     return fmt
 
 
-def read_records(paths: list[str], fmt: str | None = None) -> Iterator[RawRecord]:
-    """All records of all inputs, in order."""
+def read_records(paths: list[str], fmt: str | None = None,
+                 max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
+    """All records of all inputs, in order. A JSONL line over ``max_record_bytes`` is a ``record_too_large``
+    record (rejected as malformed), not parsed."""
     for path in paths:
         kind = fmt or detect_format(path)
         if path != "-" and not os.path.isfile(path):
             raise InputError("file not found" if not os.path.exists(path) else "not a regular file", file=path)
         if kind in ("csv", "tsv"):
             yield from read_csv(path, delimiter="\t" if kind == "tsv" else ",")
+        elif kind == "jsonl":
+            yield from read_jsonl(path, max_record_bytes)
         else:
-            yield from {"jsonl": read_jsonl, "json": read_json, "parquet": read_parquet}[kind](path)
+            yield from {"json": read_json, "parquet": read_parquet}[kind](path)
 
 
 def _open_binary(path: str) -> IO[bytes]:
@@ -145,18 +153,63 @@ def parse_line(line: bytes, source: Source) -> RawRecord:
     return RawRecord(source, value, line, None, verbatim=True)
 
 
-def read_jsonl(path: str) -> Iterator[RawRecord]:
+def read_jsonl(path: str, max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
     name = "<stdin>" if path == "-" else path
     fh = _open_binary(path)
     try:
-        yield from _jsonl_lines(fh, name)
+        yield from _jsonl_lines(_bounded_lines(fh, max_record_bytes), name)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
 
 
-def _jsonl_lines(lines: Iterable[bytes], name: str) -> Iterator[RawRecord]:
+@dataclass(frozen=True)
+class Oversized:
+    """A line longer than the record limit: only its first bytes, its size and its hash are kept."""
+
+    preview: bytes
+    size: int
+    sha256: str
+    limit: int
+
+    def record(self, source: Source) -> RawRecord:
+        return RawRecord(source, None, self.preview, (
+            "record_too_large", f"line is {self.size:,} bytes, over the limit of {self.limit:,} "
+            f"(input.max_record_bytes); not parsed; sha256 {self.sha256}; the output keeps its first "
+            f"{len(self.preview):,} bytes"))
+
+
+def oversized(line: bytes, limit: int) -> Oversized:
+    import hashlib
+
+    return Oversized(line[:PREVIEW_BYTES], len(line), hashlib.sha256(line).hexdigest(), limit)
+
+
+def _bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | Oversized]:
+    """The lines of ``fh`` (LF-terminated, as file iteration gives them); a line over ``limit`` bytes is read
+    on in 1 MiB chunks, hashed and counted, never held whole, so memory stays bounded whatever the input."""
+    import hashlib
+
+    while line := fh.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        digest, size, preview = hashlib.sha256(line), len(line), line[:PREVIEW_BYTES]
+        while chunk := fh.readline(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+            if len(preview) < PREVIEW_BYTES:
+                preview += chunk[:PREVIEW_BYTES - len(preview)]
+            if chunk.endswith(b"\n"):
+                break
+        yield Oversized(preview, size, digest.hexdigest(), limit)
+
+
+def _jsonl_lines(lines: Iterable[bytes | Oversized], name: str) -> Iterator[RawRecord]:
     for n, line in enumerate(lines, start=1):
+        if isinstance(line, Oversized):
+            yield line.record(Source(name, n))
+            continue
         if n == 1 and line.startswith(_BOM):
             line = line[len(_BOM):]
         line = line.rstrip(b"\r\n")

@@ -30,11 +30,38 @@ def _options(ignore_case: bool) -> Any:
     return options
 
 
+class Pattern:
+    """An RE2 pattern with ``re``'s ``search``/``finditer``/``match``. RE2 takes UTF-8, which a lone surrogate
+    (valid in a Python str, found in real JSON) cannot be: such a text is matched with each unencodable
+    character read as "?", one character for one, so match positions still index the original text."""
+
+    def __init__(self, compiled: Any) -> None:
+        self._rx = compiled
+        self.pattern: str = compiled.pattern
+
+    @staticmethod
+    def _safe(text: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode("utf-8")
+        return text
+
+    def search(self, text: str) -> Any:
+        return self._rx.search(self._safe(text))
+
+    def match(self, text: str) -> Any:
+        return self._rx.match(self._safe(text))
+
+    def finditer(self, text: str) -> Any:
+        return self._rx.finditer(self._safe(text))
+
+
 def compile_pattern(pattern: str, ignore_case: bool = False, trusted: bool = False) -> Any:
-    """A compiled RE2 pattern (``search``, ``finditer``, ``match`` like ``re``); ValueError when RE2 refuses it,
-    unless ``trusted`` (shipped with qualgate), which then compiles with ``re``."""
+    """A compiled RE2 ``Pattern`` (``search``, ``finditer``, ``match`` like ``re``); ValueError when RE2 refuses
+    it, unless ``trusted`` (shipped with qualgate), which then compiles with ``re``."""
     try:
-        return re2.compile(pattern, _options(ignore_case))
+        return Pattern(re2.compile(pattern, _options(ignore_case)))
     except re2.error as exc:
         if trusted:
             return re.compile(pattern, re.IGNORECASE if ignore_case else 0)

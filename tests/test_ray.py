@@ -275,7 +275,7 @@ def test_ray_data_reads_the_records_the_local_readers_read(ray_local: Any, data:
 
     messy = tmp_path / "messy.jsonl"
     body = b"\xef\xbb\xbf" + b'{"output": "first"}\r\n\n  \n{"output": "bad \xff utf8"}\n{not json}\n[1, 2]\n' + \
-        b'{"a": 1,\r"output": "a lone CR inside one line"}\nx\r\r\n' + \
+        b'{"a": 1,\r"output": "a lone CR inside one line"}\nx\r\r\n' + b'{"output": "' + b"z" * 3000 + b'"}\n' + \
         data.read_bytes()[:20000].rsplit(b"\n", 1)[0] + b"\n" + b'{"output": "no newline at the end"}'
     messy.write_bytes(body)
     packed = tmp_path / "packed.jsonl.gz"
@@ -293,6 +293,9 @@ def test_ray_data_reads_the_records_the_local_readers_read(ray_local: Any, data:
         assert [r.source.file for r in read([str(path)])] == [str(path)] * len(want)
         for url in (f"file://{path}", f"local://{path}"):
             assert seen(read([url])) == want
+    # a record limit: the long line is a record_too_large summary, the same on both readers
+    assert seen(read([str(messy)], max_record_bytes=1024)) == seen(read_records([str(messy)], None, 1024))
+    assert [r.error[0] for r in read([str(messy)], max_record_bytes=1024) if r.error].count("record_too_large") == 1
     errors = [r.error[0] for r in read([str(messy)]) if r.error]
     assert errors == ["invalid_utf8", "invalid_json", "not_an_object", "invalid_json"]
     hive = tmp_path / "pq" / "split=train"  # a folder named key=value must not add a field to every record

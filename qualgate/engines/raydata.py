@@ -16,12 +16,13 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from qualgate.errors import InputError
-from qualgate.io import _BOM, RawRecord, detect_format, parse_line, read_records
+from qualgate.io import _BOM, MAX_RECORD_BYTES, Oversized, RawRecord, detect_format, oversized, parse_line, read_records
 from qualgate.sample import Source
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -51,25 +52,35 @@ def filesystem(path: str) -> tuple[Any, str]:
     return PyFileSystem(FSSpecHandler(fs)), inner
 
 
-def _lines(batch: dict[str, Any]) -> dict[str, Any]:
+def _lines(batch: dict[str, Any], limit: int) -> dict[str, Any]:
     """A Ray Data task: files' bytes -> their non-blank lines (BOM and line ends removed) with 1-based numbers."""
     numbers: list[int] = []
     lines: list[bytes] = []
     files: list[str] = []
+    sizes: list[int] = []
+    digests: list[str] = []
     for data, path in zip(batch["bytes"], batch["path"], strict=True):
         raw = bytes(data)
         if str(path).lower().endswith(".gz") and raw[:2] == b"\x1f\x8b":  # unless the filesystem inflated it
             raw = gzip.decompress(raw)
         for n, line in enumerate(io.BytesIO(raw), start=1):  # lines end at \n only, as file iteration does
-            if n == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
-            line = line.rstrip(b"\r\n")
-            if line.strip():
-                numbers.append(n)
-                lines.append(line)
-                files.append(str(path))
+            # as io._bounded_lines: over the limit is judged, sized and hashed on the line as read (BOM and
+            # line end included), before anything else; the driver gets its summary only
+            big = oversized(line, limit) if len(line.removesuffix(b"\n")) > limit else None
+            if big is None:
+                if n == 1 and line.startswith(_BOM):
+                    line = line[len(_BOM):]
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+            numbers.append(n)
+            lines.append(big.preview if big else line)
+            sizes.append(big.size if big else 0)
+            digests.append(big.sha256 if big else "")
+            files.append(str(path))
     return {"file": np.asarray(files, dtype=object), "line": np.asarray(numbers, dtype=np.int64),
-            "raw": np.asarray(lines, dtype=object)}
+            "raw": np.asarray(lines, dtype=object), "size": np.asarray(sizes, dtype=np.int64),
+            "sha256": np.asarray(digests, dtype=object)}
 
 
 def _last_line(exc: BaseException) -> str:
@@ -89,8 +100,8 @@ def quiet_data() -> Any:
     return ctx
 
 
-def read(paths: list[str], fmt: str | None = None, address: str | None = None,
-         batch_size: int = 4096) -> Iterator[RawRecord]:
+def read(paths: list[str], fmt: str | None = None, address: str | None = None, batch_size: int = 4096,
+         max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
     """All records of all inputs, in order, read by Ray Data on the cluster at ``address`` (see ``ray.connect``)."""
     import ray.data as rd
 
@@ -104,18 +115,23 @@ def read(paths: list[str], fmt: str | None = None, address: str | None = None,
             if is_remote(path):
                 raise InputError(f"the Ray engine reads JSONL and Parquet from URLs; {kind} only from local paths",
                                  file=path)
-            yield from read_records([path], kind)
+            yield from read_records([path], kind, max_record_bytes)
             continue
         fs, target = filesystem(path)
         try:
             if kind == "jsonl":
                 ds = rd.read_binary_files(target, filesystem=fs, include_paths=True).map_batches(
-                    _lines, batch_format="numpy")
+                    partial(_lines, limit=max_record_bytes), batch_format="numpy")
                 named = {target, os.path.abspath(target), target.split("://", 1)[-1]}
                 for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-                    for file, n, raw in zip(batch["file"], batch["line"].tolist(), batch["raw"], strict=True):
+                    for file, n, raw, size, sha in zip(batch["file"], batch["line"].tolist(), batch["raw"],
+                                                       batch["size"].tolist(), batch["sha256"], strict=True):
                         # a file named on the command line keeps that name; files of a folder their own
-                        yield parse_line(bytes(raw), Source(path if file in named else str(file), n))
+                        src = Source(path if file in named else str(file), n)
+                        if size:
+                            yield Oversized(bytes(raw), size, str(sha), max_record_bytes).record(src)
+                        else:
+                            yield parse_line(bytes(raw), src)
             else:
                 row = 0
                 # no hive partitioning: a folder named key=value must not add a column to every record
