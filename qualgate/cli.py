@@ -12,6 +12,7 @@ from qualgate import __version__
 from qualgate.errors import ConfigError, InputError, QualgateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's convention for a SIGINT stop
 
 
 def _fail(exc: QualgateError) -> None:
@@ -118,6 +119,11 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     except QualgateError as exc:
         writer.abort()
         _fail(exc)
+    except KeyboardInterrupt:  # Ctrl-C / SIGINT: a clean stop, nothing under the final names
+        writer.abort()
+        click.echo(f"qualgate: interrupted after {builder.total:,} records; no output written to {outdir}",
+                   err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException:
         writer.abort()
         raise

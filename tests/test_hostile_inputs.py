@@ -53,3 +53,31 @@ def test_the_record_limit_is_configurable_and_nothing_is_lost(tmp_path: Path) ->
     assert too_large[0]["qualgate"]["raw"] == lines[1][:PREVIEW_BYTES]
     default = Gate.from_config("instruct").config.input.max_record_bytes
     assert default == 16 << 20
+
+
+def test_sigint_stops_a_run_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C mid-run: exit code 130, a one-line message, and no output file under a final name."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import FIXTURES
+
+    lines = [x for x in (FIXTURES / "instruct_sample.jsonl").read_text().splitlines() if x.strip().endswith("}")]
+    body = "".join(f'{{"n": {i}, {line.lstrip()[1:]}\n' for i in range(40) for line in lines)
+    path = tmp_path / "in.jsonl"
+    path.write_text(body * 40)  # tens of thousands of records: seconds of work
+    out = tmp_path / "out"
+    job = subprocess.Popen([sys.executable, "-m", "qualgate", "filter", str(path), "-o", str(out), "-j", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(out.glob(".*")) and job.poll() is None:
+        time.sleep(0.1)  # until the writer has opened its temporary files: the run is under way
+    assert job.poll() is None, "the run ended before it could be interrupted"
+    os.kill(job.pid, signal.SIGINT)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 130 and "interrupted after" in err and "Traceback" not in err
+    assert not any((out / name).exists() for name in ("accepted.jsonl", "rejected.jsonl", "report.json"))
+    assert not list(out.glob(".*")), "temporary files are removed"
