@@ -221,6 +221,36 @@ class ShingleStore:
         return store
 
 
+def ranges(starts: I64, lengths: I64) -> I64:
+    """Concatenated aranges [s, s+len) for each pair."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    out: I64 = np.arange(total, dtype=np.int64) + offsets
+    return out
+
+
+def _slices(starts: I64, ends: I64) -> tuple[I64, I64]:
+    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=offsets[1:])
+    return offsets, ranges(starts, ends - starts)
+
+
+def csr_take(offsets: I64, rows: Sequence[int]) -> tuple[I64, I64]:
+    """Rows ``rows`` of CSR lists (row r is ``offsets[r]:offsets[r+1]``): their new offsets, and the positions
+    of their items in the old item arrays."""
+    idx = np.asarray(rows, dtype=np.int64)
+    return _slices(offsets[idx], offsets[idx + 1])
+
+
+def csr_find(keys: Any, queries: Any) -> tuple[I64, I64]:
+    """Per query, the items of sorted ``keys`` equal to it, as CSR: offsets and the positions in ``keys``."""
+    lo = np.searchsorted(keys, queries, side="left").astype(np.int64)
+    hi = np.searchsorted(keys, queries, side="right").astype(np.int64)
+    return _slices(lo, hi)
+
+
 def jaccard(a: U32, b: U32) -> float:
     """True Jaccard similarity of two sorted sets of unique shingle hashes."""
     if len(a) == 0 and len(b) == 0:

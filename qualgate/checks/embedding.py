@@ -38,7 +38,7 @@ from qualgate.checks.minhash import (
 )
 from qualgate.embed import F32, Embedder, shared_embedder
 from qualgate.findings import Finding
-from qualgate.index import KeyIndex, ShingleStore, jaccard, pack_strings, unpack_strings
+from qualgate.index import KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
 from qualgate.models import require_modules
 from qualgate.sample import FieldProblem, Sample, Source
 from qualgate.vectors import VectorIndex
@@ -190,13 +190,8 @@ class NeighbourFeatures(Features):
         self.position, self.offsets, self.neighbour, self.cosine = position, offsets, neighbour, cosine
 
     def take(self, rows: Sequence[int]) -> NeighbourFeatures:
-        idx = np.asarray(rows, dtype=np.int64)
-        starts, ends = self.offsets[idx], self.offsets[idx + 1]
-        picked = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(starts, ends, strict=True)]) \
-            if len(idx) else np.empty(0, np.int64)
-        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
-        np.cumsum(ends - starts, out=offsets[1:])
-        return NeighbourFeatures(self.position[idx], offsets, self.neighbour[picked], self.cosine[picked])
+        offsets, picked = csr_take(self.offsets, rows)
+        return NeighbourFeatures(self.position[list(rows)], offsets, self.neighbour[picked], self.cosine[picked])
 
 
 @register

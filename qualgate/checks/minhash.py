@@ -38,7 +38,19 @@ from qualgate.checks.base import (
     unpack_sources,
 )
 from qualgate.findings import Finding
-from qualgate.index import I64, U32, U64, KeyIndex, ShingleStore, fingerprints, jaccard, pack_strings, unpack_strings
+from qualgate.index import (
+    I64,
+    U32,
+    U64,
+    KeyIndex,
+    ShingleStore,
+    csr_take,
+    fingerprints,
+    jaccard,
+    pack_strings,
+    ranges,
+    unpack_strings,
+)
 from qualgate.sample import FieldProblem, Sample, Source
 
 M64 = (1 << 64) - 1
@@ -121,16 +133,6 @@ def _pow_table(base: int, n: int) -> U64:
     if size > _MAX_CACHED_POWERS:  # a batch of huge texts: compute, but do not keep 8 bytes per code point
         return _powers.__wrapped__(base, n)
     return _powers(base, size)[:n]
-
-
-def _ranges(starts: I64, lengths: I64) -> I64:
-    """Concatenated aranges [s, s+len) for each pair."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    out: I64 = np.arange(total, dtype=np.int64) + offsets
-    return out
 
 
 class Shingler:
@@ -227,7 +229,7 @@ class Shingler:
                 short_vals[sel] += np.uint64(k)
         long_docs = np.flatnonzero(doc_len >= n)
         counts = doc_len[long_docs] - n + 1
-        pos = _ranges(doc_start[long_docs], counts)
+        pos = ranges(doc_start[long_docs], counts)
         long_vals = g[pos] + np.uint64(n) if len(pos) else np.empty(0, np.uint64)
         vals = np.concatenate([long_vals, short_vals])
         docs = np.concatenate([np.repeat(long_docs, counts), short]).astype(np.int64)
@@ -377,12 +379,8 @@ class PairFeatures(Features):
     jaccard: npt.NDArray[np.float64]
 
     def take(self, rows: Sequence[int]) -> PairFeatures:
-        idx = np.asarray(rows, dtype=np.int64)
-        starts, ends = self.offsets[idx], self.offsets[idx + 1]
-        picked = _ranges(starts, ends - starts)
-        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
-        np.cumsum(ends - starts, out=offsets[1:])
-        return PairFeatures(self.exact[idx], offsets, self.candidate[picked], self.shared[picked],
+        offsets, picked = csr_take(self.offsets, rows)
+        return PairFeatures(self.exact[list(rows)], offsets, self.candidate[picked], self.shared[picked],
                             self.jaccard[picked])
 
 

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from qualgate.checks.minhash import MinhashFeatures, NearDuplicate, PairFeatures, _ranges, band_keys, signatures_flat
-from qualgate.index import I64, U32, U64, fingerprints, jaccard
+from qualgate.checks.minhash import MinhashFeatures, NearDuplicate, PairFeatures, band_keys, signatures_flat
+from qualgate.index import I64, U32, U64, csr_find, fingerprints, jaccard, ranges
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -59,7 +59,7 @@ def _tables(exact: U64, bands: U64, flat: U32, offsets: I64) -> tuple[pa.Table, 
     starts, ends = offsets[rows], offsets[rows + 1]
     sub_offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(ends - starts, out=sub_offsets[1:])
-    values = flat[_ranges(starts, ends - starts)] if len(rows) else np.empty(0, np.uint32)
+    values = flat[ranges(starts, ends - starts)] if len(rows) else np.empty(0, np.uint32)
     shingles = pa.ListArray.from_arrays(pa.array(sub_offsets, pa.int32()), pa.array(values, pa.uint32()))
     set_rows = pa.table({"exact": pa.array(exact[rows], pa.uint64()), "shingles": shingles})
     return band_rows, set_rows
@@ -165,11 +165,7 @@ class PairTable:
         return len(self.text) // 2
 
     def features(self, exact: U64) -> PairFeatures:
-        lo = np.searchsorted(self.text, exact, side="left")
-        hi = np.searchsorted(self.text, exact, side="right")
-        offsets = np.zeros(len(exact) + 1, dtype=np.int64)
-        np.cumsum(hi - lo, out=offsets[1:])
-        picked = _ranges(lo.astype(np.int64), (hi - lo).astype(np.int64))
+        offsets, picked = csr_find(self.text, exact)
         return PairFeatures(exact, offsets, self.other[picked], self.shared[picked], self.jaccard[picked])
 
 

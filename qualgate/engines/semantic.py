@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qualgate.checks.embedding import NeighbourFeatures
+from qualgate.index import csr_find
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -99,12 +100,7 @@ class NeighbourTable:
         return len(self.row)
 
     def features(self, positions: I64) -> NeighbourFeatures:
-        lo = np.searchsorted(self.row, positions, side="left")
-        hi = np.searchsorted(self.row, positions, side="right")
-        offsets = np.zeros(len(positions) + 1, dtype=np.int64)
-        np.cumsum(hi - lo, out=offsets[1:])
-        picked = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(lo, hi, strict=True)]) \
-            if len(positions) else np.empty(0, np.int64)
+        offsets, picked = csr_find(self.row, positions)
         return NeighbourFeatures(positions, offsets, self.neighbour[picked], self.cosine[picked])
 
 
