@@ -223,10 +223,10 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         first, _, rows_in_batch, vecs, kept = self._pending
         self._pending = None
         flags = [accepted[i] for i in rows_in_batch]
-        remap = {first + t: first + sum(flags[:t]) for t, f in enumerate(flags) if f}
+        rows = [t for t, f in enumerate(flags) if f]
+        remap = {first + t: first + k for k, t in enumerate(rows)}  # tentative number -> number once admitted
         if not all(flags):
             remap_clusters(self.clusters, self.members, first, remap)
-        rows = [t for t, f in enumerate(flags) if f]
         if self._by_position is not None:  # neighbours came from the engine: no vector index to grow
             for t, position in enumerate(self._pending_positions):
                 if flags[t]:
