@@ -205,16 +205,30 @@ def _bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | Oversized]:
         yield Oversized(preview, size, digest.hexdigest(), limit)
 
 
-def _jsonl_lines(lines: Iterable[bytes | Oversized], name: str) -> Iterator[RawRecord]:
+def split_lines(data: bytes, limit: int) -> Iterator[bytes | Oversized]:
+    """The lines of a file held in memory, as ``_bounded_lines`` gives them from an open file."""
+    for line in io.BytesIO(data):  # lines end at LF only, as file iteration does
+        yield oversized(line, limit) if len(line.removesuffix(b"\n")) > limit else line
+
+
+def jsonl_lines(lines: Iterable[bytes | Oversized]) -> Iterator[tuple[int, bytes | Oversized]]:
+    """The numbered lines a JSONL reader parses: a BOM and the line end removed, blank lines skipped, an
+    oversized line as its summary. Shared by ``read_jsonl`` and the Ray engine's reader, so both read alike."""
     for n, line in enumerate(lines, start=1):
         if isinstance(line, Oversized):
-            yield line.record(Source(name, n))
+            yield n, line
             continue
         if n == 1 and line.startswith(_BOM):
             line = line[len(_BOM):]
         line = line.rstrip(b"\r\n")
         if line.strip():
-            yield parse_line(line, Source(name, n))
+            yield n, line
+
+
+def _jsonl_lines(lines: Iterable[bytes | Oversized], name: str) -> Iterator[RawRecord]:
+    for n, line in jsonl_lines(lines):
+        src = Source(name, n)
+        yield line.record(src) if isinstance(line, Oversized) else parse_line(line, src)
 
 
 def lines_at(path: str, wanted: set[int]) -> dict[int, bytes]:

@@ -11,7 +11,6 @@ Unlike the local readers, a folder is read too (every file in it, in Ray Data's 
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import os
 import re
@@ -22,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from qualgate.errors import InputError
-from qualgate.io import _BOM, MAX_RECORD_BYTES, Oversized, RawRecord, detect_format, oversized, parse_line, read_records
+from qualgate.io import (
+    MAX_RECORD_BYTES,
+    Oversized,
+    RawRecord,
+    detect_format,
+    jsonl_lines,
+    parse_line,
+    read_records,
+    split_lines,
+)
 from qualgate.sample import Source
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -63,21 +71,17 @@ def _lines(batch: dict[str, Any], limit: int) -> dict[str, Any]:
         raw = bytes(data)
         if str(path).lower().endswith(".gz") and raw[:2] == b"\x1f\x8b":  # unless the filesystem inflated it
             raw = gzip.decompress(raw)
-        for n, line in enumerate(io.BytesIO(raw), start=1):  # lines end at \n only, as file iteration does
-            # as io._bounded_lines: over the limit is judged, sized and hashed on the line as read (BOM and
-            # line end included), before anything else; the driver gets its summary only
-            big = oversized(line, limit) if len(line.removesuffix(b"\n")) > limit else None
-            if big is None:
-                if n == 1 and line.startswith(_BOM):
-                    line = line[len(_BOM):]
-                line = line.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
+        for n, line in jsonl_lines(split_lines(raw, limit)):  # as the local reader: the driver parses them
             numbers.append(n)
-            lines.append(big.preview if big else line)
-            sizes.append(big.size if big else 0)
-            digests.append(big.sha256 if big else "")
             files.append(str(path))
+            if isinstance(line, Oversized):  # the driver gets only its summary
+                lines.append(line.preview)
+                sizes.append(line.size)
+                digests.append(line.sha256)
+            else:
+                lines.append(line)
+                sizes.append(0)
+                digests.append("")
     return {"file": np.asarray(files, dtype=object), "line": np.asarray(numbers, dtype=np.int64),
             "raw": np.asarray(lines, dtype=object), "size": np.asarray(sizes, dtype=np.int64),
             "sha256": np.asarray(digests, dtype=object)}
