@@ -41,6 +41,8 @@ class Pattern:
 
     @staticmethod
     def _safe(text: str) -> str:
+        if text.isascii():  # most texts: no copy, no encoding just to look
+            return text
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:

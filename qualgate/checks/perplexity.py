@@ -312,7 +312,9 @@ class Perplexity(SetCheck[PerplexityParams]):
     def features_from(self, data: Any) -> Features:
         texts, ok = data
         measured = iter(self._measure(texts, cross_fit=False))
-        return ScoredFeatures([next(measured) if good else None for good in ok], self.describe())
+        if self._worker_model is None:  # once per worker, not per batch (it counts the model's parameters)
+            self._worker_model = self.describe()
+        return ScoredFeatures([next(measured) if good else None for good in ok], self._worker_model)
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
