@@ -72,6 +72,12 @@ def compile_pattern(pattern: str, ignore_case: bool = False, trusted: bool = Fal
                          "linear time and has no lookaround or backreferences)") from None
 
 
+def user_patterns(patterns: list[str]) -> list[str]:
+    """The pydantic validator for a config's pattern list: each must compile with RE2. One argument only:
+    pydantic would pass its validation info as ``trusted`` to ``check_patterns``."""
+    return check_patterns(patterns)
+
+
 def check_patterns(patterns: Iterable[str], trusted: bool = False) -> list[str]:
     """Validate config patterns (a pydantic validator): each must compile with RE2 (or ``re`` when ``trusted``)."""
     patterns = list(patterns)

@@ -15,14 +15,13 @@ from qualgate.checks.rules import (
     BoilerplateParams,
     FieldName,
     PhraseCheck,
-    _check_regexes,
     _compile_all,
     _where,
     phrase_regex,
 )
 from qualgate.findings import Finding
 from qualgate.packs import is_shipped, list_param, read_list
-from qualgate.regex import check_patterns
+from qualgate.regex import check_patterns, user_patterns
 from qualgate.sample import FieldProblem, Sample
 
 
@@ -114,7 +113,7 @@ class UnanswerableParams(Params):
     reject_request_alone: bool = Field(True, description="reject every impossible request; false = only when the "
                                        "answer pretends or does not decline")
 
-    _v = field_validator("extra_request_patterns", "extra_pretend_patterns")(_check_regexes)
+    _v = field_validator("extra_request_patterns", "extra_pretend_patterns")(user_patterns)
 
     @field_validator("patterns_file")
     @classmethod

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.findings import Finding
 from qualgate.packs import list_param, read_list
-from qualgate.regex import check_patterns, compile_pattern
+from qualgate.regex import compile_pattern, user_patterns
 from qualgate.sample import FieldProblem, Sample
 
 FieldName = str | None
@@ -22,10 +22,6 @@ FIELD_DOC = "record field to read; unset = the configured text view"
 def _compile_all(patterns: list[str], ignore_case: bool = False, trusted: bool = False) -> list[Any]:
     """Config patterns run on RE2 (``qualgate.regex``): linear time, so no pattern can hang the gate."""
     return [compile_pattern(p, ignore_case, trusted) for p in patterns]
-
-
-def _check_regexes(patterns: list[str]) -> list[str]:
-    return check_patterns(patterns)
 
 
 def _where(field: str | None) -> str:
@@ -153,7 +149,7 @@ class PatternParams(Params):
     required: list[str] = Field(default_factory=list, description="regexes that must each match")
     ignore_case: bool = Field(False, description="match case-insensitively")
 
-    _v = field_validator("forbidden", "required")(_check_regexes)
+    _v = field_validator("forbidden", "required")(user_patterns)
 
     @model_validator(mode="after")
     def _some(self) -> PatternParams:
@@ -312,7 +308,7 @@ class PlaceholderParams(Params):
                                 description="placeholder regexes (case-insensitive); replaces the built-in list")
     extra_patterns: list[str] = Field(default_factory=list, description="regexes added to the list")
 
-    _v = field_validator("patterns", "extra_patterns")(_check_regexes)
+    _v = field_validator("patterns", "extra_patterns")(user_patterns)
 
 
 @register

@@ -23,7 +23,7 @@ from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 from qualgate.packs import data_file, list_param, read_list
-from qualgate.regex import check_patterns, compile_pattern
+from qualgate.regex import compile_pattern, user_patterns
 from qualgate.sample import FieldProblem, Sample
 
 FieldName = str | None
@@ -32,10 +32,6 @@ OUTPUT_DOC = "record field to read; null = the configured text view"
 
 def _where(field: str | None) -> str:
     return f"field '{field}'" if field else "text"
-
-
-def _check_regexes(patterns: list[str]) -> list[str]:
-    return check_patterns(patterns)
 
 
 def _line_of(text: str, pos: int) -> int:
@@ -70,7 +66,7 @@ class ChatStructureParams(Params):
     leak_roles: list[str] = Field(default_factory=lambda: ["user", "assistant"],
                                   description="roles whose content is searched for leaked role text")
 
-    _v = field_validator("leak_patterns", "extra_leak_patterns")(_check_regexes)
+    _v = field_validator("leak_patterns", "extra_leak_patterns")(user_patterns)
 
 
 def _turn_list(items: list[dict[str, Any]]) -> dict[str, Any]:

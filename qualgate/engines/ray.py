@@ -17,12 +17,14 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from qualgate.checks.embedding import SemanticDuplicate
 from qualgate.checks.minhash import NearDuplicate
+from qualgate.engines.lsh import PairTable
+from qualgate.engines.semantic import NeighbourTable
 from qualgate.models import require_modules
 
 #: How often a dead scoring actor is restarted, and each of its tasks retried, before the run fails.
@@ -153,6 +155,9 @@ def _batch_vectors(result: Any, name: str, first: int) -> Any:
 class _Shuffled:
     """A set check whose candidates come from a shuffle over every scored batch, not from a local index."""
 
+    #: what ``run`` returns (a dataclass of arrays): how a checkpoint stores and loads it
+    table_type: ClassVar[type]
+
     def __init__(self, ray: Any, check: Any) -> None:
         self.ray, self.check, self.name = ray, check, check.name
         self.refs: list[list[Any]] = []
@@ -173,6 +178,7 @@ class _Shuffled:
 
 
 class _NearDuplicates(_Shuffled):
+    table_type = PairTable
     def __init__(self, ray: Any, check: NearDuplicate) -> None:
         from qualgate.engines.lsh import baseline_tables
 
@@ -204,6 +210,7 @@ class _NearDuplicates(_Shuffled):
 
 
 class _SemanticPartitions(_Shuffled):
+    table_type = NeighbourTable
     def __init__(self, ray: Any, check: SemanticDuplicate) -> None:
         from qualgate.engines.semantic import baseline_vectors
 
@@ -272,7 +279,7 @@ def _staged(gate: Gate, ray: Any, pool: list[Any], batches: Iterator[list[Sample
     tables: dict[str, Any] = {}
     for stage in shuffled:
         key = checkpoint.pairs_key(stage.name, scoring.keys, stage.digest()) if checkpoint else ""
-        table = checkpoint.load_table(key, _table_type(stage)) if checkpoint else None
+        table = checkpoint.load_table(key, stage.table_type) if checkpoint else None
         if table is None:
             table = stage.run(partitions)
             if checkpoint:
@@ -292,10 +299,3 @@ def _staged(gate: Gate, ray: Any, pool: list[Any], batches: Iterator[list[Sample
         deciding += time.perf_counter() - clock
         stages["decide"] = round(deciding, 3)
         yield decisions
-
-
-def _table_type(stage: _Shuffled) -> type:
-    from qualgate.engines.lsh import PairTable
-    from qualgate.engines.semantic import NeighbourTable
-
-    return PairTable if isinstance(stage, _NearDuplicates) else NeighbourTable
