@@ -109,7 +109,7 @@ class ReportBuilder:
         rejected = self.total - self.accepted
         by_check = {
             name: {"kind": s.kind, "scored": s.scored, "rejected": s.rejected, "skipped": s.skipped,
-                   "reject_rate": _rate(s.rejected, self.total), "reasons": dict(sorted(s.reasons.items())),
+                   "reject_rate": share(s.rejected, self.total), "reasons": dict(sorted(s.reasons.items())),
                    **({"overruled": s.overruled} if s.overruled else {})}
             for name, s in self.checks.items()
         }
@@ -117,7 +117,7 @@ class ReportBuilder:
             "total": self.total,
             "accepted": self.accepted,
             "rejected": rejected,
-            "reject_rate": _rate(rejected, self.total),
+            "reject_rate": share(rejected, self.total),
             "by_check": by_check,
             "scores": {k: _summary(v) for k, v in self._scores.items()},
             "histograms": {k: _histogram(v, self._limits.get(k), (limits or {}).get(k))
@@ -184,7 +184,8 @@ def _histogram(values: array[float], crossed: Counter[float] | None,
             "counts": binned.tolist()}
 
 
-def _rate(n: int, total: int) -> float:
+def share(n: int, total: int) -> float:
+    """``n / total`` rounded as every rate in a report is (0 for an empty run); tune re-counts with it too."""
     return round(n / total, 6) if total else 0.0
 
 
@@ -212,7 +213,7 @@ def evaluate_gate(cond: GateConditions, total: int, accepted: int, by_check: dic
         rows.append(row)
 
     if cond.max_reject_rate is not None:
-        rate = _rate(rejected, total)
+        rate = share(rejected, total)
         add("max_reject_rate", rate, cond.max_reject_rate, rate <= cond.max_reject_rate)
     if cond.max_rejected is not None:
         add("max_rejected", rejected, cond.max_rejected, rejected <= cond.max_rejected)

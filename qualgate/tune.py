@@ -34,7 +34,7 @@ from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
 from qualgate.io import lines_at, loads_strict
 from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
 from qualgate.overrides import Overrides, overrule
-from qualgate.report import _rate, evaluate_gate
+from qualgate.report import evaluate_gate, share
 from qualgate.sample import Sample, Source, TextSpec, make_sample
 
 _FIXED = ("id", "accepted", "file", "line")
@@ -231,7 +231,7 @@ class Tuned:
     def gate_passed(self) -> bool:
         """The config's gate conditions on the new counts (diversity conditions: the original run's values)."""
         total = len(self.decisions)
-        by_check = {n: {"rejected": c, "reject_rate": _rate(c, total)} for n, c in self.after.items()}
+        by_check = {n: {"rejected": c, "reject_rate": share(c, total)} for n, c in self.after.items()}
         return bool(evaluate_gate(self.config.gate, total, self.accepted_after, by_check,
                                   self.run.report.get("diversity"))["passed"])
 
