@@ -56,8 +56,8 @@ def main() -> None:
               help="local: this machine (-j processes); ray: -j Ray actors (extra `ray`), same decisions.")
 @click.option("--ray-address", default=None, help="Ray cluster to join (default: a local Ray instance).")
 @click.option("--checkpoint", "checkpoint", type=click.Path(file_okay=False), default=None,
-              help="With --engine ray: keep each stage's results in this folder; running the same command again "
-              "after a crash resumes after the finished stages.")
+              help="Keep each scored batch (and the Ray engine's shuffle results) in this folder: the same command "
+              "run again after a crash or a kill resumes after the finished work.")
 @click.option("--html/--no-html", default=True, show_default=True,
               help="Write report.html (charts via matplotlib: about a second).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
@@ -75,8 +75,6 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
 
-    if checkpoint is not None and engine != "ray":
-        raise click.UsageError("--checkpoint needs --engine ray (the local engine streams and keeps no stages)")
     try:
         cache = None if no_cache else (cache_dir or default_cache_dir())
         gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,

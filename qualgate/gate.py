@@ -109,19 +109,28 @@ def _score_one(check: Check[Any], sample: Sample) -> Any:
 
 
 # ----------------------------------------------------------------------------- worker processes
-_WORKER: tuple[list[Check[Any]], list[SetCheck[Any]], bool] | None = None
+#: A scorer: the per-sample checks, the set checks whose features it computes, and ``all_findings``.
+Scorer = tuple[list[Check[Any]], list[SetCheck[Any]], bool]
+_WORKER: Scorer | None = None
 
 
-def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
-                 model_features: bool = False) -> None:
-    """Build a worker's checks. ``model_features``: model-based set checks (embeddings) compute their
-    features here too (the Ray engine, whose actors may hold GPUs)."""
-    global _WORKER
+def build_scorer(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
+                 model_features: bool = False) -> Scorer:
+    """A scorer's own checks, built from the config. ``model_features``: model-based set checks (embeddings,
+    ``hf`` perplexity) compute their features here too (the Ray engine's actors, which may hold GPUs, and the
+    checkpointed local engine, which stores them)."""
     checks = {c.name: c for c in (spec.build() for spec in load_config(config).checks)}
     set_checks = [c for n in featured if isinstance(c := checks[n], SetCheck)]
     for c in set_checks:
         c.features_in_workers = model_features and c.model_features
-    _WORKER = ([checks[n] for n in names], set_checks, all_findings)
+    return [checks[n] for n in names], set_checks, all_findings
+
+
+def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
+                 model_features: bool = False) -> None:
+    """Build this worker process's scorer (``build_scorer``)."""
+    global _WORKER
+    _WORKER = build_scorer(config, names, featured, all_findings, model_features)
 
 
 def _worker_features(inputs: dict[str, Any]) -> dict[str, Features]:
@@ -133,7 +142,13 @@ def _worker_features(inputs: dict[str, Any]) -> dict[str, Features]:
 
 def _worker_run(samples: list[Sample]) -> tuple[list[Verdict], BatchFeatures]:
     assert _WORKER is not None, "worker not initialised"
-    checks, set_checks, all_findings = _WORKER
+    return score_batch(_WORKER, samples)
+
+
+def score_batch(scorer: Scorer, samples: list[Sample]) -> tuple[list[Verdict], BatchFeatures]:
+    """The per-sample verdicts of a batch and its set checks' features: everything that does not depend on
+    the other samples, so it can run anywhere and be stored."""
+    checks, set_checks, all_findings = scorer
     decisions = [Decision(s, [s.problem] if s.problem else []) for s in samples]
     apply_checks(checks, decisions, all_findings)
     features: BatchFeatures = {}
@@ -193,13 +208,11 @@ class Gate:
         """``cache_dir``: where embeddings and set indexes are cached; "auto" = ``default_cache_dir()``,
         None = no disk cache. ``engine``: "local" (this process, or ``workers`` processes) or "ray" (``workers``
         Ray actors on the cluster at ``ray_address``; None = the one this process joined, else a local one).
-        ``checkpoint_dir`` (Ray engine): keep each stage's results there, so a killed run resumes after the
-        stages it finished (``engines.checkpoint``)."""
+        ``checkpoint_dir``: keep each scored batch (and the Ray engine's shuffle results) there, so a killed run,
+        started again, resumes after the work it finished (``engines.checkpoint``)."""
         from qualgate.engines import check_engine
 
         self.engine, self.ray_address = check_engine(engine), ray_address
-        if checkpoint_dir is not None and self.engine != "ray":
-            raise ValueError("checkpoint_dir needs engine='ray' (the local engine streams and keeps no stages)")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         #: this run's checkpoint (``checkpoint_dir``): what it loaded and stored
         self.checkpoint: Checkpoint | None = None
@@ -541,13 +554,17 @@ class Gate:
         second = next(batches, None)
         rest = itertools.chain([first], [second] if second is not None else [], batches)
         featured = [c for c in self.set_checks if c.has_features]
-        if self.engine == "ray":
-            from qualgate.engines import ray as ray_engine
+        self.checkpoint, self.engine_info = None, {}
+        if self.checkpoint_dir is not None:
             from qualgate.engines.checkpoint import Checkpoint
 
-            self.checkpoint = Checkpoint(self.checkpoint_dir, self) if self.checkpoint_dir is not None else None
-            self.engine_info = {}
+            self.checkpoint = Checkpoint(self.checkpoint_dir, self)
+        if self.engine == "ray":
+            from qualgate.engines import ray as ray_engine
+
             yield from ray_engine.evaluate(self, rest, self.ray_address)
+        elif self.checkpoint is not None:
+            yield from self._evaluate_checkpointed(rest, self.checkpoint)
         elif self.workers > 1 and second is not None and self._pooled:
             yield from self._evaluate_pooled(rest)
         elif self.workers > 1 and second is not None and featured:
@@ -560,9 +577,9 @@ class Gate:
                 yield decisions
 
     def _pipelined(self, batches: Iterator[list[Sample]], submit: Callable[[ProcessPoolExecutor, list[Sample]], Any],
-                   join: Callable[[Any], list[Decision]]) -> Iterator[list[Decision]]:
+                   join: Callable[[Any], list[Decision]], model_features: bool = False) -> Iterator[list[Decision]]:
         """Submit batches to a worker pool, at most 2 per worker in flight, and join them in input order."""
-        pool = self._pool()
+        pool = self._pool(model_features)
         pending: deque[Any] = deque()
         try:
             for batch in batches:
@@ -584,10 +601,42 @@ class Gate:
 
         return self._pipelined(batches, submit, join)
 
-    def _pool(self) -> ProcessPoolExecutor:
+    def _scorer_args(self, model_features: bool = False) -> tuple[Any, ...]:
+        return (self.config.to_dict(), [c.name for c in self._pooled], [c.name for c in self.set_checks],
+                self.all_findings, model_features)
+
+    def _pool(self, model_features: bool = False) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self.config.to_dict(), [c.name for c in self._pooled],
-                                             [c.name for c in self.set_checks], self.all_findings))
+                                   initargs=self._scorer_args(model_features))
+
+    def _evaluate_checkpointed(self, batches: Iterator[list[Sample]],
+                               checkpoint: Checkpoint) -> Iterator[list[Decision]]:
+        """Score each batch whole (per-sample checks and every set check's features, models included, in
+        ``workers`` processes), store it in ``checkpoint``, then decide in order here. A killed run started
+        again loads the batches it stored and scores only the rest; deciding is cheap and is simply redone."""
+        def stored_or(batch: list[Sample], score: Callable[[list[Sample]], Any]) -> tuple[list[Sample], str, Any]:
+            key = checkpoint.batch_key(batch)
+            found = checkpoint.load_scored(key)
+            return batch, key, (found if found is not None else score(batch))
+
+        def join(pending: tuple[list[Sample], str, Any]) -> list[Decision]:
+            batch, key, result = pending
+            if isinstance(result, Future):
+                result = result.result()
+                checkpoint.save_scored(key, result)
+            return self._join_verdicts(batch, result)
+
+        if self.workers > 1:
+            return self._pipelined(batches, lambda pool, batch: stored_or(batch, lambda b: pool.submit(
+                _worker_run, [replace(s, raw=None) for s in b])), join, model_features=True)
+        scorer = build_scorer(*self._scorer_args(model_features=True))
+
+        def here(batch: list[Sample]) -> Future[tuple[list[Verdict], BatchFeatures]]:
+            done: Future[tuple[list[Verdict], BatchFeatures]] = Future()
+            done.set_result(score_batch(scorer, batch))
+            return done
+
+        return (join(stored_or(batch, here)) for batch in batches)
 
     def _evaluate_features_pooled(self, batches: Iterator[list[Sample]],
                                   featured: list[SetCheck[Any]]) -> Iterator[list[Decision]]:

@@ -11,6 +11,7 @@ import base64
 import csv
 import datetime as _dt
 import decimal
+import glob
 import gzip
 import io
 import json
@@ -394,16 +395,21 @@ def _finite(obj: Any) -> Any:
 class AtomicFiles:
     """Output files written under temporary names and renamed into place together on ``commit``.
 
-    A crash leaves only hidden ``.*.tmp`` files, never a partial file under a final name.
+    A crash leaves only hidden ``.NAME.PID.tmp`` files, never a partial file under a final name; the next
+    writer of NAME in the folder removes those its dead predecessors left. ``marker`` (if given) is removed
+    before the other files are renamed and is renamed last, so a folder whose marker exists holds one
+    run's complete set of files, even when a crash comes in the middle of the renames.
     """
 
-    def __init__(self, outdir: str | Path) -> None:
+    def __init__(self, outdir: str | Path, marker: str | None = None) -> None:
         self.outdir = Path(outdir)
         self.outdir.mkdir(parents=True, exist_ok=True)
+        self.marker = marker
         self._tmp: dict[str, Path] = {}
 
     def path(self, name: str) -> Path:
         """A temporary path that becomes ``outdir/name`` on commit."""
+        _remove_dead_temps(self.outdir, name)
         tmp = self.outdir / f".{name}.{os.getpid()}.tmp"
         self._tmp[name] = tmp
         return tmp
@@ -411,18 +417,59 @@ class AtomicFiles:
     def open(self, name: str) -> IO[bytes]:
         return open(self.path(name), "wb")
 
-    def commit(self) -> None:
+    def commit(self, stale: Iterable[str] = ()) -> None:
+        """Rename every file into place (the marker last); ``stale``: final names this run did not write and
+        an earlier run may have (removed, so the folder holds one run's files)."""
         for tmp in self._tmp.values():
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        for name, tmp in self._tmp.items():
-            os.replace(tmp, self.outdir / name)
+        if self.marker is not None:
+            (self.outdir / self.marker).unlink(missing_ok=True)
+        for name in stale:
+            if name not in self._tmp:
+                (self.outdir / name).unlink(missing_ok=True)
+        last = [self.marker] if self.marker in self._tmp else []
+        for name in [n for n in self._tmp if n != self.marker] + last:
+            os.replace(self._tmp[name], self.outdir / name)
+        _fsync_dir(self.outdir)
         self._tmp.clear()
 
     def abort(self) -> None:
         for tmp in self._tmp.values():
             tmp.unlink(missing_ok=True)
         self._tmp.clear()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames in ``path`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_dead_temps(outdir: Path, name: str) -> None:
+    """Remove ``.NAME.PID.tmp`` files whose writer is gone (a killed run's leftovers)."""
+    for tmp in outdir.glob(f".{glob.escape(name)}.*.tmp"):
+        pid = tmp.name[len(name) + 2:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -18,6 +18,9 @@ from qualgate.io import AtomicFiles, dumps_record
 from qualgate.report import Report
 
 _ROWS_PER_GROUP = 8192
+#: Every file a run may write; report.json is written last and means the folder holds one complete run.
+OUTPUT_NAMES = ("accepted.jsonl", "rejected.jsonl", "scores.parquet", "overrides.jsonl", "report.json",
+                "report.md", "report.html", "report.junit.xml")
 SKIPPED, OVERRIDE_COLUMN, UNIT = "skipped", "override", "unit"
 #: Columns of scores.parquet besides id/accepted/file/line, the scores and the evidence: comma-joined
 #: skipped checks, JSON of the override, and what ``line`` counts when it is not a file line ("item" of a
@@ -49,7 +52,7 @@ class RunWriter:
         """``html``: also write report.html (matplotlib; about 0.3 s a run, 1 s with the import)."""
         import pyarrow as pa
 
-        self.files = AtomicFiles(outdir)
+        self.files = AtomicFiles(outdir, marker="report.json")
         self.accepted = self.files.open("accepted.jsonl")
         self.rejected = self.files.open("rejected.jsonl")
         self.columns = score_columns
@@ -130,7 +133,7 @@ class RunWriter:
                 fh.write(render_html(report.data).encode("utf-8"))
         with self.files.open("report.junit.xml") as fh:
             fh.write(report.to_junit().encode("utf-8"))
-        self.files.commit()
+        self.files.commit(stale=OUTPUT_NAMES)
 
     def abort(self) -> None:
         for fh in (self.accepted, self.rejected, self._overrides):

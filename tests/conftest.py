@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,30 @@ FIXTURES = ROOT / "fixtures"
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+def write_mixed(path: Path, n: int, seed: int = 9) -> Path:
+    """``n`` JSONL records from our fixtures: prose paragraphs, instruct samples, exact and near copies, word
+    salad, in a fixed shuffled order (the same for the same ``n`` and ``seed``)."""
+    rng = random.Random(seed)
+    paras = [json.loads(x)["text"] for x in (FIXTURES / "human_prose.jsonl").read_text().splitlines() if x]
+    lines: list[str] = [x for x in (FIXTURES / "instruct_sample.jsonl").read_text().splitlines() if x]
+    while len(lines) < n:
+        text = rng.choice(paras)
+        kind = rng.random()
+        if kind < 0.1:
+            words = text.split()
+            text = " ".join(words[: len(words) - rng.randint(1, 3)])  # a near copy
+        elif kind < 0.15:
+            words = text.split()
+            rng.shuffle(words)
+            text = " ".join(words)
+        elif kind < 0.17:
+            text = text[: rng.randint(10, 60)]
+        lines.append(json.dumps({"instruction": "Write a paragraph.", "input": "", "output": text}))
+    rng.shuffle(lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def require_embed() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from qualgate import Gate
 from qualgate.cli import main
 from qualgate.errors import InputError
 from qualgate.io import read_records
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, write_mixed
 
 if importlib.util.find_spec("ray") is None:
     if os.environ.get("QUALGATE_REQUIRE_RAY") == "1":
@@ -35,28 +34,7 @@ def ray_local() -> Any:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3,000 records from our fixtures: prose paragraphs, instruct samples, exact and near copies, word salad,
-    a few broken lines, in a fixed shuffled order."""
-    rng = random.Random(9)
-    paras = [json.loads(x)["text"] for x in (FIXTURES / "human_prose.jsonl").read_text().splitlines() if x]
-    lines: list[str] = [x for x in (FIXTURES / "instruct_sample.jsonl").read_text().splitlines() if x]
-    while len(lines) < 3000:
-        text = rng.choice(paras)
-        kind = rng.random()
-        if kind < 0.1:
-            words = text.split()
-            text = " ".join(words[: len(words) - rng.randint(1, 3)])  # a near copy
-        elif kind < 0.15:
-            words = text.split()
-            rng.shuffle(words)
-            text = " ".join(words)
-        elif kind < 0.17:
-            text = text[: rng.randint(10, 60)]
-        lines.append(json.dumps({"instruction": "Write a paragraph.", "input": "", "output": text}))
-    rng.shuffle(lines)
-    path = tmp_path_factory.mktemp("ray") / "data.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_mixed(tmp_path_factory.mktemp("ray") / "data.jsonl", 3000)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +188,8 @@ def test_sharded_near_duplicates_against_a_baseline(ray_local: Any, data: Path, 
 
 def test_checkpoints_are_reused_and_keyed_by_content(ray_local: Any, small: Path, tmp_path: Path) -> None:
     """A second run with the same checkpoint folder scores nothing and shuffles nothing, and decides the same;
-    a changed config finds none of the stored stages (they are keyed by settings and records)."""
+    a changed config finds none of the stored stages (they are keyed by settings and records); the local engine
+    loads the stored batches too."""
     local = _full(Gate.from_config("instruct", workers=1, batch_size=100, cache_dir=None), small)
     infos = []
     for config in ("instruct", "instruct", _near_config(threshold=0.7)):
@@ -224,8 +203,10 @@ def test_checkpoints_are_reused_and_keyed_by_content(ray_local: Any, small: Path
     assert infos[0]["score"] == {"loaded": 0, "computed": 10} and infos[0]["pairs"] == {"loaded": 0, "computed": 1}
     assert infos[1]["score"] == {"loaded": 10, "computed": 0} and infos[1]["pairs"] == {"loaded": 1, "computed": 0}
     assert infos[2]["score"]["loaded"] == 0 and infos[2]["pairs"]["loaded"] == 0
-    with pytest.raises(ValueError, match="needs engine='ray'"):
-        Gate.from_config("instruct", checkpoint_dir=tmp_path / "ck")
+    # the local engine reads the batches the Ray engine stored (same keys), and decides the same
+    gate = Gate.from_config("instruct", workers=1, batch_size=100, cache_dir=None, checkpoint_dir=tmp_path / "ck")
+    assert _full(gate, small) == local
+    assert gate.checkpoint is not None and gate.checkpoint.info()["score"] == {"loaded": 10, "computed": 0}
 
 
 def test_a_run_killed_mid_scoring_resumes_from_its_checkpoint(data: Path, tmp_path: Path) -> None:

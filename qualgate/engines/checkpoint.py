@@ -1,6 +1,6 @@
-"""Per-stage checkpoints of the Ray engine: a run killed after scoring, or after the shuffle, resumes there.
+"""Per-stage checkpoints (``--checkpoint DIR``): a killed run, started again, resumes after the work it finished.
 
-What each stage leaves in the checkpoint folder:
+Both engines store each scored batch; the Ray engine also stores its shuffle results. What the folder holds:
 
 - ``score/<key>.npz``, one per batch: the per-sample verdicts (as JSON) and the set checks' features (numpy
   arrays). ``key`` hashes the run's settings and the batch's records, so a resumed run re-scores only the
