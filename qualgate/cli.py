@@ -103,9 +103,11 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
             if engine == "ray":  # read by Ray Data: local paths, s3://, gs://, ... and fsspec URLs
                 from qualgate.engines.raydata import read
 
-                records = read(list(inputs), fmt, ray_address, max_record_bytes=gate.config.input.max_record_bytes)
+                records = read(list(inputs), fmt, ray_address, max_record_bytes=gate.config.input.max_record_bytes,
+                               max_document_bytes=gate.config.input.max_document_bytes)
             else:
-                records = read_records(list(inputs), fmt, gate.config.input.max_record_bytes)
+                records = read_records(list(inputs), fmt, gate.config.input.max_record_bytes,
+                                       gate.config.input.max_document_bytes)
             for d in gate.stream(records):
                 writer.write(d)
                 builder.add(d)

@@ -44,8 +44,11 @@ class InputConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field("auto", min_length=1, description="auto, a field name, or a template like '{a}\\n{b}'")
     id: str | None = Field(None, description="field holding a sample id; unset = content hash of the record")
-    max_record_bytes: int = Field(16 << 20, ge=1024, description="longest JSONL line read as a record; a longer "
-                                  "one is rejected as record_too_large, unparsed, with bounded memory")
+    max_record_bytes: int = Field(16 << 20, ge=1024, description="longest record read (a JSONL or CSV line, a JSON "
+                                  "array item, a Parquet row's text); a longer one is rejected as record_too_large, "
+                                  "unparsed, with bounded memory")
+    max_document_bytes: int = Field(1 << 30, ge=1024, description="largest JSON document (a .json file, read whole): "
+                                    "a larger one is an input error (convert it to JSON Lines, which is streamed)")
 
 
 class GateConditions(BaseModel):

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
+from qualgate.lm.text import CHARS_PER_TOKEN
 from qualgate.models import embedding_model_path, load_sentence_transformer, model_fingerprint, resolve_device
 
 F32 = npt.NDArray[np.float32]
@@ -198,7 +199,8 @@ class Embedder:
             todo = [k for k in todo if k not in hits]
         if todo:
             text_of = dict(zip(keys, texts, strict=True))
-            vecs = self.model.encode([text_of[k] for k in todo], batch_size=self.batch_size,
+            clip = self.max_tokens * CHARS_PER_TOKEN  # the model reads max_tokens tokens: don't split the rest
+            vecs = self.model.encode([text_of[k][:clip] for k in todo], batch_size=self.batch_size,
                                      normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
             vecs = np.asarray(vecs, dtype=np.float32)
             self.stats["embedded"] += len(todo)

@@ -14,9 +14,11 @@ import decimal
 import glob
 import gzip
 import io
+import itertools
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +36,12 @@ _BOM = b"\xef\xbb\xbf"
 #: finding, read past in chunks, so a 100 MB line costs time but not 100 MB of memory per copy.
 MAX_RECORD_BYTES = 16 << 20
 PREVIEW_BYTES = 4096  # what rejected.jsonl keeps of an oversized line (with its size and sha256)
+#: Default limit on a file read whole (``input.max_document_bytes``): a JSON document. Its text is held once
+#: (items are parsed one at a time), so a run needs about twice this in memory.
+MAX_DOCUMENT_BYTES = 1 << 30
+#: Byte-order marks of encodings qualgate does not read (UTF-32 first: its LE mark starts with UTF-16's).
+_FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                 (b"\xfe\xff", "UTF-16"))
 _MAX_CSV_FIELD = 2**31 - 1  # csv's default 128 KiB field limit would stop a run on one long answer
 
 
@@ -59,20 +67,31 @@ def detect_format(path: str) -> str:
     return fmt
 
 
-def read_records(paths: list[str], fmt: str | None = None,
-                 max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
-    """All records of all inputs, in order. A JSONL line over ``max_record_bytes`` is a ``record_too_large``
-    record (rejected as malformed), not parsed."""
+def read_records(paths: list[str], fmt: str | None = None, max_record_bytes: int = MAX_RECORD_BYTES,
+                 max_document_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[RawRecord]:
+    """All records of all inputs, in order. A record over ``max_record_bytes`` (a JSONL or CSV line, a JSON
+    array item, a Parquet row's text) is a ``record_too_large`` record (rejected as malformed), not parsed; a
+    JSON document over ``max_document_bytes`` is an InputError."""
     for path in paths:
         kind = fmt or detect_format(path)
         if path != "-" and not os.path.isfile(path):
             raise InputError("file not found" if not os.path.exists(path) else "not a regular file", file=path)
         if kind in ("csv", "tsv"):
-            yield from read_csv(path, delimiter="\t" if kind == "tsv" else ",")
+            yield from read_csv(path, "\t" if kind == "tsv" else ",", max_record_bytes)
         elif kind == "jsonl":
             yield from read_jsonl(path, max_record_bytes)
+        elif kind == "json":
+            yield from read_json(path, max_record_bytes, max_document_bytes)
         else:
-            yield from {"json": read_json, "parquet": read_parquet}[kind](path)
+            yield from read_parquet(path, max_record_bytes=max_record_bytes)
+
+
+def check_encoding(head: bytes, path: str) -> None:
+    """A UTF-16/32 file (by its first bytes) would read as one invalid record per line: an InputError says so."""
+    for bom, name in _FOREIGN_BOMS:
+        if head.startswith(bom):
+            raise InputError(f"file is {name} (it starts with a {name} byte-order mark); qualgate reads UTF-8: "
+                             f"convert it first, e.g. iconv -f {name} -t UTF-8", file=path)
 
 
 def _open_binary(path: str) -> IO[bytes]:
@@ -227,7 +246,12 @@ def jsonl_lines(lines: Iterable[bytes | Oversized]) -> Iterator[tuple[int, bytes
 
 
 def _jsonl_lines(lines: Iterable[bytes | Oversized], name: str) -> Iterator[RawRecord]:
-    for n, line in jsonl_lines(lines):
+    lines = iter(lines)
+    first = next(lines, None)
+    if first is None:
+        return
+    check_encoding(first.preview if isinstance(first, Oversized) else first, name)
+    for n, line in jsonl_lines(itertools.chain([first], lines)):
         src = Source(name, n)
         yield line.record(src) if isinstance(line, Oversized) else parse_line(line, src)
 
@@ -251,30 +275,51 @@ def lines_at(path: str, wanted: set[int]) -> dict[int, bytes]:
     return found
 
 
-def read_json(path: str) -> Iterator[RawRecord]:
-    """A JSON array of objects, a single object, or JSONL saved with a .json name."""
+def read_json(path: str, max_record_bytes: int = MAX_RECORD_BYTES,
+              max_document_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[RawRecord]:
+    """A JSON array of objects, a single object, or JSONL saved with a .json name.
+
+    The document is read whole (up to ``max_document_bytes``) but an array's items are parsed one at a time,
+    so memory is the text plus one item; an item longer than ``max_record_bytes`` is a ``record_too_large``
+    record. A syntax error stops the file with an InputError naming its line and column (JSON cannot resume
+    after one); items before it have been yielded.
+    """
     name = "<stdin>" if path == "-" else path
     fh = _open_binary(path)
     try:
-        data = fh.read().removeprefix(_BOM)
+        data = _read_whole(fh, max_document_bytes)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
+    if data is None:
+        raise InputError(f"JSON document is over input.max_document_bytes ({max_document_bytes:,} bytes): a JSON "
+                         "document is read whole; convert it to JSON Lines (jq -c '.[]' FILE > FILE.jsonl), "
+                         "which is streamed, or raise the limit", file=name)
+    check_encoding(data, name)
+    data = data.removeprefix(_BOM)
     if not data.strip():
         return
+    if data.lstrip()[:1] == b"[":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"file is {_utf8_error(exc)}", file=path) from None
+        del data
+        yield from _array_items(text, name, max_record_bytes)
+        return
     if path == "-" and data.lstrip()[:1] == b"{":
-        yield from _jsonl_lines(data.splitlines(), name)
+        yield from _jsonl_lines(split_lines(data, max_record_bytes), name)
         return
     try:
         value = loads_strict(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         if data.lstrip()[:1] == b"{":
-            yield from read_jsonl(path)
+            yield from _jsonl_lines(split_lines(data, max_record_bytes), name)
             return
         raise InputError(f"file is {_utf8_error(exc)}", file=path) from None
     except (json.JSONDecodeError, _StrictJSONError) as exc:
         if data.lstrip()[:1] == b"{":  # JSON Lines saved with a .json name
-            yield from _jsonl_lines(data.splitlines(), name)
+            yield from _jsonl_lines(split_lines(data, max_record_bytes), name)
             return
         if isinstance(exc, json.JSONDecodeError):
             raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=name, line=exc.lineno) from None
@@ -282,39 +327,142 @@ def read_json(path: str) -> Iterator[RawRecord]:
     except (RecursionError, ValueError) as exc:
         raise InputError(f"invalid JSON: {'nested too deeply' if isinstance(exc, RecursionError) else exc}",
                          file=name) from None
-    items = value if isinstance(value, list) else [value]
-    for i, item in enumerate(items, start=1):
-        src = Source(name, i, "item")
-        if isinstance(item, dict):
-            yield RawRecord(src, item)
-        else:
-            yield RawRecord(src, None, dumps_record(item),
-                            ("not_an_object", f"expected a JSON object, got {type(item).__name__}"))
+    yield _item(value, Source(name, 1, "item"), None)
 
 
-def read_csv(path: str, delimiter: str = ",") -> Iterator[RawRecord]:
-    """CSV/TSV with a header row; values stay strings. Ragged rows and bad bytes become malformed."""
+def _read_whole(fh: IO[bytes], limit: int) -> bytes | None:
+    """All of ``fh``, or None past ``limit`` bytes (read in 1 MiB pieces: ``read(limit)`` would allocate it all)."""
+    buf = bytearray()
+    while chunk := fh.read(1 << 20):
+        buf += chunk
+        if len(buf) > limit:
+            return None
+    return bytes(buf)
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _array_items(text: str, name: str, limit: int) -> Iterator[RawRecord]:
+    """The items of the JSON array ``text``, parsed one at a time with the strict decoder."""
+    def fail(msg: str, pos: int) -> InputError:
+        err = json.JSONDecodeError(msg, text, pos)
+        return InputError(f"invalid JSON: {err.msg} (column {err.colno})", file=name, line=err.lineno)
+
+    pos = _WS.match(text, text.index("[") + 1).end()  # type: ignore[union-attr]
+    n = 0
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            n += 1
+            src = Source(name, n, "item")
+            try:
+                value, end = _STRICT.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                raise fail(exc.msg, exc.pos) from None
+            except _StrictJSONError as exc:
+                raise InputError(f"{exc} (item {n})", file=name) from None
+            except RecursionError:
+                raise InputError(f"invalid JSON: item {n} is nested too deeply", file=name) from None
+            except ValueError as exc:  # e.g. an integer longer than Python's int max str digits
+                raise InputError(f"invalid JSON: item {n}: {exc}", file=name) from None
+            if end - pos > limit // 4 and len(raw := text[pos:end].encode("utf-8", "surrogatepass")) > limit:
+                yield oversized(raw, limit).record(src)  # parsed, but never shown to the checks
+            else:
+                yield _item(value, src, None)
+            pos = _WS.match(text, end).end()  # type: ignore[union-attr]
+            if text.startswith(",", pos):
+                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+                continue
+            if not text.startswith("]", pos):
+                raise fail("Expecting ',' delimiter", pos)
+            pos += 1
+            break
+    if _WS.match(text, pos).end() != len(text):  # type: ignore[union-attr]
+        raise fail("Extra data", _WS.match(text, pos).end())  # type: ignore[union-attr]
+
+
+def _item(value: Any, src: Source, raw: bytes | None) -> RawRecord:
+    if isinstance(value, dict):
+        return RawRecord(src, value, raw)
+    return RawRecord(src, None, dumps_record(value),
+                     ("not_an_object", f"expected a JSON object, got {type(value).__name__}"))
+
+
+class _OversizedRow(Exception):
+    def __init__(self, line: Oversized) -> None:
+        self.line = line
+
+
+class _CsvLines:
+    """The text lines the csv module parses, each at most ``limit`` characters long, counted. A longer line is
+    read past in chunks (hashed and measured in its original bytes) and raised as ``_OversizedRow``: the csv
+    reader drops the row it was building and starts afresh at the next line."""
+
+    def __init__(self, text: IO[str], limit: int) -> None:
+        self.text, self.limit, self.read = text, limit, 0
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        import hashlib
+
+        line = self.text.readline(self.limit + 1)
+        if not line:
+            raise StopIteration
+        self.read += 1
+        if len(line) <= self.limit or line.endswith(("\n", "\r")):
+            return line
+        first = line.encode("utf-8", "surrogateescape")
+        digest, size, preview = hashlib.sha256(first), len(first), first[:PREVIEW_BYTES]
+        while chunk := self.text.readline(1 << 20):
+            raw = chunk.encode("utf-8", "surrogateescape")
+            digest.update(raw)
+            size += len(raw)
+            if len(preview) < PREVIEW_BYTES:
+                preview += raw[:PREVIEW_BYTES - len(preview)]
+            if chunk.endswith(("\n", "\r")):
+                break
+        raise _OversizedRow(Oversized(preview, size, digest.hexdigest(), self.limit))
+
+
+def read_csv(path: str, delimiter: str = ",", max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
+    """CSV/TSV with a header row; values stay strings. Ragged rows and bad bytes become malformed; a line longer
+    than ``max_record_bytes`` characters is a ``record_too_large`` record (if it was inside a quoted field, the
+    rest of that field is then read as rows of its own, which come out malformed or odd, never lost)."""
     csv.field_size_limit(max(csv.field_size_limit(), _MAX_CSV_FIELD))
     fh = _open_binary(path)
+    head = fh.peek(4)[:4] if hasattr(fh, "peek") else b""
+    check_encoding(head, path)
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        reader = csv.reader(text, delimiter=delimiter)
+        lines = _CsvLines(text, max_record_bytes)
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             raise InputError(f"cannot read the header: {exc}", file=path, line=1) from None
-        start = reader.line_num + 1
+        except _OversizedRow as exc:
+            raise InputError(f"the header line is {exc.line.size:,} bytes, over input.max_record_bytes",
+                             file=path, line=1) from None
+        start = lines.read + 1
         while True:
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise InputError(f"CSV error: {exc}", file=path, line=reader.line_num) from None
+                raise InputError(f"CSV error: {exc}", file=path, line=lines.read) from None
+            except _OversizedRow as exc:
+                yield exc.line.record(Source(path, start))
+                start = lines.read + 1
+                continue
             src = Source(path, start)
-            start = reader.line_num + 1
+            start = lines.read + 1
             if not row:
                 continue
             raw = _csv_row(row, delimiter)
@@ -340,7 +488,9 @@ def _csv_row(row: list[str], delimiter: str) -> bytes:
     return buf.getvalue().encode("utf-8", "surrogateescape")
 
 
-def read_parquet(path: str, batch_size: int = 2048) -> Iterator[RawRecord]:
+def read_parquet(path: str, batch_size: int = 2048, max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
+    """Rows in order, a batch at a time (memory is bounded by the file's row groups, which its writer chose).
+    A row whose string and binary values total over ``max_record_bytes`` is a ``record_too_large`` record."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -351,11 +501,37 @@ def read_parquet(path: str, batch_size: int = 2048) -> Iterator[RawRecord]:
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_size):
-            for rec in batch.to_pylist():
-                row += 1
-                yield RawRecord(Source(path, row, "row"), rec)
+            yield from parquet_rows(batch, path, row, max_record_bytes)
+            row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"Parquet read failed after row {row}: {exc}", file=path) from None
+
+
+def parquet_rows(batch: Any, path: str, before: int, limit: int) -> Iterator[RawRecord]:
+    """The records of one Arrow batch (rows ``before + 1``...); a row whose text is over ``limit`` bytes becomes
+    ``record_too_large``. Shared with the Ray engine's reader."""
+    sizes = _row_text_bytes(batch) if batch.nbytes > limit else None
+    for i, rec in enumerate(batch.to_pylist()):
+        src = Source(path, before + i + 1, "row")
+        if sizes is not None and sizes[i] > limit:
+            yield oversized(dumps_record(rec), limit).record(src)
+        else:
+            yield RawRecord(src, rec)
+
+
+def _row_text_bytes(batch: Any) -> list[int]:
+    """Per row, the bytes of its top-level string and binary values (what the checks would read)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = [0] * batch.num_rows
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+                or pa.types.is_large_binary(kind):
+            lengths = pc.fill_null(pc.binary_length(column), 0).to_pylist()
+            total = [a + b for a, b in zip(total, lengths, strict=True)]
+    return total
 
 
 # ------------------------------------------------------------------------------------------ writing

