@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from qualgate.lm.text import CHARS_PER_TOKEN
+from qualgate.lm.text import model_input
 from qualgate.models import embedding_model_path, load_sentence_transformer, model_fingerprint, resolve_device
 
 F32 = npt.NDArray[np.float32]
@@ -199,9 +199,10 @@ class Embedder:
             todo = [k for k in todo if k not in hits]
         if todo:
             text_of = dict(zip(keys, texts, strict=True))
-            clip = self.max_tokens * CHARS_PER_TOKEN  # the model reads max_tokens tokens: don't split the rest
-            vecs = self.model.encode([text_of[k][:clip] for k in todo], batch_size=self.batch_size,
-                                     normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+            # cut to what the model reads (the tokenizer would split all of a 5 MB text first), UTF-8 safe
+            inputs = [model_input(text_of[k], self.max_tokens) for k in todo]
+            vecs = self.model.encode(inputs, batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
             vecs = np.asarray(vecs, dtype=np.float32)
             self.stats["embedded"] += len(todo)
             new = list(zip(todo, vecs, strict=True))

@@ -36,8 +36,8 @@ _BOM = b"\xef\xbb\xbf"
 #: finding, read past in chunks, so a 100 MB line costs time but not 100 MB of memory per copy.
 MAX_RECORD_BYTES = 16 << 20
 PREVIEW_BYTES = 4096  # what rejected.jsonl keeps of an oversized line (with its size and sha256)
-#: Default limit on a file read whole (``input.max_document_bytes``): a JSON document. Its text is held once
-#: (items are parsed one at a time), so a run needs about twice this in memory.
+#: Default limit on a file read whole (``input.max_document_bytes``): a JSON document. Its bytes and its text
+#: are held together for a moment (items are then parsed one at a time): a run needs about 2.5x this in memory.
 MAX_DOCUMENT_BYTES = 1 << 30
 #: Byte-order marks of encodings qualgate does not read (UTF-32 first: its LE mark starts with UTF-16's).
 _FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),

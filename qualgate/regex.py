@@ -17,6 +17,8 @@ from typing import Any
 
 import re2
 
+from qualgate.lm.text import utf8_safe
+
 #: Memory RE2 may use per compiled pattern (its default, 8 MiB, made explicit): a huge pattern fails to compile
 #: with a clear error instead of growing without bound.
 MAX_MEM = 8 << 20
@@ -39,24 +41,14 @@ class Pattern:
         self._rx = compiled
         self.pattern: str = compiled.pattern
 
-    @staticmethod
-    def _safe(text: str) -> str:
-        if text.isascii():  # most texts: no copy, no encoding just to look
-            return text
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "replace").decode("utf-8")
-        return text
-
     def search(self, text: str) -> Any:
-        return self._rx.search(self._safe(text))
+        return self._rx.search(utf8_safe(text, "?"))
 
     def match(self, text: str) -> Any:
-        return self._rx.match(self._safe(text))
+        return self._rx.match(utf8_safe(text, "?"))
 
     def finditer(self, text: str) -> Any:
-        return self._rx.finditer(self._safe(text))
+        return self._rx.finditer(utf8_safe(text, "?"))
 
 
 def compile_pattern(pattern: str, ignore_case: bool = False, trusted: bool = False) -> Any:

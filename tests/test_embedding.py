@@ -319,3 +319,18 @@ def test_a_long_text_is_cut_before_tokenising_without_changing_its_vector() -> N
     assert len(long) > embedder.max_tokens * CHARS_PER_TOKEN
     whole = embedder.model.encode([long], normalize_embeddings=True, convert_to_numpy=True)
     assert np.allclose(embedder.encode([long]), whole, atol=1e-6)
+
+
+def test_lone_surrogates_and_nuls_reach_the_model_as_utf8() -> None:
+    """The tokenizer (Rust, UTF-8) raised TypeError on a lone surrogate (a JSON escape such as \\ud800), which
+    stopped the whole run: such texts are embedded with U+FFFD in its place, next to the ordinary ones, and the
+    diversity report still finishes."""
+    records = [{"instruction": "Say hi.", "output": "Hello there \ud800, how are you today?"},
+               {"instruction": "Say hi.", "output": "Hello there \ufffd, how are you today?"},
+               {"instruction": "Odd.", "output": "NUL\u0000 bytes and a trailing \udfff"},
+               {"instruction": "Plain.", "output": "An ordinary answer about the weather in spring."}]
+    result = Gate.from_config("embed", cache_dir=None).run(records)
+    assert len(result.decisions) == 4
+    assert result.decisions[0].accepted and result.decisions[3].accepted
+    assert result.decisions[1].findings[0].reason.endswith("duplicate")  # of the first, one character apart
+    assert result.report["diversity"] is not None

@@ -139,7 +139,7 @@ def test_a_csv_line_over_the_limit_is_read_past_in_bounded_memory(tmp_path: Path
 
 
 def test_a_json_document_over_its_limit_is_an_error_and_its_items_are_parsed_one_at_a_time(tmp_path: Path) -> None:
-    """A JSON array is parsed item by item (memory: its text plus one item, not a list of every record); a
+    """A JSON array is parsed item by item (memory: its bytes and text, then the text plus one item); a
     document over input.max_document_bytes is refused with a message saying how to stream it instead."""
     items = [{"instruction": f"Question {i}?", "output": "An answer. " * 20} for i in range(20_000)]
     path = tmp_path / "many.json"
@@ -149,7 +149,7 @@ def test_a_json_document_over_its_limit_is_an_error_and_its_items_are_parsed_one
     count = sum(1 for _ in read_records([str(path)]))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert count == 20_000 and peak < 3 * size  # the bytes and the text, briefly; json.loads of it all: ~5x
+    assert count == 20_000 and peak < 3 * size  # the bytes and the text, briefly (reading 1 MiB at a time)
     config = tmp_path / "small_docs.yaml"
     config.write_text("version: 1\nextends: instruct\ninput: {max_document_bytes: 100000}\n")
     res = CliRunner().invoke(main, ["filter", str(path), "-c", str(config), "-o", str(tmp_path / "out"), "-q"])

@@ -406,3 +406,22 @@ def test_hf_cuts_a_long_text_before_tokenising_and_still_counts_it() -> None:
     assert scored.total_tokens == len(full) and scored.truncated
     assert scored.ids[1:].tolist() == full[:128]
     assert not short.truncated
+    odd, = scorer.score(["Hello \ud800 there, a lone surrogate\u0000"], max_tokens=128)  # UTF-8 safe, not a crash
+    assert odd.total_tokens > 5
+
+
+@pytest.mark.parametrize("backend", ["ngram", "kenlm"])
+def test_lone_surrogates_and_nuls_are_scored_not_a_crash(backend: str, tmp_path: Path) -> None:
+    """A lone surrogate (a JSON escape such as \\ud800) is a valid Python str that KenLM, taking UTF-8, refused
+    with an exception: the text is scored with U+FFFD in its place, and every record gets a decision."""
+    if backend == "kenlm":
+        pytest.importorskip("kenlm")
+    arpa = tmp_path / "m.arpa"
+    train_texts([p["text"] for p in REFERENCE]).write_arpa(arpa)
+    check = {"model": str(arpa), "max": 5000, "min": 3, **({"backend": "kenlm"} if backend == "kenlm" else {})}
+    odd = [{"id": f"odd-{i}", "text": p["text"].replace(" ", sep, 3)}
+           for i, (p, sep) in enumerate(zip(HELD_OUT[:3], [" \ud800 ", "\u0000", " \udfff\x00 "], strict=True))]
+    result = _gate(check).run(odd + _inputs())
+    assert len(result.decisions) == len(odd) + len(_inputs())
+    for d in result.decisions[:3]:
+        assert d.scores["perplexity.perplexity"] is not None and d.scores["perplexity.perplexity"] > 0

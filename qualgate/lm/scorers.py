@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from qualgate.errors import ConfigError
 from qualgate.lm.ngram import LN10, NgramModel, arpa_header
-from qualgate.lm.text import CHARS_PER_TOKEN, tokenizer
+from qualgate.lm.text import CHARS_PER_TOKEN, model_input, tokenizer, utf8_safe
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -142,13 +142,13 @@ class KenlmScorer(NgramScorer):
         """log10 p(word) with no context, memoised (``</s>``: the end of an empty text)."""
         if word not in self._unigram:
             self._unigram[word] = (float(self.kenlm.score("", bos=False, eos=True)) if word == "</s>"
-                                   else float(self.kenlm.score(word, bos=False, eos=False)))
+                                   else float(self.kenlm.score(utf8_safe(word), bos=False, eos=False)))
         return self._unigram[word]
 
     def score_tokens(self, toks: Sequence[Sequence[str]], totals: Sequence[int]) -> list[Scored]:
         out = []
         for ids, t, total in zip(_string_ids(toks), toks, totals, strict=True):
-            lp = np.fromiter((s[0] for s in self.kenlm.full_scores(" ".join(t), bos=True, eos=True)),
+            lp = np.fromiter((s[0] for s in self.kenlm.full_scores(utf8_safe(" ".join(t)), bos=True, eos=True)),
                              dtype=np.float64, count=len(t) + 1)
             uni = np.fromiter((self._unigram_log10(w) for w in (*t, "</s>")), dtype=np.float64, count=len(t) + 1)
             out.append(_framed(ids, lp * LN10, len(t), total, uni * LN10))
@@ -223,7 +223,7 @@ class HfScorer:
             return []
         torch = self.torch
         clip = max_tokens * CHARS_PER_TOKEN
-        encoded = self.tokenizer([t[:clip] for t in texts], add_special_tokens=False)["input_ids"]
+        encoded = self.tokenizer([model_input(t, max_tokens) for t in texts], add_special_tokens=False)["input_ids"]
         totals = [len(e) if len(t) <= clip else self._count(t) for t, e in zip(texts, encoded, strict=True)]
         out: list[Scored | None] = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
@@ -255,7 +255,7 @@ class HfScorer:
             end = min(len(text), start + (1 << 20))
             if end < len(text) and (cut := text.rfind(" ", start + 1, end)) > start:
                 end = cut
-            n += len(self.tokenizer(text[start:end], add_special_tokens=False)["input_ids"])
+            n += len(self.tokenizer(utf8_safe(text[start:end]), add_special_tokens=False)["input_ids"])
             start = end
         return n
 

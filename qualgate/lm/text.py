@@ -7,6 +7,7 @@ and into cached models, and a model trained one way refuses to score text normal
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -20,6 +21,29 @@ SCHEMES = ("v1", "none")
 #: tokenising (and counted in 1 MiB pieces where the count matters). English averages ~4 characters a token:
 #: the cut changes nothing unless a text's first tokens average over 64 characters each (long runs of spaces).
 CHARS_PER_TOKEN = 64
+
+@functools.cache
+def _fill_surrogates(fill: str) -> dict[int, str]:
+    return dict.fromkeys(range(0xD800, 0xE000), fill)
+
+
+def utf8_safe(text: str, fill: str = "\ufffd") -> str:
+    """``text`` with each lone surrogate (valid in a Python str, found in real JSON as ``\\ud800``) replaced by
+    ``fill``. Libraries that take UTF-8 (RE2, tokenizers, KenLM) raise on one; most texts are returned as they
+    are, without a copy."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.translate(_fill_surrogates(fill))
+    return text
+
+
+def model_input(text: str, max_tokens: int) -> str:
+    """What a subword model is given of ``text``: the first ``max_tokens * CHARS_PER_TOKEN`` characters, UTF-8
+    safe."""
+    return utf8_safe(text[:max_tokens * CHARS_PER_TOKEN])
 
 _V1 = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 _DIGIT = re.compile(r"\d")
