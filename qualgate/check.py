@@ -15,7 +15,7 @@ import os
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,11 @@ def base_bytes(path: str, base: str) -> bytes | None:
     return proc.stdout
 
 
-def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdir: Path) -> list[FileChange]:
+def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdir: Path,
+                 read: Callable[[list[str], str | None], Iterable[RawRecord]] = read_records) -> list[FileChange]:
     """For each file, its records that are not in its base version; base versions are written to ``workdir``
-    under a name made of their content (so a cache folder keeps them, and their indexes, between runs)."""
+    under a name made of their content (so a cache folder keeps them, and their indexes, between runs).
+    ``read``: how files are read (``Gate.read``: under the config's input limits)."""
     changes = []
     for path in paths:
         if not os.path.isfile(path):
@@ -105,12 +107,12 @@ def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdi
                 tmp = base_file.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_bytes(old)
                 os.replace(tmp, base_file)
-            for raw in read_records([str(base_file)], kind):
+            for raw in read([str(base_file)], kind):
                 change.base_records += 1
                 if raw.record is not None:
                     seen[content_key(raw.record)] += 1
             change.base_file = str(base_file)
-        for raw in read_records([path], fmt):
+        for raw in read([path], fmt):
             change.records += 1
             if raw.record is None:  # unparseable lines are new problems the gate reports as malformed
                 change.added.append(raw)

@@ -71,7 +71,6 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
     """
     from qualgate.gate import Gate, default_cache_dir
-    from qualgate.io import read_records
     from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
 
@@ -106,8 +105,7 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
                 records = read(list(inputs), fmt, ray_address, max_record_bytes=gate.config.input.max_record_bytes,
                                max_document_bytes=gate.config.input.max_document_bytes)
             else:
-                records = read_records(list(inputs), fmt, gate.config.input.max_record_bytes,
-                                       gate.config.input.max_document_bytes)
+                records = gate.read(list(inputs), fmt)
             for d in gate.stream(records):
                 writer.write(d)
                 builder.add(d)
@@ -299,8 +297,9 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
             from pathlib import Path
 
             cache = cache_dir or default_cache_dir()
-            changes = find_changes(list(files), base, fmt, Path(cache) / "check-base" if cache else Path(tmp))
             gate = Gate.from_config(config, text=text, id=id_field, workers=1, cache_dir=cache)
+            changes = find_changes(list(files), base, fmt, Path(cache) / "check-base" if cache else Path(tmp),
+                                   gate.read)
             if overrides:
                 gate.use_overrides(overrides)
             base_files = [c.base_file for c in changes if c.base_file]
@@ -399,7 +398,7 @@ def lm_train(inputs: tuple[str, ...], output: str, order: int, config: str, text
         tok = tokenizer("v1")
         seqs: list[list[str]] = []
         skipped = 0
-        for item in read_records(list(inputs), fmt):
+        for item in read_records(list(inputs), fmt, cfg.input.max_record_bytes, cfg.input.max_document_bytes):
             if item.record is None:
                 skipped += 1
                 continue

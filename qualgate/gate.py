@@ -288,7 +288,12 @@ class Gate:
         return unparseable_sample("not_an_object", f"expected a mapping, got {type(item).__name__}", src,
                                   dumps_record(item))
 
-    # -------------------------------------------------------------------------------------- running
+    def read(self, paths: list[str], fmt: str | None = None) -> Iterator[RawRecord]:
+        """The records of local ``paths`` under this config's input limits (``input.max_record_bytes``,
+        ``input.max_document_bytes``)."""
+        limits = self.config.input
+        return read_records(paths, fmt, limits.max_record_bytes, limits.max_document_bytes)
+
     # ------------------------------------------------------------------------------------- baseline
     @property
     def set_checks(self) -> list[SetCheck[Any]]:
@@ -332,7 +337,7 @@ class Gate:
             with open(path, "rb") as fh:
                 while chunk := fh.read(1 << 22):
                     digest.update(chunk)
-        info = self._index_set(role, lambda: read_records(list(paths), fmt), digest.hexdigest(),
+        info = self._index_set(role, lambda: self.read(list(paths), fmt), digest.hexdigest(),
                                Path(cache_dir) if cache_dir is not None else None, list(paths))
         if role == "input":
             self._auto_fit = False

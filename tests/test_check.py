@@ -132,3 +132,16 @@ def test_a_reviewers_override_lets_a_flagged_record_in_and_says_so(repo: Path, t
     assert "Accepted by a reviewer despite findings" in res.output and "| `quoted` | ana |" in res.output
     out = json.loads(check(repo, "--id", "id", "--overrides", str(reviews), "--format", "json").output)
     assert out["passed"] and out["overruled"][0]["findings"][0]["reason"] == "boilerplate_phrase"
+
+
+def test_the_configs_record_limit_applies_to_the_pull_request_check(repo: Path, tmp_path: Path) -> None:
+    """`qualgate check` reads the changed files (and their base versions) under the config's input limits, as
+    `filter` does: an added record over input.max_record_bytes is rejected as record_too_large, unparsed."""
+    base = [{"id": p["id"], "text": p["text"]} for p in PARAS[:40]]
+    added = [{"id": "huge", "text": "word " * 2000}, {"id": "good", "text": PARAS[50]["text"]}]
+    write(repo / "data.jsonl", [*base, *added])
+    config = tmp_path / "small.yaml"
+    config.write_text("version: 1\nextends: default\ninput: {max_record_bytes: 4096}\n")
+    out = json.loads(check(repo, "-c", str(config), "--format", "json").output)
+    assert out["added"] == 2
+    assert {r["line"]: r["findings"][0]["reason"] for r in out["rejected"]} == {41: "record_too_large"}
