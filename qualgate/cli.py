@@ -70,6 +70,19 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
 
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
     """
+    try:
+        _filter(inputs, config, outdir, text, id_field, fmt, all_findings, strict, workers, batch_size, baseline,
+                private, reference, cache_dir, no_cache, overrides, engine, ray_address, checkpoint, html, quiet)
+    except KeyboardInterrupt:  # outside the run's own handler (loading models, indexing sets): a clean stop too
+        click.echo("qualgate: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
+            fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
+            baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
+            cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
+            checkpoint: str | None, html: bool, quiet: bool) -> None:
     from qualgate.gate import Gate, default_cache_dir
     from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
@@ -94,10 +107,9 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
             gate.load_set("input", list(inputs), fmt=fmt, cache_dir=cache)
     except QualgateError as exc:
         _fail(exc)
-    start = time.perf_counter()
-    writer = RunWriter(outdir, gate.score_columns, html=html)
-    builder = ReportBuilder(gate.config, gate.score_columns)
+    start, builder, writer = time.perf_counter(), ReportBuilder(gate.config, gate.score_columns), None
     try:
+        writer = RunWriter(outdir, gate.score_columns, html=html)  # in the try: a Ctrl-C here is clean too
         with _progress(quiet) as bar:
             if engine == "ray":  # read by Ray Data: local paths, s3://, gs://, ... and fsspec URLs
                 from qualgate.engines.raydata import read
@@ -115,15 +127,18 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
                                     samples_per_second=round(builder.total / elapsed, 1) if elapsed else None)
         writer.close(report)
     except QualgateError as exc:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         _fail(exc)
     except KeyboardInterrupt:  # Ctrl-C / SIGINT: a clean stop, nothing under the final names
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         click.echo(f"qualgate: interrupted after {builder.total:,} records; no output written to {outdir}",
                    err=True)
         sys.exit(EXIT_INTERRUPTED)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     if not quiet:
         click.echo(report.summary_line(), err=True)

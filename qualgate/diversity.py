@@ -206,6 +206,9 @@ def pca_map(ref: F32, acc: F32, rej: F32) -> dict[str, Any]:
     mean = ref.mean(axis=0)
     _, sv, vt = np.linalg.svd((ref - mean).astype(np.float64), full_matrices=False)
     axes = vt[:2]
+    # an axis's sign is arbitrary, and float noise in the vectors can flip it: fix it (largest component
+    # positive) so the same data draws the same map
+    axes = axes * np.where(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
     var = sv**2
     explained = float(var[:2].sum() / var.sum()) if var.sum() > 0 else 0.0
 

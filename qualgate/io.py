@@ -42,7 +42,6 @@ MAX_DOCUMENT_BYTES = 1 << 30
 #: Byte-order marks of encodings qualgate does not read (UTF-32 first: its LE mark starts with UTF-16's).
 _FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
                  (b"\xfe\xff", "UTF-16"))
-_MAX_CSV_FIELD = 2**31 - 1  # csv's default 128 KiB field limit would stop a run on one long answer
 
 
 @dataclass
@@ -297,9 +296,10 @@ def read_json(path: str, max_record_bytes: int = MAX_RECORD_BYTES,
                          "which is streamed, or raise the limit", file=name)
     check_encoding(data, name)
     data = data.removeprefix(_BOM)
-    if not data.strip():
+    if not data.strip(_JSON_WS):
         return
-    if data.lstrip()[:1] == b"[":
+    head = data.lstrip(_JSON_WS)[:1]
+    if head == b"[":
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -307,19 +307,19 @@ def read_json(path: str, max_record_bytes: int = MAX_RECORD_BYTES,
         del data
         yield from _array_items(text, name, max_record_bytes)
         return
-    if path == "-" and data.lstrip()[:1] == b"{":
-        yield from _jsonl_lines(split_lines(data, max_record_bytes), name)
+    if path == "-" and head == b"{":
+        yield from _jsonl_lines(_document_lines(data, max_record_bytes), name)
         return
     try:
         value = loads_strict(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        if data.lstrip()[:1] == b"{":
-            yield from _jsonl_lines(split_lines(data, max_record_bytes), name)
+        if head == b"{":
+            yield from _jsonl_lines(_document_lines(data, max_record_bytes), name)
             return
         raise InputError(f"file is {_utf8_error(exc)}", file=path) from None
     except (json.JSONDecodeError, _StrictJSONError) as exc:
-        if data.lstrip()[:1] == b"{":  # JSON Lines saved with a .json name
-            yield from _jsonl_lines(split_lines(data, max_record_bytes), name)
+        if head == b"{":  # JSON Lines saved with a .json name
+            yield from _jsonl_lines(_document_lines(data, max_record_bytes), name)
             return
         if isinstance(exc, json.JSONDecodeError):
             raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=name, line=exc.lineno) from None
@@ -327,7 +327,15 @@ def read_json(path: str, max_record_bytes: int = MAX_RECORD_BYTES,
     except (RecursionError, ValueError) as exc:
         raise InputError(f"invalid JSON: {'nested too deeply' if isinstance(exc, RecursionError) else exc}",
                          file=name) from None
-    yield _item(value, Source(name, 1, "item"), None)
+    src = Source(name, 1, "item")
+    yield oversized(bytes(data), max_record_bytes).record(src) if len(data) > max_record_bytes and \
+        isinstance(value, dict) else _item(value, src, None)
+
+
+def _document_lines(data: bytes, limit: int) -> Iterator[bytes | Oversized]:
+    """The lines of JSON Lines read as one document (.json, stdin): split at LF, CRLF or a lone CR."""
+    for line in data.splitlines():
+        yield oversized(line, limit) if len(line) > limit else line
 
 
 def _read_whole(fh: IO[bytes], limit: int) -> bytes | None:
@@ -341,6 +349,7 @@ def _read_whole(fh: IO[bytes], limit: int) -> bytes | None:
 
 
 _WS = re.compile(r"[ \t\n\r]*")
+_JSON_WS = b" \t\n\r"  # JSON's whitespace (bytes.strip() would also take form feeds and vertical tabs)
 
 
 def _array_items(text: str, name: str, limit: int) -> Iterator[RawRecord]:
@@ -349,7 +358,7 @@ def _array_items(text: str, name: str, limit: int) -> Iterator[RawRecord]:
         err = json.JSONDecodeError(msg, text, pos)
         return InputError(f"invalid JSON: {err.msg} (column {err.colno})", file=name, line=err.lineno)
 
-    pos = _WS.match(text, text.index("[") + 1).end()  # type: ignore[union-attr]
+    pos = _WS.match(text, _WS.match(text).end() + 1).end()  # type: ignore[union-attr]  # after the "["
     n = 0
     if text.startswith("]", pos):
         pos += 1
@@ -402,6 +411,9 @@ class _CsvLines:
 
     def __init__(self, text: IO[str], limit: int) -> None:
         self.text, self.limit, self.read = text, limit, 0
+        #: a bounded read ended right after a CR, so the LF of its CRLF comes as a line of its own: "kept" (part
+        #: of the line before: given to the csv reader, not counted) or "dropped" (with an oversized line)
+        self._cut_crlf: str | None = None
 
     def __iter__(self) -> _CsvLines:
         return self
@@ -410,10 +422,17 @@ class _CsvLines:
         import hashlib
 
         line = self.text.readline(self.limit + 1)
+        cut, self._cut_crlf = self._cut_crlf, None
+        if cut is not None and line == "\n":
+            if cut == "kept":
+                return line
+            line = self.text.readline(self.limit + 1)
         if not line:
             raise StopIteration
         self.read += 1
         if len(line) <= self.limit or line.endswith(("\n", "\r")):
+            if len(line) > self.limit and line.endswith("\r"):
+                self._cut_crlf = "kept"
             return line
         first = line.encode("utf-8", "surrogateescape")
         digest, size, preview = hashlib.sha256(first), len(first), first[:PREVIEW_BYTES]
@@ -424,15 +443,26 @@ class _CsvLines:
             if len(preview) < PREVIEW_BYTES:
                 preview += raw[:PREVIEW_BYTES - len(preview)]
             if chunk.endswith(("\n", "\r")):
+                if chunk.endswith("\r") and len(chunk) == 1 << 20:
+                    self._cut_crlf = "dropped"
                 break
         raise _OversizedRow(Oversized(preview, size, digest.hexdigest(), self.limit))
 
+    def next_row(self, reader: Iterator[list[str]]) -> list[str]:
+        """The csv reader's next row with its field limit at ours (a quoted field can span many short lines):
+        the limit is process-wide state of the csv module, so it is set for this call only."""
+        previous = csv.field_size_limit(self.limit)
+        try:
+            return next(reader)
+        finally:
+            csv.field_size_limit(previous)
+
 
 def read_csv(path: str, delimiter: str = ",", max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[RawRecord]:
-    """CSV/TSV with a header row; values stay strings. Ragged rows and bad bytes become malformed; a line longer
-    than ``max_record_bytes`` characters is a ``record_too_large`` record (if it was inside a quoted field, the
-    rest of that field is then read as rows of its own, which come out malformed or odd, never lost)."""
-    csv.field_size_limit(max(csv.field_size_limit(), _MAX_CSV_FIELD))
+    """CSV/TSV with a header row; values stay strings. Ragged rows and bad bytes become malformed; a line or a
+    field longer than ``max_record_bytes`` characters is a ``record_too_large`` record (if it was inside a
+    quoted field, the rest of that field is then read as rows of its own, which come out malformed or odd,
+    never lost)."""
     fh = _open_binary(path)
     head = fh.peek(4)[:4] if hasattr(fh, "peek") else b""
     check_encoding(head, path)
@@ -441,7 +471,7 @@ def read_csv(path: str, delimiter: str = ",", max_record_bytes: int = MAX_RECORD
         lines = _CsvLines(text, max_record_bytes)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
-            header = next(reader)
+            header = lines.next_row(reader)
         except StopIteration:
             return
         except csv.Error as exc:
@@ -452,10 +482,16 @@ def read_csv(path: str, delimiter: str = ",", max_record_bytes: int = MAX_RECORD
         start = lines.read + 1
         while True:
             try:
-                row = next(reader)
+                row = lines.next_row(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
+                if "field larger than field limit" in str(exc):
+                    yield RawRecord(Source(path, start), None, b"", (
+                        "record_too_large", f"a field is over the limit of {max_record_bytes:,} characters "
+                        "(input.max_record_bytes); the row is not parsed"))
+                    start = lines.read + 1
+                    continue
                 raise InputError(f"CSV error: {exc}", file=path, line=lines.read) from None
             except _OversizedRow as exc:
                 yield exc.line.record(Source(path, start))
@@ -520,13 +556,19 @@ def parquet_rows(batch: Any, path: str, before: int, limit: int) -> Iterator[Raw
 
 
 def _row_text_bytes(batch: Any) -> list[int]:
-    """Per row, the bytes of its top-level string and binary values (what the checks would read)."""
+    """Per row, the bytes of its top-level string and binary values (plain, dictionary-encoded or views: what
+    the checks read). Text nested in lists and structs is not counted."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     total = [0] * batch.num_rows
     for column in batch.columns:
+        if pa.types.is_dictionary(column.type):  # e.g. a pandas categorical
+            column = column.dictionary_decode()
         kind = column.type
+        if hasattr(pa, "string_view") and kind.equals(pa.string_view()):
+            column = column.cast(pa.large_string())
+            kind = column.type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
                 or pa.types.is_large_binary(kind):
             lengths = pc.fill_null(pc.binary_length(column), 0).to_pylist()
@@ -637,11 +679,11 @@ def _remove_dead_temps(outdir: Path, name: str) -> None:
     """Remove ``.NAME.PID.tmp`` files whose writer is gone (a killed run's leftovers)."""
     for tmp in outdir.glob(f".{glob.escape(name)}.*.tmp"):
         pid = tmp.name[len(name) + 2:-len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

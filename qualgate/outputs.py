@@ -53,8 +53,17 @@ class RunWriter:
         import pyarrow as pa
 
         self.files = AtomicFiles(outdir, marker="report.json")
-        self.accepted = self.files.open("accepted.jsonl")
-        self.rejected = self.files.open("rejected.jsonl")
+        self._overrides: Any = None
+        self._parquet: Any = None
+        self.accepted: Any = None
+        self.rejected: Any = None
+        try:  # interrupted while opening (Ctrl-C), the files opened so far are removed
+            self.accepted = self.files.open("accepted.jsonl")
+            self.rejected = self.files.open("rejected.jsonl")
+            self._parquet_path = self.files.path("scores.parquet")
+        except BaseException:
+            self.abort()
+            raise
         self.columns = score_columns
         self.html = html
         self.checks = check_names(score_columns)
@@ -64,9 +73,6 @@ class RunWriter:
                   + [pa.field(EVIDENCE_PREFIX + n, pa.string()) for n in self.checks])
         self.schema = pa.schema(fields)
         self._rows: dict[str, list[Any]] = {f.name: [] for f in fields}
-        self._parquet: Any = None
-        self._parquet_path = self.files.path("scores.parquet")
-        self._overrides: Any = None
 
     def write(self, d: Decision, stored_evidence: Mapping[str, str | None] | None = None) -> None:
         """``stored_evidence``: evidence already as JSON text per check (``qualgate tune`` passes on what it

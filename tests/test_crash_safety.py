@@ -18,7 +18,7 @@ import pytest
 
 from qualgate.io import AtomicFiles
 from qualgate.outputs import OUTPUT_NAMES
-from tests.conftest import write_mixed
+from tests.conftest import require_embed, write_mixed
 
 RUN_FIELDS = ("seconds", "samples_per_second", "checkpoint")  # what may differ between two runs of one command
 
@@ -173,3 +173,63 @@ def test_a_crash_between_renames_never_mixes_runs(tmp_path: Path, monkeypatch: p
     assert all(text in (f"old {n}", f"new {n}") for n, text in seen.items())
     if "report.json" in seen:
         assert seen == {n: f"new {n}" for n in names}
+
+
+def test_a_checkpoint_is_not_reused_when_a_file_the_config_names_changes(data: Path, tmp_path: Path) -> None:
+    """The config holds only the path of a phrase list: editing the list must score every batch again (and
+    decide as a plain run with the edited list does)."""
+    from qualgate import Gate
+    from qualgate.io import read_records
+
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("as an ai language model\n")
+    config = {"version": 1, "checks": [{"check": "boilerplate", "phrases_file": str(phrases)}]}
+    records = list(read_records([str(data)]))[:400]
+
+    def run(checkpoint: Path | None) -> tuple[list[bool], dict[str, int] | None]:
+        gate = Gate.from_config(config, cache_dir=None, workers=1, batch_size=64, checkpoint_dir=checkpoint)
+        decisions = gate.run(records).decisions
+        return [d.accepted for d in decisions], gate.checkpoint.info()["score"] if gate.checkpoint else None
+
+    ck = tmp_path / "ck"
+    assert run(ck)[1] == {"loaded": 0, "computed": 7}
+    phrases.write_text("as an ai language model\nthe\n")  # now nearly every record has a boilerplate phrase
+    edited, stats = run(ck)
+    assert stats == {"loaded": 0, "computed": 7}
+    assert edited == run(None)[0] and sum(edited) < 50
+
+
+@pytest.mark.slow  # three embed runs, ~45 s; the map's sign is also held by test_vectors' unit test
+def test_the_embed_packs_outputs_do_not_depend_on_the_checkpoint(data: Path, tmp_path: Path) -> None:
+    """With embeddings and the diversity report, a checkpointed run, and the run that loads every batch,
+    write what a plain run writes, report.json included (its PCA map once flipped sign with float noise)."""
+    require_embed()
+    subset = tmp_path / "subset.jsonl"
+    subset.write_text("".join(data.read_text().splitlines(keepends=True)[:400]))
+    outs = []
+    for name, extra in (("plain", ()), ("first", ("--checkpoint", str(tmp_path / "ck"))),
+                        ("again", ("--checkpoint", str(tmp_path / "ck")))):
+        cmd = _cmd(subset, tmp_path / name, *extra)
+        cmd[cmd.index("instruct")] = "embed"
+        cmd[cmd.index("--batch-size") + 1] = "64"
+        _run(cmd)
+        found = _outputs(tmp_path / name)
+        for section in found["report.json"]["sets"].values():  # how often its memo was hit: work, not result
+            for key in ("memo_hits", "cache_hits", "embedded"):
+                section.get("embedder", {}).pop(key, None)
+        outs.append(found)
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_temp_files_of_killed_checkpoint_writers_are_removed(tmp_path: Path) -> None:
+    from qualgate import Gate
+    from qualgate.engines.checkpoint import Checkpoint
+
+    score = tmp_path / "score"
+    score.mkdir()
+    dead = score / ".abc.npz.999999999.x1y2.tmp"  # no such pid
+    mine = score / f".def.npz.{os.getpid()}.x1y2.tmp"
+    dead.write_bytes(b"partial")
+    mine.write_bytes(b"being written")
+    Checkpoint(tmp_path, Gate.from_config("instruct", cache_dir=None))
+    assert not dead.exists() and mine.exists()

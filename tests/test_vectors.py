@@ -296,3 +296,22 @@ def test_needs_diversity() -> None:
     assert load_config({"version": 1, "gate": {"min_reference_coverage": 0.5}}).gate.needs_diversity
     assert not load_config({"version": 1, "gate": {"max_reject_rate": 0.5}}).gate.needs_diversity
     assert not load_config({"version": 1}).gate.needs_diversity
+
+
+def test_the_diversity_map_axes_have_a_fixed_sign() -> None:
+    """An SVD axis's sign is arbitrary, and float noise in the embeddings flipped the report's map between a
+    plain and a checkpointed run: each axis now has its largest component positive, so the reference point
+    furthest along a direction projects to the positive side whichever sign the SVD returned."""
+    import numpy as np
+
+    from qualgate.diversity import pca_map
+
+    rng = np.random.default_rng(0)
+    base = np.zeros((200, 8), dtype=np.float32)
+    base[:, 0] = rng.normal(0, 3.0, 200)  # the main direction: the first axis
+    base[:, 1] = rng.normal(0, 1.0, 200)
+    base[:, 2:] = rng.normal(0, 0.01, (200, 6))
+    for ref in (base, -base):
+        far = int(np.argmax(ref[:, 0] - ref[:, 0].mean()))
+        picture = pca_map(ref, ref[:5], ref[:0])
+        assert picture["reference"][far][0] > 0
