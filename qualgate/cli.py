@@ -126,19 +126,15 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
         report = gate.finish_report(builder, inputs=list(inputs), seconds=round(elapsed, 3),
                                     samples_per_second=round(builder.total / elapsed, 1) if elapsed else None)
         writer.close(report)
-    except QualgateError as exc:
+    except BaseException as exc:  # nothing under the final names, whatever stopped the run
         if writer is not None:
             writer.abort()
-        _fail(exc)
-    except KeyboardInterrupt:  # Ctrl-C / SIGINT: a clean stop, nothing under the final names
-        if writer is not None:
-            writer.abort()
-        click.echo(f"qualgate: interrupted after {builder.total:,} records; no output written to {outdir}",
-                   err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
+        if isinstance(exc, QualgateError):
+            _fail(exc)
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C / SIGINT: a clean stop
+            click.echo(f"qualgate: interrupted after {builder.total:,} records; no output written to {outdir}",
+                       err=True)
+            sys.exit(EXIT_INTERRUPTED)
         raise
     if not quiet:
         click.echo(report.summary_line(), err=True)

@@ -198,30 +198,31 @@ class Oversized:
             f"{len(self.preview):,} bytes"))
 
 
-def oversized(line: bytes, limit: int) -> Oversized:
+def oversized(line: bytes, limit: int, rest: Iterable[bytes] = ()) -> Oversized:
+    """The summary of a line over ``limit``: ``line`` and then the ``rest`` of its chunks, hashed and counted
+    as they stream by, so a line read in pieces is never held whole."""
     import hashlib
 
-    return Oversized(line[:PREVIEW_BYTES], len(line), hashlib.sha256(line).hexdigest(), limit)
+    digest, size, preview = hashlib.sha256(line), len(line), line[:PREVIEW_BYTES]
+    for chunk in rest:
+        digest.update(chunk)
+        size += len(chunk)
+        if len(preview) < PREVIEW_BYTES:
+            preview += chunk[:PREVIEW_BYTES - len(preview)]
+    return Oversized(preview, size, digest.hexdigest(), limit)
 
 
 def _bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | Oversized]:
     """The lines of ``fh`` (LF-terminated, as file iteration gives them); a line over ``limit`` bytes is read
     on in 1 MiB chunks, hashed and counted, never held whole, so memory stays bounded whatever the input."""
-    import hashlib
+    def rest() -> Iterator[bytes]:
+        while chunk := fh.readline(1 << 20):
+            yield chunk
+            if chunk.endswith(b"\n"):
+                return
 
     while line := fh.readline(limit + 1):
-        if len(line) <= limit or line.endswith(b"\n"):
-            yield line
-            continue
-        digest, size, preview = hashlib.sha256(line), len(line), line[:PREVIEW_BYTES]
-        while chunk := fh.readline(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-            if len(preview) < PREVIEW_BYTES:
-                preview += chunk[:PREVIEW_BYTES - len(preview)]
-            if chunk.endswith(b"\n"):
-                break
-        yield Oversized(preview, size, digest.hexdigest(), limit)
+        yield line if len(line) <= limit or line.endswith(b"\n") else oversized(line, limit, rest())
 
 
 def split_lines(data: bytes, limit: int) -> Iterator[bytes | Oversized]:
@@ -419,8 +420,6 @@ class _CsvLines:
         return self
 
     def __next__(self) -> str:
-        import hashlib
-
         line = self.text.readline(self.limit + 1)
         cut, self._cut_crlf = self._cut_crlf, None
         if cut is not None and line == "\n":
@@ -434,19 +433,16 @@ class _CsvLines:
             if len(line) > self.limit and line.endswith("\r"):
                 self._cut_crlf = "kept"
             return line
-        first = line.encode("utf-8", "surrogateescape")
-        digest, size, preview = hashlib.sha256(first), len(first), first[:PREVIEW_BYTES]
+        raise _OversizedRow(oversized(line.encode("utf-8", "surrogateescape"), self.limit, self._rest()))
+
+    def _rest(self) -> Iterator[bytes]:
+        """The rest of an oversized line, in 1 MiB chunks of its original bytes."""
         while chunk := self.text.readline(1 << 20):
-            raw = chunk.encode("utf-8", "surrogateescape")
-            digest.update(raw)
-            size += len(raw)
-            if len(preview) < PREVIEW_BYTES:
-                preview += raw[:PREVIEW_BYTES - len(preview)]
+            yield chunk.encode("utf-8", "surrogateescape")
             if chunk.endswith(("\n", "\r")):
                 if chunk.endswith("\r") and len(chunk) == 1 << 20:
                     self._cut_crlf = "dropped"
-                break
-        raise _OversizedRow(Oversized(preview, size, digest.hexdigest(), self.limit))
+                return
 
     def next_row(self, reader: Iterator[list[str]]) -> list[str]:
         """The csv reader's next row with its field limit at ours (a quoted field can span many short lines):
@@ -627,7 +623,7 @@ class AtomicFiles:
 
     def path(self, name: str) -> Path:
         """A temporary path that becomes ``outdir/name`` on commit."""
-        _remove_dead_temps(self.outdir, name)
+        remove_dead_temps(self.outdir, f".{glob.escape(name)}.*.tmp")
         tmp = self.outdir / f".{name}.{os.getpid()}.tmp"
         self._tmp[name] = tmp
         return tmp
@@ -675,11 +671,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_dead_temps(outdir: Path, name: str) -> None:
-    """Remove ``.NAME.PID.tmp`` files whose writer is gone (a killed run's leftovers)."""
-    for tmp in outdir.glob(f".{glob.escape(name)}.*.tmp"):
-        pid = tmp.name[len(name) + 2:-len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+_TEMP_PID = re.compile(r"\.(\d+)(?:\.[^.]+)?\.tmp$")
+
+
+def remove_dead_temps(folder: Path, pattern: str) -> None:
+    """Remove the temp files matching ``pattern`` (named ``...NAME.PID.tmp`` or ``...NAME.PID.RANDOM.tmp``)
+    whose writing process is gone: a killed run's leftovers. Others' files, still being written, stay."""
+    for tmp in folder.glob(pattern) if folder.is_dir() else ():
+        m = _TEMP_PID.search(tmp.name)
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             tmp.unlink(missing_ok=True)
 
 

@@ -107,16 +107,11 @@ class Checkpoint:
         self._remove_dead_temps()
 
     def _remove_dead_temps(self) -> None:
-        """Temp files (``.KEY.npz.PID.XXXX.tmp``) of writers that were killed mid-write."""
-        import re
-
-        from qualgate.io import pid_alive
+        """Temp files (``.KEY.npz.PID.XXXX.tmp``, ``gate._save_npz``) of writers that were killed mid-write."""
+        from qualgate.io import remove_dead_temps
 
         for folder in (self.root / "score", self.root / "pairs"):
-            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-                m = re.search(r"\.npz\.(\d+)\.[^.]*\.tmp$", tmp.name)
-                if m and not pid_alive(int(m.group(1))):
-                    tmp.unlink(missing_ok=True)
+            remove_dead_temps(folder, ".*.npz.*.tmp")
 
     def info(self) -> dict[str, Any]:
         return {"path": str(self.root), **self.stats}

@@ -19,29 +19,21 @@ import tempfile
 import atheris
 
 with atheris.instrument_imports(include=["qualgate"]):
+    from fuzz_common import FORMATS, assert_decided, read_fuzzed
+
     from qualgate import Gate
     from qualgate.config import load_config
     from qualgate.errors import QualgateError
-    from qualgate.io import read_records
 
 #: every shipped pack that needs no model or reference set: together they hold every rule check
 _GATES = [Gate.from_config(pack, cache_dir=None) for pack in ("instruct", "chat", "code", "json", "tinystories")]
-_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 _TMP = tempfile.mkdtemp(prefix="qualgate-fuzz-")
 
 
 def _records(fmt: str, body: bytes, gate: Gate) -> None:
-    path = os.path.join(_TMP, f"input.{fmt}")
-    with open(path, "wb") as fh:
-        fh.write(body)
-    try:
-        raws = list(read_records([path], fmt))
-    except QualgateError:
-        return  # a file broken as a whole (a JSON array or Parquet that does not parse): exit 2, documented
-    decisions = list(gate.stream(raws))
-    assert len(decisions) == len(raws), "conservation: one decision per record"
-    for d in decisions:
-        assert d.accepted == (not d.findings or d.override is not None)
+    raws = read_fuzzed(fmt, body)
+    if raws is not None:
+        assert_decided(raws, list(gate.stream(raws)))
 
 
 def _config(body: bytes) -> None:
@@ -62,8 +54,8 @@ def test_one_input(data: bytes) -> None:
     if not data:
         return
     target, body = data[0] % 7, data[1:]
-    if target < len(_FORMATS):
-        _records(_FORMATS[target], body, _GATES[(data[0] // 7) % len(_GATES)])
+    if target < len(FORMATS):
+        _records(FORMATS[target], body, _GATES[(data[0] // 7) % len(_GATES)])
     elif target == 5:
         _config(body)
     else:

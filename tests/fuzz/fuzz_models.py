@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +50,9 @@ def _gate(source: str | dict[str, Any], **sets: list[str]) -> Gate:
 # embedding and perplexity checks) are imported lazily, on the first gate that needs them, and only what is
 # imported here is instrumented (torch and sentence-transformers are not: include= names qualgate only)
 with atheris.instrument_imports(include=["qualgate"]):
+    from fuzz_common import FORMATS, assert_decided, read_fuzzed
+
     from qualgate import Gate
-    from qualgate.errors import QualgateError
-    from qualgate.io import read_records
 
     _GATES = [
         _gate("embed", reference=_REFERENCE),
@@ -64,22 +63,12 @@ with atheris.instrument_imports(include=["qualgate"]):
                "checks": [{"check": "private_leak"}, {"check": "outlier"}, {"check": "perplexity"}]},
               private=_PRIVATE, reference=_REFERENCE),
     ]
-_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
-_TMP = tempfile.mkdtemp(prefix="qualgate-fuzz-models-")
-
-
 def _records(fmt: str, body: bytes, gate: Gate) -> None:
-    path = os.path.join(_TMP, f"input.{fmt}")
-    with open(path, "wb") as fh:
-        fh.write(body)
-    try:
-        raws = list(read_records([path], fmt))
-    except QualgateError:
-        return  # a file broken as a whole (a JSON array or Parquet that does not parse): exit 2, documented
+    raws = read_fuzzed(fmt, body)
+    if raws is None:
+        return
     result = gate.run(raws)  # run, not stream: fits on the input where no reference is loaded, and reports
-    assert len(result.decisions) == len(raws), "conservation: one decision per record"
-    for d in result.decisions:
-        assert d.accepted == (not d.findings or d.override is not None)
+    assert_decided(raws, result.decisions)
     report = result.report
     assert (report["total"], report["accepted"]) == (len(raws), sum(d.accepted for d in result.decisions))
 
@@ -87,8 +76,8 @@ def _records(fmt: str, body: bytes, gate: Gate) -> None:
 def test_one_input(data: bytes) -> None:
     if not data:
         return
-    fmt = _FORMATS[data[0] % len(_FORMATS)]
-    _records(fmt, data[1:], _GATES[(data[0] // len(_FORMATS)) % len(_GATES)])
+    fmt = FORMATS[data[0] % len(FORMATS)]
+    _records(fmt, data[1:], _GATES[(data[0] // len(FORMATS)) % len(_GATES)])
 
 
 if __name__ == "__main__":
