@@ -80,9 +80,15 @@ class Length(Check[LengthParams]):
 def _lang_factory() -> Any:
     """langdetect's profiles, loaded once per process, with a fixed seed so results are reproducible."""
     from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+    from langdetect.lang_detect_exception import LangDetectException
 
     factory = DetectorFactory()
-    factory.load_profile(PROFILES_DIRECTORY)
+    try:
+        factory.load_profile(PROFILES_DIRECTORY)
+    except LangDetectException as exc:  # its bare except turns a Ctrl-C while loading into a "format error"
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
     factory.seed = 0
     return factory
 
