@@ -32,7 +32,7 @@ from qualgate.checks import REGISTRY, Check, Params
 from qualgate.diversity import DiversityConfig
 from qualgate.errors import ConfigError
 from qualgate.findings import MALFORMED
-from qualgate.packs import pack_names, pack_path
+from qualgate.packs import is_bare_name, pack_names, pack_path
 from qualgate.sample import TextSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -49,6 +49,9 @@ class InputConfig(BaseModel):
                                   "unparsed, with bounded memory")
     max_document_bytes: int = Field(1 << 30, ge=1024, description="largest JSON document (a .json file, read whole): "
                                     "a larger one is an input error (convert it to JSON Lines, which is streamed)")
+    max_record_values: int = Field(1 << 16, ge=16, description="most values one record may hold, counted at every "
+                                   "depth (object members, list items, CSV fields, Parquet columns); a record with "
+                                   "more is rejected as record_too_large, a CSV header with more is an input error")
 
 
 class GateConditions(BaseModel):
@@ -112,6 +115,20 @@ class GateConfig:
     description: str = ""
     source: str = "<dict>"
     diversity: DiversityConfig | None = None
+    #: how the config was named: ``pack NAME`` for a shipped pack, else the path as given (or ``<dict>``)
+    label: str = "<dict>"
+
+    def digest(self) -> str:
+        """SHA-256 of the resolved config and of every file it names: what decided, for a summary or a card."""
+        import hashlib
+        import json
+
+        blob = json.dumps([self.to_dict(), referenced_files(self.to_dict())], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def identity(self) -> str:
+        """``pack instruct (sha256 1a2b3c4d5e6f)``: the name and content hash a reader can verify."""
+        return f"{self.label} (sha256 {self.digest()[:12]})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, fully resolved form: loading it again gives an equal config."""
@@ -136,7 +153,8 @@ class GateConfig:
             return self
         new_input = InputConfig.model_validate({**self.input.model_dump(), **update})
         TextSpec(new_input.text)
-        return GateConfig(new_input, self.checks, self.gate, self.description, self.source, self.diversity)
+        return GateConfig(new_input, self.checks, self.gate, self.description, self.source, self.diversity,
+                          self.label)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -320,31 +338,33 @@ def _build_specs(entries: list[_Entry]) -> list[CheckSpec]:
 
 
 def _locate(ref: str, base: Path | None) -> Path | None:
-    """A config reference: an existing path (relative to ``base`` first), else a shipped pack name."""
-    candidates = []
-    if base is not None:
-        candidates.append(base / ref)
-    candidates.append(Path(ref))
-    for c in candidates:
-        if c.is_file():
-            return c
-    if "/" not in ref and not ref.endswith((".yaml", ".yml")):
+    """A config reference: a bare name (no '/', no .yaml/.yml suffix) is always a shipped pack, never a file
+    of that name in the working directory; anything else is a path (relative to ``base`` first)."""
+    if is_bare_name(ref) and not ref.endswith((".yaml", ".yml")):
         return pack_path(ref)
-    return None
+    path = Path(ref).expanduser()
+    candidates = [base / path] if base is not None and not path.is_absolute() else []
+    candidates.append(path)
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def load_config(source: str | Path | dict[str, Any] | GateConfig) -> GateConfig:
     """Load and validate a config from a pack name, a YAML path, a dict, or pass a GateConfig through."""
     if isinstance(source, GateConfig):
         return source
+    label = "<dict>"
     if isinstance(source, dict):
         doc = _Doc("<dict>", source, None)
     else:
         path = _locate(str(source), None)
         if path is None:
-            raise ConfigError(f"no config file or shipped pack named {str(source)!r} "
-                              f"(packs: {', '.join(pack_names())})", file=str(source))
+            ref = str(source)
+            hint = (f"; a bare name means a shipped pack: to use the file, write './{ref}'"
+                    if is_bare_name(ref) and Path(ref).is_file() else "")
+            raise ConfigError(f"no config file or shipped pack named {ref!r} (packs: {', '.join(pack_names())})"
+                              f"{hint}", file=ref)
         doc = _read_yaml(path)
+        label = f"pack {source}" if is_bare_name(str(source)) and path == pack_path(str(source)) else str(source)
     raw, entries = _resolve(doc, ())
     inp = raw.input or InputConfig()
     try:
@@ -353,7 +373,46 @@ def load_config(source: str | Path | dict[str, Any] | GateConfig) -> GateConfig:
         raise ConfigError(exc.detail, file=doc.file, key="input.text",
                           line=_line_of(doc.node, ["input", "text"])) from None
     return GateConfig(inp, _build_specs(entries), raw.gate or GateConditions(), raw.description or "", doc.file,
-                      raw.diversity)
+                      raw.diversity, label)
+
+
+def referenced_files(config: Any) -> dict[str, str]:
+    """A content hash of every file a (resolved) config names: ``*_file`` lists and schemas, ``model`` files and
+    folders. The config holds only their paths; an edited phrase list changes what the config decides."""
+    import os
+
+    import xxhash
+
+    from qualgate.models import model_fingerprint
+    from qualgate.packs import data_file
+
+    found: dict[str, str] = {}
+
+    def visit(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                visit(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                visit(v, key)
+        elif isinstance(node, str) and (key.endswith("_file") or key == "model") and node not in found:
+            try:
+                path = data_file(node) if key.endswith("_file") else Path(os.path.expanduser(node))
+            except FileNotFoundError:
+                path = Path(node)
+            if path.is_dir():
+                found[node] = model_fingerprint(path.resolve())
+            elif path.is_file():
+                digest = xxhash.xxh3_128()
+                with open(path, "rb") as fh:
+                    while chunk := fh.read(1 << 22):
+                        digest.update(chunk)
+                found[node] = digest.hexdigest()
+            else:
+                found[node] = "missing"
+
+    visit(config, "")
+    return found
 
 
 def config_json_schema() -> dict[str, Any]:

@@ -82,7 +82,10 @@ class Decision:
 
     def qualgate_field(self) -> dict[str, Any]:
         """The ``qualgate`` value added to a rejected record."""
-        out: dict[str, Any] = {"id": self.sample.id, "findings": [f.to_dict() for f in self.findings]}
+        from qualgate.overrides import content_sha256
+
+        out: dict[str, Any] = {"id": self.sample.id, "sha256": content_sha256(self.sample),
+                               "findings": [f.to_dict() for f in self.findings]}
         if self.sample.source is not None:
             out["source"] = self.sample.source.to_dict()
         if self.skipped:

@@ -24,15 +24,24 @@ def pack_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def is_bare_name(ref: str) -> bool:
+    """A bare name (no folder part) always means what qualgate ships, never a file of the same name in the
+    working directory: a pull request could otherwise replace a pack or a phrase list by adding that file."""
+    return "/" not in ref and "\\" not in ref and ref not in (".", "..")
+
+
 def data_file(name: str) -> Path:
-    """A word list: an existing path as given, else a file shipped in rules/."""
-    path = Path(name)
+    """A word list or schema: a bare name is a file shipped in rules/; a path (with a '/') is the user's file."""
+    if is_bare_name(name):
+        shipped = rules_dir() / name
+        if shipped.is_file():
+            return shipped
+        hint = f"; to use your own file, write it as a path: './{name}'" if Path(name).is_file() else ""
+        raise FileNotFoundError(f"{name!r} not found: a bare name means a file shipped in {rules_dir()}{hint}")
+    path = Path(name).expanduser()
     if path.is_file():
         return path
-    shipped = rules_dir() / name
-    if shipped.is_file():
-        return shipped
-    raise FileNotFoundError(f"word list {name!r} not found (neither a file nor shipped in {rules_dir()})")
+    raise FileNotFoundError(f"file {name!r} not found")
 
 
 def is_shipped(name: str) -> bool:

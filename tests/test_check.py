@@ -120,13 +120,27 @@ def test_filter_dataset_splits_a_hugging_face_dataset() -> None:
     assert [w["findings"][0]["reason"] for w in why] == ["exact_duplicate", "boilerplate_phrase"]
 
 
-def test_a_reviewers_override_lets_a_flagged_record_in_and_says_so(repo: Path, tmp_path: Path) -> None:
+def test_a_reviewers_override_lets_a_flagged_record_in_and_says_so(repo: Path) -> None:
+    """The override is bound to the record's content (sha256) and read from the base revision: a reviewer's
+    decision lands on the base branch, then the pull request it reviewed passes."""
     base = [{"id": p["id"], "text": p["text"]} for p in PARAS[:40]]
     quoted = {"id": "quoted", "text": "The essay quotes the phrase 'As an AI language model' to discuss chatbots."}
+    reviews = repo / "reviews.yaml"
+    reviews.write_text("[]\n")
+    git(repo, "add", "reviews.yaml")
+    git(repo, "commit", "-q", "-m", "no reviews yet")
     write(repo / "data.jsonl", [*base, quoted])
-    assert check(repo, "--id", "id").exit_code == 1
-    reviews = tmp_path / "reviews.yaml"
-    reviews.write_text('- {id: quoted, decision: accept, reviewer: ana, note: "a quotation, not a refusal"}\n')
+    first = json.loads(check(repo, "--id", "id", "--format", "json").output)
+    assert not first["passed"]
+    sha = first["rejected"][0]["sha256"]
+    assert len(sha) == 64
+    reviews.write_text(f'- {{id: quoted, sha256: {sha}, decision: accept, reviewer: ana, '
+                       'note: "a quotation, not a refusal"}\n')
+    unreviewed = check(repo, "--id", "id", "--overrides", str(reviews))
+    assert unreviewed.exit_code == 1, unreviewed.output  # the change's own edit of the overrides is not applied
+    assert "differs from the base revision" in unreviewed.output
+    git(repo, "add", "reviews.yaml")
+    git(repo, "commit", "-q", "-m", "review")
     res = check(repo, "--id", "id", "--overrides", str(reviews))
     assert res.exit_code == 0, res.output
     assert "Accepted by a reviewer despite findings" in res.output and "| `quoted` | ana |" in res.output
@@ -142,6 +156,8 @@ def test_the_configs_record_limit_applies_to_the_pull_request_check(repo: Path, 
     write(repo / "data.jsonl", [*base, *added])
     config = tmp_path / "small.yaml"
     config.write_text("version: 1\nextends: default\ninput: {max_record_bytes: 4096}\n")
+    git(repo, "add", "small.yaml")
+    git(repo, "commit", "-q", "-m", "config")  # the config that judges a change comes from its base
     out = json.loads(check(repo, "-c", str(config), "--format", "json").output)
     assert out["added"] == 2
     assert {r["line"]: r["findings"][0]["reason"] for r in out["rejected"]} == {41: "record_too_large"}

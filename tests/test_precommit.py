@@ -74,3 +74,46 @@ def test_reordering_passes(tmp_path: Path, home: Path) -> None:
     random.Random(3).shuffle(records)
     res = run_hook(staged_change(tmp_path, records), home)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_committed_file_named_like_an_option_stays_a_file(tmp_path: Path, home: Path) -> None:
+    """pre-commit runs ENTRY ARGS FILES: without the hook's closing '--', `--config=lenient.json` (a file the
+    change adds, matching the hook's `files` pattern) would have become the config that judges the change."""
+    base = [{"id": p["id"], "text": p["text"]} for p in PARAS[:30]]
+    repo = staged_change(tmp_path, [*base, {"id": "boiler", "text": "As an AI language model, I cannot help."}])
+    (repo / "--config=lenient.json").write_text(json.dumps({"version": 1, "checks": []}))
+    git(repo, "add", "--", "--config=lenient.json")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
+    res = subprocess.run([PRE_COMMIT, "try-repo", str(ROOT), "qualgate", "--files", "--config=lenient.json",
+                          "data.jsonl"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Judged by pack default" in res.stdout and "| `data.jsonl` | 31 |" in res.stdout
+
+
+def _pushed_change(tmp_path: Path) -> Path:
+    """A branch whose last commit adds a bad record, checked out clean: what CI sees."""
+    base = [{"id": p["id"], "text": p["text"]} for p in PARAS[:30]]
+    repo = staged_change(tmp_path, base)
+    git(repo, "checkout", "-q", "-b", "pr")
+    (repo / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        *base, {"id": "boiler", "text": "As an AI language model, I cannot describe gardening."}]))
+    git(repo, "commit", "-q", "-am", "add a record")
+    return repo
+
+
+def test_from_ref_to_ref_in_ci_checks_the_pull_requests_records(tmp_path: Path, home: Path) -> None:
+    repo = _pushed_change(tmp_path)
+    env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
+    res = subprocess.run([PRE_COMMIT, "try-repo", str(ROOT), "qualgate", "--from-ref", "main", "--to-ref", "HEAD"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "| `data.jsonl` | 31 |" in res.stdout
+
+
+def test_all_files_in_ci_fails_instead_of_passing_vacuously(tmp_path: Path, home: Path) -> None:
+    repo = _pushed_change(tmp_path)
+    env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
+    res = subprocess.run([PRE_COMMIT, "try-repo", str(ROOT), "qualgate", "--all-files"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "is the commit under test" in res.stdout + res.stderr
