@@ -12,6 +12,7 @@ from typing import Any
 
 from qualgate.errors import InputError, QualgateError
 from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
+from qualgate.untrusted import term
 
 
 def _line(file: str, line: int, unit: str = "line") -> str | None:
@@ -100,31 +101,32 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
 
 
 def render(info: dict[str, Any]) -> str:
-    """Plain text for a terminal."""
-    lines = [f"sample {info['id']}"]
+    """Plain text for a terminal; every value from the run passes through ``term`` (no escape sequence,
+    carriage return or bidi control from the data reaches the terminal)."""
+    lines = [f"sample {term(info['id'])}"]
     for occ in info["occurrences"]:
-        lines.append(f"\n{occ['file']}:{occ['line']}: {'ACCEPTED' if occ['accepted'] else 'REJECTED'}")
+        lines.append(f"\n{term(occ['file'])}:{term(occ['line'])}: {'ACCEPTED' if occ['accepted'] else 'REJECTED'}")
         ov = occ.get("override")
         if ov:
-            note = f": {ov['note']}" if ov["note"] else ""
-            lines.append(f"  overridden: {ov['decision']} by {ov['reviewer']}{note} (the findings below stay recorded)")
+            note = f": {term(ov['note'])}" if ov["note"] else ""
+            lines.append(f"  overridden: {term(ov['decision'])} by {term(ov['reviewer'])}{note} "
+                         "(the findings below stay recorded)")
         for f in occ.get("findings", []):
-            lines.append(f"  {f['check']} / {f['reason']}: {f['message']}")
-            lines.append(f"    score {f.get('score')} vs threshold {f.get('threshold')}")
+            lines.append(f"  {term(f['check'])} / {term(f['reason'])}: {term(f['message'])}")
+            lines.append(f"    score {term(f.get('score'))} vs threshold {term(f.get('threshold'))}")
             kept = f.get("kept_sample")
             if kept:
                 src = kept["source"] or {}
-                lines.append(f"    kept sample {kept['id']} ({src.get('file')}:{src.get('line')}):")
-                lines.append(f"      {(kept['record'] or '(not available)')[:500]}")
+                lines.append(f"    kept sample {term(kept['id'])} ({term(src.get('file'))}:{term(src.get('line'))}):")
+                lines.append(f"      {term((kept['record'] or '(not available)')[:500])}")
         if occ["scores"]:
             lines.append("  scores:")
-            lines += [f"    {k} = {v}" for k, v in occ["scores"].items()]
+            lines += [f"    {term(k)} = {term(v)}" for k, v in occ["scores"].items()]
         for check, ev in occ.get("evidence", {}).items():
-            lines.append(f"  evidence of {check}: {json.dumps(ev, ensure_ascii=False, default=str)[:300]}")
+            lines.append(f"  evidence of {term(check)}: {term(json.dumps(ev, ensure_ascii=False, default=str)[:300])}")
         if occ.get("skipped"):
-            lines.append(f"  skipped after an earlier finding: {', '.join(occ['skipped'])}")
+            lines.append(f"  skipped after an earlier finding: {term(', '.join(occ['skipped']))}")
         if occ["not_scored"]:
             lines.append(f"  not scored (skipped after an earlier finding, or not applicable): "
-                         f"{', '.join(occ['not_scored'])}")
-    # lone surrogates (JSON escapes in the data) cannot be printed: they become "?"
-    return ("\n".join(lines) + "\n").encode("utf-8", "replace").decode("utf-8")
+                         f"{term(', '.join(occ['not_scored']))}")
+    return "\n".join(lines) + "\n"

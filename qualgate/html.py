@@ -2,7 +2,8 @@
 charts drawn by matplotlib as inline SVG).
 
 ``render_html(data)`` takes exactly what ``report.json`` holds. Sample texts, ids, messages and notes are
-untrusted: every one goes through ``html.escape``; charts only ever show check names, reasons and numbers.
+untrusted: every one goes through ``_e`` (``html.escape``; controls and bidi characters shown as escapes);
+charts only ever show check names, reasons and numbers.
 The page reads fine with JavaScript off; the script only adds the search box over the example rejections
 (it also reads ``?q=`` and ``?check=`` from the address, so a filtered view can be linked to).
 matplotlib is imported here, lazily, so the CLI starts fast; the output is byte-for-byte deterministic.
@@ -16,6 +17,8 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from qualgate.untrusted import visible
 
 #: Score histograms drawn at most (the page also has up to 4 other charts); the rest get a line of numbers.
 MAX_HISTOGRAMS = 54
@@ -95,10 +98,11 @@ def render_html(data: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------ helpers
 def _e(value: Any) -> str:
-    """Escaped text of any value (None shows as a dash)."""
+    """Escaped text of any value (None shows as a dash); controls, bidi overrides and other invisible format
+    characters show as escapes (``\\u202e``), so an id or a text cannot display as something else."""
     if value is None:
         return "&ndash;"
-    return html.escape(str(value), quote=True)
+    return html.escape(visible(str(value), keep="\n\t"), quote=True)
 
 
 def _num(value: Any) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from qualgate.config import GateConditions, GateConfig
 from qualgate.findings import MALFORMED, OVERRIDE, Decision
+from qualgate.untrusted import md_code, md_text, term
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 #: Example rejections kept per check (report.json, report.html); report.md shows the first few.
@@ -271,7 +272,8 @@ class Report:
 
     def to_junit(self) -> str:
         """JUnit XML for CI test dashboards: one test case per gate condition (failed when not met) and one per
-        check (always passing; its counts in the output), so a dashboard shows the gate and per-check trends."""
+        check (always passing; its counts in the output), so a dashboard shows the gate and per-check trends.
+        Names and messages pass through ``term``: a control character would make the XML invalid."""
         import xml.etree.ElementTree as ET
 
         d = self.data
@@ -280,14 +282,15 @@ class Report:
         gate = ET.SubElement(suites, "testsuite", name="gate conditions", tests=str(len(conds)),
                              failures=str(sum(not c["passed"] for c in conds)))
         for c in conds:
-            case = ET.SubElement(gate, "testcase", classname="qualgate.gate", name=str(c["name"]))
+            case = ET.SubElement(gate, "testcase", classname="qualgate.gate", name=term(c["name"]))
             if not c["passed"]:
-                failure = ET.SubElement(case, "failure", message=f"{c['name']} = {c['value']} (limit {c['limit']})")
-                failure.text = str(c.get("message") or "")
+                failure = ET.SubElement(case, "failure",
+                                        message=term(f"{c['name']} = {c['value']} (limit {c['limit']})"))
+                failure.text = term(c.get("message") or "")
         checks = ET.SubElement(suites, "testsuite", name="checks", tests=str(len(d["by_check"])), failures="0")
         for name, c in d["by_check"].items():
-            case = ET.SubElement(checks, "testcase", classname=f"qualgate.check.{c['kind']}", name=name)
-            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(c["reasons"].items()))
+            case = ET.SubElement(checks, "testcase", classname=term(f"qualgate.check.{c['kind']}"), name=term(name))
+            reasons = term(", ".join(f"{k}: {v}" for k, v in sorted(c["reasons"].items())))
             ET.SubElement(case, "system-out").text = (
                 f"scored {c['scored']}, rejected {c['rejected']} ({c['reject_rate']:.2%}), skipped {c['skipped']}"
                 + (f"; {reasons}" if reasons else ""))
@@ -299,17 +302,18 @@ class Report:
                 f"({d['reject_rate']:.1%}); gate {'PASSED' if self.passed else 'FAILED'}")
 
     def to_markdown(self) -> str:
+        """report.md: every string from the data or the config goes through md_text / md_code (untrusted)."""
         d = self.data
         lines = [f"# qualgate report: gate {'PASSED' if self.passed else 'FAILED'}", "",
                  f"**{d['total']}** records: **{d['accepted']}** accepted, **{d['rejected']}** rejected "
-                 f"({d['reject_rate']:.1%}). Config: `{d['config']['source']}`.", ""]
+                 f"({d['reject_rate']:.1%}). Config: {md_code(d['config']['source'])}.", ""]
         if d["gate"]["conditions"]:
             lines += ["## Gate conditions", "", "| condition | value | limit | result |", "|---|---:|---:|---|"]
             for c in d["gate"]["conditions"]:
-                lines.append(f"| {c['name']} | {_fmt(c['value'])} | {_fmt(c['limit'])} | "
+                lines.append(f"| {md_text(c['name'])} | {_fmt(c['value'])} | {_fmt(c['limit'])} | "
                              f"{'pass' if c['passed'] else '**FAIL**'} |")
             lines.append("")
-            lines += [f"- **{c['name']}**: {_md_escape(c['message'], 600)}" for c in d["gate"]["conditions"]
+            lines += [f"- **{md_text(c['name'])}**: {md_text(c['message'], 600)}" for c in d["gate"]["conditions"]
                       if c.get("message")]
         lines += ["## Checks", "", "Checks run cheapest first; a sample that already failed skips later checks "
                   "unless `--all-findings` was given (the *skipped* column).", "",
@@ -318,49 +322,49 @@ class Report:
         for name, c in d["by_check"].items():
             if name == MALFORMED and not c["rejected"]:
                 continue
-            reasons = ", ".join(f"{r} ({n})" for r, n in c["reasons"].items()) or "-"
-            lines.append(f"| {name} | {c['kind']} | {c['scored']} | {c['rejected']} | {c['reject_rate']:.1%} | "
-                         f"{c['skipped']} | {reasons} |")
+            reasons = ", ".join(f"{md_text(r)} ({n})" for r, n in c["reasons"].items()) or "-"
+            lines.append(f"| {md_text(name)} | {md_text(c['kind'])} | {c['scored']} | {c['rejected']} | "
+                         f"{c['reject_rate']:.1%} | {c['skipped']} | {reasons} |")
         scores = {k: v for k, v in d["scores"].items() if v.get("count")}
         if scores:
             lines += ["", "## Score distributions", "", "| score | count | min | p5 | p50 | p95 | max |",
                       "|---|---:|---:|---:|---:|---:|---:|"]
             for k, s in scores.items():
-                lines.append(f"| {k} | {s['count']} | {_fmt(s['min'])} | {_fmt(s['p5'])} | {_fmt(s['p50'])} | "
-                             f"{_fmt(s['p95'])} | {_fmt(s['max'])} |")
+                lines.append(f"| {md_text(k)} | {s['count']} | {_fmt(s['min'])} | {_fmt(s['p5'])} | "
+                             f"{_fmt(s['p50'])} | {_fmt(s['p95'])} | {_fmt(s['max'])} |")
         for name, sec in d.get("sets", {}).items():
             clusters = sec.get("largest_clusters") or []
             if clusters:
-                lines += ["", f"## Largest duplicate clusters ({name})", "",
+                lines += ["", f"## Largest duplicate clusters ({md_text(name)})", "",
                           "| kept sample | in baseline | duplicates | examples |", "|---|---|---:|---|"]
                 for c in clusters:
-                    lines.append(f"| `{c['kept']}` | {'yes' if c['in_baseline'] else 'no'} | {c['duplicates']} | "
-                                 f"{', '.join(f'`{e}`' for e in c['examples'])} |")
+                    lines.append(f"| {md_code(c['kept'], cell=True)} | {'yes' if c['in_baseline'] else 'no'} | "
+                                 f"{c['duplicates']} | {', '.join(md_code(e, cell=True) for e in c['examples'])} |")
         for name, sec in d.get("sets", {}).items():
             if "set_perplexity" in sec or sec.get("backend") in ("ngram", "kenlm", "hf"):
-                lines += ["", f"## Language model ({name})", "", _lm_line(sec), ""]
+                lines += ["", f"## Language model ({md_text(name)})", "", _lm_line(sec), ""]
                 lines += ["| threshold | value | from |", "|---|---:|---|"]
                 for which in ("max", "min", "max_context_ratio"):
                     t = sec.get(which) or {}
-                    lines.append(f"| {which} | {_fmt(t.get('value'))} | {t.get('from', '-')} |")
+                    lines.append(f"| {which} | {_fmt(t.get('value'))} | {md_text(t.get('from', '-'))} |")
                 for key in ("set_perplexity", "set_context_ratio"):
                     if key in sec:
                         q = sec[key]
-                        lines.append(f"\n{sec.get('set') or 'reference'} set {key[4:]}: "
-                                     + ", ".join(f"{k} {_fmt(v)}" for k, v in q.items()))
+                        lines.append(f"\n{md_text(sec.get('set') or 'reference')} set {key[4:]}: "
+                                     + ", ".join(f"{md_text(k)} {_fmt(v)}" for k, v in q.items()))
         div = d.get("diversity")
         if div:
-            lines += ["", f"## Diversity (accepted vs {div['against']})", ""]
+            lines += ["", f"## Diversity (accepted vs {md_text(div['against'])})", ""]
             if "note" in div:
-                lines.append(div["note"])
+                lines.append(md_text(div["note"], 600))
             else:
                 nn = div["nn_distance"]
                 lines += ["| metric | accepted | reference |", "|---|---:|---:|",
-                          f"| nearest-neighbour cosine distance, mean (at n={nn['compared_at']}) | "
+                          f"| nearest-neighbour cosine distance, mean (at n={_fmt(nn['compared_at'])}) | "
                           f"{_fmt(nn['accepted']['mean'])} | {_fmt(nn['reference']['mean'])} |",
-                          f"| Vendi score (at n={div['vendi']['compared_at']}) | {_fmt(div['vendi']['accepted'])} | "
-                          f"{_fmt(div['vendi']['reference'])} |",
-                          f"| cluster entropy ({div['clusters']} reference clusters) | "
+                          f"| Vendi score (at n={_fmt(div['vendi']['compared_at'])}) | "
+                          f"{_fmt(div['vendi']['accepted'])} | {_fmt(div['vendi']['reference'])} |",
+                          f"| cluster entropy ({_fmt(div['clusters'])} reference clusters) | "
                           f"{_fmt(div['entropy']['accepted'])} | {_fmt(div['entropy']['reference'])} |", "",
                           f"Diversity ratio {_fmt(div['ratio'])}; reference coverage {div['reference_coverage']:.1%}, "
                           f"tail coverage {div['tail_coverage']:.1%}."]
@@ -368,56 +372,57 @@ class Report:
                     lines += ["", "| missing cluster | reference share | accepted share | example reference text |",
                               "|---:|---:|---:|---|"]
                     for m in div["missing_clusters"][:10]:
-                        lines.append(f"| {m['cluster']} | {m['reference_share']:.1%} | {m['accepted_share']:.1%} | "
-                                     f"{_md_escape(m['examples'][0]) if m['examples'] else '-'} |")
+                        lines.append(f"| {_fmt(m['cluster'])} | {m['reference_share']:.1%} | "
+                                     f"{m['accepted_share']:.1%} | "
+                                     f"{md_text(m['examples'][0]) if m['examples'] else '-'} |")
         if d.get("warnings"):
-            lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in d["warnings"]]
+            lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in d["warnings"]]
         ov = d.get("overrides")
         if ov:
             lines += ["", "## Reviewer overrides", "",
-                      f"{ov['applied']} applied from `{ov.get('file', '-')}` ({ov['accepted']} accepted, "
+                      f"{ov['applied']} applied from {md_code(ov.get('file', '-'))} ({ov['accepted']} accepted, "
                       f"{ov['rejected']} rejected by a reviewer); findings stay recorded."]
             if ov.get("unmatched"):
                 lines.append(f"{len(ov['unmatched'])} override id(s) matched no sample: "
-                             + ", ".join(f"`{i}`" for i in ov["unmatched"][:10]))
+                             + ", ".join(md_code(i) for i in ov["unmatched"][:10]))
             if ov["items"]:
                 lines += ["", "| sample | decision | reviewer | overruled findings | note |", "|---|---|---|---|---|"]
                 for o in ov["items"][:50]:
-                    lines.append(f"| `{o['id']}` | {o['decision']} | {_md_escape(o['reviewer'])} | "
-                                 f"{', '.join(o['findings']) or '-'} | {_md_escape(o['note'])} |")
+                    lines.append(f"| {md_code(o['id'], cell=True)} | {md_text(o['decision'])} | "
+                                 f"{md_text(o['reviewer'])} | {', '.join(md_text(f) for f in o['findings']) or '-'} | "
+                                 f"{md_text(o['note'])} |")
         if d.get("baseline"):
             b = d["baseline"]
-            lines += ["", "## Baseline", "", f"{b['records']} records from {', '.join(b['files'])} "
-                      f"({b['skipped']} malformed skipped); index cache: "
-                      + (", ".join(f"{k} {v['status']}" for k, v in b["cache"].items()) or "-")]
+            lines += ["", "## Baseline", "", f"{_fmt(b['records'])} records from "
+                      f"{', '.join(md_code(f) for f in b['files'])} ({_fmt(b['skipped'])} malformed skipped); "
+                      "index cache: " + (", ".join(f"{md_text(k)} {md_text(v['status'])}"
+                                                   for k, v in b["cache"].items()) or "-")]
         if d["examples"]:
             lines += ["", "## Example rejections", ""]
             grouped: dict[str, list[dict[str, Any]]] = defaultdict(list, d["examples"])
             for name, examples in grouped.items():
-                lines.append(f"### {name}")
+                lines.append(f"### {md_text(name)}")
                 lines.append("")
                 for e in examples[:EXAMPLES_IN_MARKDOWN]:
                     src = e.get("source")
-                    where = f" ({src})" if src and not e["message"].startswith(src) else ""
-                    lines.append(f"- `{e['id']}`{where}: {_md_escape(e['message'])}")
+                    where = f" ({md_text(src)})" if src and not e["message"].startswith(src) else ""
+                    lines.append(f"- {md_code(e['id'])}{where}: {md_text(e['message'])}")
                 lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 
 
 def _fmt(v: Any) -> str:
+    """A number for report.md; anything else (None, or a string where report.json was edited) as escaped text."""
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v)
+    return str(v) if isinstance(v, int) else md_text(v)
 
 
 def _lm_line(sec: dict[str, Any]) -> str:
     """One sentence on which model scored, trained on what, per which unit."""
     what = sec.get("model") or f"order-{sec.get('order')} Kneser-Ney n-gram"
     trained = f", trained on {sec['trained_on']}" if sec.get("trained_on") else ""
-    return (f"Backend `{sec.get('backend')}` ({what}{trained}); perplexity per {sec.get('unit')}, first "
-            f"{sec.get('max_tokens')} {sec.get('unit')}s; per-sample cache {'on' if sec.get('cache') else 'off'}; "
-            f"{sec.get('set_records', 0)} {sec.get('set') or 'reference'} records.")
-
-
-def _md_escape(s: str, limit: int = 300) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")[:limit]
+    unit = md_text(sec.get("unit"))
+    return (f"Backend {md_code(sec.get('backend'))} ({md_text(what)}{md_text(trained)}); perplexity per {unit}, "
+            f"first {_fmt(sec.get('max_tokens'))} {unit}s; per-sample cache {'on' if sec.get('cache') else 'off'}; "
+            f"{_fmt(sec.get('set_records', 0))} {md_text(sec.get('set') or 'reference')} records.")

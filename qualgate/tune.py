@@ -36,6 +36,7 @@ from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_CO
 from qualgate.overrides import Overrides, overrule
 from qualgate.report import evaluate_gate, share
 from qualgate.sample import Sample, Source, TextSpec, make_sample
+from qualgate.untrusted import term
 
 _FIXED = ("id", "accepted", "file", "line")
 
@@ -504,21 +505,23 @@ def _limits(tuned: Tuned) -> dict[str, list[float]]:
 
 
 def render(t: Tuned) -> str:
-    """The per-check table of counts for a terminal."""
+    """The per-check table of counts for a terminal; ids, names and paths pass through ``term``."""
     d = t.to_dict()
-    lines = [f"tuned {d['run']} with " + ", ".join(f"{k}={v!r}" for k, v in t.changes.items()),
+    lines = [f"tuned {term(d['run'])} with " + ", ".join(f"{term(k)}={term(repr(v))}" for k, v in t.changes.items()),
              f"{d['total']} samples: accepted {d['accepted']['before']} -> {d['accepted']['after']}, "
              f"rejected {d['rejected']['before']} -> {d['rejected']['after']}", "",
              f"{'check':<28} {'rejected before':>15} {'after':>8} {'change':>8}"]
     for name, c in d["by_check"].items():
         delta = c["after"] - c["before"]
-        lines.append(f"{name:<28} {c['before']:>15} {c['after']:>8} {delta:>+8}")
+        lines.append(f"{term(name):<28} {c['before']:>15} {c['after']:>8} {delta:>+8}")
     if t.newly_rejected:
-        lines.append(f"\nnewly rejected: {len(t.newly_rejected)} (e.g. {', '.join(t.newly_rejected[:5])})")
+        shown = ", ".join(term(i) for i in t.newly_rejected[:5])
+        lines.append(f"\nnewly rejected: {len(t.newly_rejected)} (e.g. {shown})")
     if t.newly_accepted:
-        lines.append(f"newly accepted: {len(t.newly_accepted)} (e.g. {', '.join(t.newly_accepted[:5])})")
+        shown = ", ".join(term(i) for i in t.newly_accepted[:5])
+        lines.append(f"newly accepted: {len(t.newly_accepted)} (e.g. {shown})")
     if t.needs_scores_ids:
-        by = ", ".join(f"{k} ({v})" for k, v in t.needs_scores.most_common())
+        by = ", ".join(f"{term(k)} ({v})" for k, v in t.needs_scores.most_common())
         lines.append(f"\n{len(t.needs_scores_ids)} sample(s) would now reach checks the original run skipped for "
                      f"them ({by}): they keep their recorded decision. Run the gate with --all-findings to "
                      "store every score.")
@@ -529,10 +532,10 @@ def render(t: Tuned) -> str:
     if t.overrides is not None:
         ov = t.overrides
         if ov.get("unmatched"):
-            shown = ", ".join(ov["unmatched"][:10])
+            shown = ", ".join(term(i) for i in ov["unmatched"][:10])
             lines.append(f"\n{len(ov['unmatched'])} override id(s) matched no sample: {shown}")
         if ov.get("refused"):
-            lines.append(f"{len(ov['refused']['ids'])} accept override(s) refused: {ov['refused']['why']}")
+            lines.append(f"{len(ov['refused']['ids'])} accept override(s) refused: {term(ov['refused']['why'])}")
     lines.append("\nexact: these decisions equal a full re-run's" if t.exact else
                  "\nnot exact: a full re-run may differ for the samples above (and, through duplicate checks, "
                  "samples that duplicate them)")
