@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import xxhash
 from qualgate.errors import InputError
 from qualgate.findings import Decision
 from qualgate.io import RawRecord, detect_format, read_records
+from qualgate.overrides import content_sha256
 
 
 @dataclass
@@ -37,6 +39,7 @@ class FileChange:
     records: int = 0
     added: list[RawRecord] = field(default_factory=list)
     base_file: str | None = None  # the base version, written to a temporary file (None: new file)
+    changed: bool = True  # the file's bytes differ from the base version (or it is new)
 
 
 def _git(args: Sequence[str], cwd: str) -> subprocess.CompletedProcess[bytes]:
@@ -53,15 +56,54 @@ def repo_root(path: str) -> str:
     return proc.stdout.decode().strip()
 
 
+def _merge_base(root: str, a: str, b: str) -> str | None:
+    proc = _git(["merge-base", "--end-of-options", a, b], root)
+    return proc.stdout.decode().strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
 def default_base(root: str) -> str:
-    """The index's parent for a pre-commit run, else the merge base with the default branch, else HEAD."""
-    if os.environ.get("PRE_COMMIT") == "1":
+    """The base a change is judged against.
+
+    ``pre-commit run --from-ref A --to-ref B`` (CI, hosted pre-commit services) sets PRE_COMMIT_FROM_REF and
+    PRE_COMMIT_TO_REF (PRE_COMMIT_SOURCE/ORIGIN before pre-commit 2): the base is their merge base, as
+    pre-commit's own ``A...B`` file list. A plain pre-commit hook compares the staged files with HEAD. Else:
+    the merge base with the default branch, else HEAD. :func:`vacuous_base` refuses a base that equals the
+    commit under test, where nothing could count as added.
+    """
+    env = os.environ
+    frm = env.get("PRE_COMMIT_FROM_REF") or env.get("PRE_COMMIT_SOURCE")
+    to = env.get("PRE_COMMIT_TO_REF") or env.get("PRE_COMMIT_ORIGIN")
+    if frm:
+        return (_merge_base(root, frm, to) if to else None) or frm
+    if env.get("PRE_COMMIT") == "1":
         return "HEAD"
     for branch in ("origin/HEAD", "origin/main", "origin/master", "main", "master"):
-        proc = _git(["merge-base", "HEAD", branch], root)
-        if proc.returncode == 0 and proc.stdout.strip():
-            return proc.stdout.decode().strip()
+        if found := _merge_base(root, "HEAD", branch):
+            return found
     return "HEAD"
+
+
+def commit_of(root: str, rev: str) -> str:
+    """The commit ``rev`` names (an InputError naming it when git does not know it)."""
+    proc = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], root)
+    if proc.returncode != 0:
+        raise InputError(f"git knows no commit {rev!r} (fetch it, e.g. git fetch origin, or pass --base)")
+    return proc.stdout.decode().strip()
+
+
+def vacuous_base(changes: Sequence[FileChange]) -> str | None:
+    """Why the comparison cannot catch anything, or None: the base is the commit under test (HEAD) and no
+    file differs from it. That is what ``pre-commit run --all-files`` (or a CI job that forgot the base)
+    gives, and passing there would let any pull request through."""
+    if not changes or any(c.changed for c in changes):
+        return None
+    root = repo_root(changes[0].path)
+    head = _git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], root).stdout.decode().strip()
+    if any(commit_of(root, c.base) != head for c in changes):
+        return None
+    return (f"the base revision {changes[0].base!r} is the commit under test (HEAD {head[:12]}) and no file "
+            "differs from it, so no record could count as added. In CI pass the pull request's base: "
+            "`pre-commit run --from-ref origin/main --to-ref HEAD`, or `qualgate check --base origin/main FILES`")
 
 
 def content_key(record: Any) -> str:
@@ -70,17 +112,55 @@ def content_key(record: Any) -> str:
     return xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
 
 
+def repo_path(path: str, root: str) -> str:
+    """``path`` relative to the repository root, '/'-separated. A path whose real location is outside the
+    repository (a symlink a pull request added, pointing at ~/.ssh or /etc, or ``..``) is an InputError:
+    ``check`` reads only the repository's own files."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, real_root]) != real_root:
+        what = "a symlink to" if os.path.islink(path) else "a path to"
+        raise InputError(f"{what} {real}, outside the repository {real_root}: not read", file=path)
+    return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
+
+
 def base_bytes(path: str, base: str) -> bytes | None:
     """The file's content at revision ``base`` (None when it did not exist there)."""
     root = repo_root(path)
-    rel = os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
-    proc = _git(["show", f"{base}:{rel}"], root)
+    return show(root, base, repo_path(path, root), path)
+
+
+def show(root: str, rev: str, rel: str, name: str | None = None) -> bytes | None:
+    """The blob at ``rev:rel`` (None when there is none; a symlink's blob is its target, never followed)."""
+    proc = _git(["show", "--end-of-options", f"{rev}:{rel}"], root)
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace")
         if "does not exist" in err or "exists on disk, but not in" in err:
             return None
-        raise InputError(f"git cannot read it at {base!r}: {err.strip()[:200]}", file=path)
+        raise InputError(f"git cannot read it at {rev!r}: {err.strip()[:200]}", file=name or rel)
     return proc.stdout
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file created with O_EXCL|O_NOFOLLOW (``mkstemp``): a symlink
+    planted at a predictable temp name is never written through. The rename replaces a link, never its target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_COMPRESSED = (".gz",)
+
+
+def stored_suffix(path: str, kind: str) -> str:
+    """The suffix a base copy is stored under: the format, plus the compression a reader recognises by name."""
+    return f".{kind}" + next((c for c in _COMPRESSED if path.lower().endswith(c)), "")
 
 
 def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdir: Path,
@@ -99,14 +179,12 @@ def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdi
         seen: Counter[str] = Counter()
         if old is not None:
             kind = fmt or detect_format(path)
+            change.changed = os.path.getsize(path) != len(old) or Path(path).read_bytes() != old
             # a path that depends only on the content, so the baseline index cached for it is found next run
             digest = xxhash.xxh3_128_hexdigest(old)
-            base_file = workdir / digest[:2] / f"{digest}.{kind}"
-            if not base_file.is_file() or base_file.stat().st_size != len(old):
-                base_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = base_file.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(old)
-                os.replace(tmp, base_file)
+            base_file = workdir / digest[:2] / f"{digest}{stored_suffix(path, kind)}"
+            if base_file.is_symlink() or not base_file.is_file() or base_file.stat().st_size != len(old):
+                write_new(base_file, old)
             for raw in read([str(base_file)], kind):
                 change.base_records += 1
                 if raw.record is not None:
@@ -132,27 +210,37 @@ def added_records(changes: Sequence[FileChange]) -> Iterator[RawRecord]:
 
 
 def summary_markdown(changes: Sequence[FileChange], decisions: Sequence[Decision], passed: bool,
-                     failed_conditions: Sequence[str], max_listed: int = 50) -> str:
-    """A PR-comment-sized summary: verdict, counts per file and per check, each rejected record (capped)."""
+                     failed_conditions: Sequence[str], max_listed: int = 50, judged_by: str | None = None,
+                     notes: Sequence[str] = ()) -> str:
+    """A PR-comment-sized summary: verdict, counts per file and per check, each rejected record (capped).
+    File names, ids, messages, names and notes come from the pull request: md_text / md_code escape them."""
+    from qualgate.untrusted import md_code, md_text
+
     rejected = [d for d in decisions if not d.accepted]
     lines = [f"## qualgate: {'passed' if passed else 'FAILED'}", ""]
+    if judged_by:
+        lines += [f"Judged by {md_text(judged_by)}.", ""]
+    if notes:
+        lines += [*(f"- {md_text(n, 600)}" for n in notes), ""]
     lines += ["| file | base | records added | accepted | rejected |", "|---|---|---:|---:|---:|"]
     by_file: Counter[str] = Counter(d.sample.source.file for d in rejected if d.sample.source)
     for c in changes:
-        lines.append(f"| `{c.path}` | `{c.base[:12]}` | {len(c.added)} | {len(c.added) - by_file[c.path]} | "
-                     f"{by_file[c.path]} |")
-    reasons: Counter[str] = Counter(f"{d.findings[0].check}: {d.findings[0].reason}" for d in rejected)
+        lines.append(f"| {md_code(c.path, cell=True)} | {md_code(c.base[:12], cell=True)} | {len(c.added)} | "
+                     f"{len(c.added) - by_file[c.path]} | {by_file[c.path]} |")
+    reasons: Counter[str] = Counter(f"{md_text(d.findings[0].check)}: {md_text(d.findings[0].reason)}"
+                                    for d in rejected)
     if reasons:
         lines += ["", "| check: reason | rejected |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in reasons.most_common()]
     for cond in failed_conditions:
-        lines.append(f"\nGate condition failed: {cond}")
+        lines.append(f"\nGate condition failed: {md_text(cond)}")
     if rejected:
         lines += ["", "### Rejected records", "", "| file | line | id | why |", "|---|---:|---|---|"]
         for d in rejected[:max_listed]:
             src = d.sample.source
-            why = "; ".join(f.message for f in d.findings).replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| `{src.file if src else '-'}` | {src.line if src else '-'} | `{d.id}` | {why[:300]} |")
+            why = md_text("; ".join(f.message for f in d.findings), 300)
+            lines.append(f"| {md_code(src.file, cell=True) if src else '-'} | {md_text(src.line if src else '-')} | "
+                         f"{md_code(d.id, cell=True)} | {why} |")
         if len(rejected) > max_listed:
             lines.append(f"\n... and {len(rejected) - max_listed} more rejected records (see `--format json`).")
     overruled = [d for d in decisions if d.accepted and d.override is not None]
@@ -162,8 +250,9 @@ def summary_markdown(changes: Sequence[FileChange], decisions: Sequence[Decision
         for d in overruled[:max_listed]:
             ov = d.override
             assert ov is not None
-            why = ", ".join(f"{f.check}/{f.reason}" for f in d.findings)
-            lines.append(f"| `{d.id}` | {ov.reviewer} | {ov.note.replace('|', '/')[:200]} | {why} |")
+            why = ", ".join(md_text(f"{f.check}/{f.reason}") for f in d.findings)
+            lines.append(f"| {md_code(d.id, cell=True)} | {md_text(ov.reviewer, 100)} | {md_text(ov.note, 200)} | "
+                         f"{why} |")
     if not any(c.added for c in changes):
         lines.append("\nNo records added: nothing to check.")
     return "\n".join(lines) + "\n"
@@ -189,8 +278,8 @@ def summary_json(changes: Sequence[FileChange], decisions: Sequence[Decision], p
         "files": [{"path": c.path, "base": c.base, "base_records": c.base_records, "records": c.records,
                    "added": len(c.added)} for c in changes],
         "added": sum(len(c.added) for c in changes),
-        "rejected": [{"id": d.id, **(d.sample.source.to_dict() if d.sample.source else {}),
-                      "findings": _findings(d, bases),
+        "rejected": [{"id": d.id, "sha256": content_sha256(d.sample),
+                      **(d.sample.source.to_dict() if d.sample.source else {}), "findings": _findings(d, bases),
                       **({"override": d.override.to_dict()} if d.override else {})}
                      for d in decisions if not d.accepted],
         "overruled": [{"id": d.id, **(d.sample.source.to_dict() if d.sample.source else {}),
@@ -202,3 +291,155 @@ def summary_json(changes: Sequence[FileChange], decisions: Sequence[Decision], p
 
 def temp_workdir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="qualgate-check-")
+
+
+@contextmanager
+def working_dir(path: str | Path | None) -> Iterator[None]:
+    """Run with ``path`` as the current directory (None: stay): relative paths in a base-revision config then
+    resolve in its mirror, never in the working tree the change controls."""
+    if path is None:
+        yield
+        return
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+# --------------------------------------------------------------------------------- trusted configuration
+_PATH_KEYS = ("extends", "model")
+
+
+def _named_paths(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """``(key, value)`` of every string in a raw config that names a file: ``extends``, ``*_file``, ``model``."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _named_paths(v, str(k))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _named_paths(v, key)
+    elif isinstance(node, str) and (key.endswith("_file") or key in _PATH_KEYS):
+        yield key, node
+
+
+@dataclass
+class TrustedFiles:
+    """The files that decide a ``check`` run, as the base revision has them, mirrored under ``root``.
+
+    A pull request must not judge itself: a config or overrides file it adds or edits would let it accept its
+    own records. So the config file, what it ``extends``, the phrase lists, schemas and model folders it
+    names, and the overrides file are read from the base revision into a mirror of the repository, and the
+    gate is built with the mirror as its working directory. Shipped packs (a bare name) and files outside
+    the repository are not part of any change and are used as they are.
+    """
+
+    repo: str
+    rev: str
+    root: Path
+    notes: list[str] = field(default_factory=list)
+
+    def cwd(self) -> Path:
+        """The mirror of the current directory (relative paths in configs resolve against it)."""
+        rel = self.inside(".")
+        here = self.root if rel is None else self.root / rel
+        here.mkdir(parents=True, exist_ok=True)
+        return here
+
+    def inside(self, path: str | Path) -> str | None:
+        """``path`` relative to the repository root, or None when it is outside. Lexical, never following a
+        symlink of the working tree: a pull request could add one to point a trusted name at another file."""
+        base = os.path.realpath(os.getcwd())  # the user's directory, not something the change controls
+        full = os.path.normpath(os.path.join(base, os.path.expanduser(str(path))))
+        root = os.path.realpath(self.repo)
+        if os.path.commonpath([full, root]) != root:
+            return None
+        rel = os.path.relpath(full, root).replace(os.sep, "/")
+        return rel
+
+    def fetch(self, rel: str, *, name: str) -> Path | None:
+        """The base version of the repository path ``rel`` (a file, or a folder such as a model) in the mirror;
+        None when the base has no such path."""
+        dest = self.root / rel
+        if dest.exists():
+            return dest
+        kind = _git(["cat-file", "-t", "--end-of-options", f"{self.rev}:{rel}"], self.repo).stdout.strip()
+        if kind == b"tree":
+            proc = _git(["archive", "--format=tar", "--end-of-options", self.rev, "--", rel], self.repo)
+            if proc.returncode != 0:
+                raise InputError(f"git archive failed at {self.rev!r}: {proc.stderr.decode(errors='replace')[:200]}",
+                                 file=name)
+            import io
+            import tarfile
+
+            with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+                tar.extractall(self.root, filter="data")  # 'data': no links out of the mirror, no absolute paths
+            return dest
+        data = show(self.repo, self.rev, rel, name) if kind == b"blob" else None
+        if data is None:
+            return None
+        write_new(dest, data)
+        return dest
+
+    def config(self, ref: str) -> str:
+        """The config reference to load in the mirror: a shipped pack name as it is, a file outside the
+        repository as it is, else the base version of the file and of every file it names (``extends``
+        recursively, ``*_file`` lists and schemas, ``model`` folders)."""
+        import yaml
+
+        from qualgate.packs import is_bare_name
+
+        def shipped(value: str, key: str) -> bool:
+            return is_bare_name(value) and (key != "extends" or not value.endswith((".yaml", ".yml")))
+
+        if shipped(ref, "extends"):
+            return ref
+        rel = self.inside(ref)
+        if rel is None:
+            return ref
+        first = self.fetch(rel, name=ref)
+        if first is None:
+            raise InputError(f"not in the base revision {self.rev!r}: the config that judges a change comes from "
+                             "its base, so a pull request cannot bring its own; merge it first, or pass "
+                             "--trust-worktree where the working tree is trusted", file=ref)
+        todo, seen = [(first, rel)], set()
+        while todo:
+            local, here = todo.pop()
+            if here in seen:
+                continue
+            seen.add(here)
+            try:
+                raw = yaml.safe_load(local.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, UnicodeDecodeError, OSError):
+                continue  # load_config reports it, naming the file and line
+            for key, value in _named_paths(raw):
+                if shipped(value, key):
+                    continue
+                if key == "extends":  # relative to the config's folder first, then the current directory
+                    folder = os.path.dirname(os.path.join(os.path.realpath(self.repo), here))
+                    for cand in (os.path.join(folder, value), value):
+                        if (r := self.inside(cand)) is not None and (got := self.fetch(r, name=value)) is not None:
+                            todo.append((got, r))
+                            break
+                elif (r := self.inside(value)) is not None:
+                    self.fetch(r, name=value)  # a missing one is load_config's error, naming the key
+                elif not os.path.isabs(os.path.expanduser(value)):
+                    raise InputError(f"{key}: {value!r} is a relative path outside the repository; write it as an "
+                                     "absolute path", file=ref)
+        return os.path.relpath(first, self.cwd())
+
+    def overrides(self, path: str) -> str | None:
+        """The base version of an overrides file (None, with a note, when the base has none)."""
+        rel = self.inside(path)
+        if rel is None:
+            return path
+        local = self.fetch(rel, name=path)
+        if local is None:
+            self.notes.append(f"overrides file {path} is not in the base revision: none of its entries were "
+                              "applied (they apply once merged: a change cannot accept its own records)")
+            return None
+        if Path(path).is_file() and Path(path).read_bytes() != local.read_bytes():
+            self.notes.append(f"overrides file {path} differs from the base revision: the base's entries were "
+                              "applied, not the change's edits")
+        return str(local)
