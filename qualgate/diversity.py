@@ -93,6 +93,7 @@ class DiversityTracker:
         self.embedder: Embedder = shared_embedder(cfg.model, cfg.device, cfg.batch_size, cache_dir)
         self.reference: _Pool | None = None
         self.reference_files: list[str] = []
+        self.reference_unusable = ""
         self.reset_run()
 
     def reset_run(self) -> None:
@@ -116,6 +117,7 @@ class DiversityTracker:
         """Measure against these files' samples (even when they turn out to hold none)."""
         self.reference_files = files
         self.reference = _Pool(self.cfg.max_samples, 0)
+        self.reference_unusable = ""  # why reference records were left out (Gate.load_set): for the note
 
     def add_reference(self, samples: Sequence[Sample]) -> int:
         """Embed reference samples; returns how many lacked the field."""
@@ -156,6 +158,8 @@ class DiversityTracker:
         }
         if len(ref) < 2 or len(acc) < 2:
             out["note"] = "too few samples to measure diversity (need at least 2 in each set)"
+            if len(ref) < 2 and self.reference is not None and self.reference_unusable:
+                out["note"] += f"; reference records left out: {self.reference_unusable}"
             return out
         m = min(len(ref), len(acc))
         nn_ref, nn_acc = nn_distances(ref[:m]), nn_distances(acc[:m])

@@ -24,7 +24,7 @@ from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
 from qualgate.io import RawRecord, dumps_record, read_records
 from qualgate.report import Report, ReportBuilder
-from qualgate.sample import FieldProblem, Sample, Source, TextSpec, make_sample, malformed, unparseable_sample
+from qualgate.sample import FieldProblem, Sample, SetUsage, Source, TextSpec, make_sample, malformed, unparseable_sample
 
 if TYPE_CHECKING:
     from qualgate.diversity import DiversityTracker
@@ -36,6 +36,8 @@ Verdict = tuple[list[Finding], dict[str, float | None], list[str], dict[str, dic
 BatchFeatures = dict[str, tuple[list[int], Features]]
 #: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
 SET_ROLES = ("baseline", "private", "reference")
+#: In every set index's cache key: 2 = records of a set without the id field are indexed (by content hash)
+_SET_INDEX_VERSION = 2
 
 
 def default_workers() -> int:
@@ -240,6 +242,7 @@ class Gate:
         self.overrides: Overrides | None = None
         self._auto_fit = False  # the input fit came from run(), so the next run() refits on its own records
         self.sets_info: dict[str, dict[str, Any]] = {}
+        self._set_usage: dict[str, SetUsage] = {}  # why records of each loaded set were unusable
         self.diversity: DiversityTracker | None = None
         if config.diversity is not None or config.gate.needs_diversity:
             self.diversity = self._new_diversity()
@@ -274,17 +277,18 @@ class Gate:
         return [f"{c.name}.{k}" for c in self.checks for k in c.score_names]
 
     # ------------------------------------------------------------------------------------ samples
-    def sample(self, item: Any, n: int) -> Sample:
-        """Turn one input item (a dict, or a RawRecord from a reader) into a Sample."""
+    def sample(self, item: Any, n: int, *, id_fallback: bool = False) -> Sample:
+        """Turn one input item (a dict, or a RawRecord from a reader) into a Sample. ``id_fallback``: a record
+        without a usable id takes its content hash (``make_sample``), as records of compared-with sets do."""
         if isinstance(item, RawRecord):
             if item.error is not None or item.record is None:
                 reason, msg = item.error or ("not_an_object", "no record")
                 return unparseable_sample(reason, msg, item.source, item.raw or b"")
             return make_sample(item.record, self.spec, self.config.input.id, item.source,
-                               item.raw if item.verbatim else None)
+                               item.raw if item.verbatim else None, id_fallback=id_fallback)
         src = Source("<records>", n, "item")
         if isinstance(item, Mapping):
-            return make_sample(item, self.spec, self.config.input.id, src)
+            return make_sample(item, self.spec, self.config.input.id, src, id_fallback=id_fallback)
         return unparseable_sample("not_an_object", f"expected a mapping, got {type(item).__name__}", src,
                                   dumps_record(item))
 
@@ -380,9 +384,10 @@ class Gate:
             info["note"] = f"no check in this config compares with a {role} set: it is not used"
             return info
         todo: list[tuple[SetCheck[Any], Path | None]] = []
+        usage = SetUsage(self.spec)
         for check in users:
-            key = xxhash.xxh3_128_hexdigest(f"{role}|{digest}|{check.cache_token()}|"
-                                            f"{self.config.input.text}|{self.config.input.id}".encode())
+            key = xxhash.xxh3_128_hexdigest(f"{role}|{digest}|{check.cache_token()}|{self.config.input.text}|"
+                                            f"{self.config.input.id}|{_SET_INDEX_VERSION}".encode())
             cached = cache_dir / f"{check.kind}-{key}.npz" if cache_dir is not None and digest else None
             if cached is not None and cached.is_file():
                 fresh = self._build_set_check(check.name, role)
@@ -391,6 +396,8 @@ class Gate:
                         state = {k: z[k] for k in z.files}
                     fresh.import_state(state)
                     counts = state["_qualgate_counts"].tolist()
+                    if "_qualgate_usage" in state:
+                        usage.restore(str(state["_qualgate_usage"]), check.name)
                 except Exception:
                     pass
                 else:
@@ -400,22 +407,38 @@ class Gate:
                     continue
             todo.append((self._build_set_check(check.name, role), cached))
         if todo or tracker is not None:
-            samples = (self.sample(item, n) for n, item in enumerate(records(), start=1))
+            restored, usage = usage, SetUsage(self.spec)
+            usage.by_user.update(restored.by_user)
+            samples = (self.sample(item, n, id_fallback=role != "input") for n, item in enumerate(records(), start=1))
             skipped = 0
             not_indexed = {check.name: 0 for check, _ in todo}
             while batch := list(itertools.islice(samples, 4096)):
-                good = [s for s in batch if s.problem is None]
+                good = usage.add(batch)
                 skipped += len(batch) - len(good)
                 for check, _ in todo:
-                    not_indexed[check.name] += check.add_baseline(good)
+                    if lost := check.add_baseline(good):
+                        not_indexed[check.name] += lost
+                        usage.add_field(check.name, good, getattr(check.params, "field", None))
+                if tracker is not None and tracker.add_reference(good):
+                    usage.add_field("diversity", good, tracker.cfg.field)
+            try:
+                names = [c.name for c in users] + (["diversity"] if tracker is not None else [])
+                self._refuse_unusable(role, files, usage, names)
+            except InputError:  # as if this set had never been loaded
+                del self.sets_info[role]
+                for check in users:
+                    self._baseline_state.pop(check.name, None)
+                self._fresh_set_checks()
                 if tracker is not None:
-                    tracker.add_reference(good)
+                    tracker.reference, tracker.reference_files = None, []
+                raise
             info["skipped"] = skipped
             if tracker is not None and tracker.reference is not None:
                 info["records"] = tracker.reference.seen
             for check, cached in todo:
                 state = check.export_state()
                 state["_qualgate_counts"] = np.asarray([skipped, not_indexed[check.name]], dtype=np.int64)
+                state["_qualgate_usage"] = np.asarray(usage.to_json())
                 self._install(check, state)
                 info["not_indexed"][check.name] = not_indexed[check.name]
                 info["cache"][check.name] = {"status": "miss" if cached else "disabled", "path": str(cached or "")}
@@ -423,7 +446,26 @@ class Gate:
                     _save_npz(cached, state)
         info["records"] = max([info["records"], *(getattr(c, "n_baseline", 0) for c in self.set_checks
                                                     if c.name in {u.name for u in users})])
+        self._set_usage[role] = usage
+        if tracker is not None:
+            tracker.reference_unusable = usage.explain("diversity")
+        if usage.causes or usage.by_user:
+            info["unusable"] = usage.summary()
+            if role != "input":
+                _warn_unusable(role, files, usage)
         return info
+
+    def _refuse_unusable(self, role: str, files: list[str], usage: SetUsage, users: list[str]) -> None:
+        """A set of which a check (or the diversity report) can use no record is a mistake to report, naming
+        the cause, not an empty index to run with. The input (fitting on itself) only has its records rejected."""
+        if role == "input" or not usage.records:
+            return
+        for user in users:
+            if usage.usable_by(user) == 0:
+                who = "" if usage.usable == 0 else (" by the diversity report" if user == "diversity"
+                                                    else f" by check '{user}'")
+                raise InputError(f"{role} set: 0 of {usage.records} records usable{who}: {usage.explain(user)}",
+                                 file=", ".join(files) or None)
 
     def _build_set_check(self, name: str, role: str | None = None) -> SetCheck[Any]:
         check = self._specs[name].build()
@@ -451,8 +493,10 @@ class Gate:
             have = getattr(check, "n_baseline", 0)
             if have < check.min_set_size and check.set_role != "input":  # too small an input: the check abstains
                 where = "the input" if check.set_role == "input" else f"the {role} set"
+                usage = self._set_usage.get(role)
+                why = f" of {usage.records}: {cause}" if usage and (cause := usage.explain(check.name)) else ""
                 raise ConfigError(f"check '{check.name}' ({check.kind}) needs at least {check.min_set_size} "
-                                  f"usable records in {where}, got {have}", file=self.config.source)
+                                  f"usable records in {where}, got {have}{why}", file=self.config.source)
 
     def _install(self, check: SetCheck[Any], state: dict[str, Any]) -> None:
         """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""
@@ -670,6 +714,21 @@ class Gate:
         decisions = [Decision(s, f, sc, sk, ev) for s, (f, sc, sk, ev) in zip(batch, verdicts, strict=True)]
         apply_checks(self._local, decisions, self.all_findings, features)
         return decisions
+
+
+def _warn_unusable(role: str, files: list[str], usage: SetUsage) -> None:
+    """Records of a set left out (a private one is then not protected): said, not silent."""
+    import warnings
+
+    where = f"{role} set {', '.join(files)}"
+    if usage.usable < usage.records:
+        warnings.warn(f"{where}: {usage.records - usage.usable} of {usage.records} records left out: "
+                      f"{usage.explain()}", stacklevel=4)
+    for user in sorted(usage.by_user):
+        if usage.by_user[user]:
+            who = "the diversity report" if user == "diversity" else f"check '{user}'"
+            warnings.warn(f"{where}: {sum(usage.by_user[user].values())} usable records not used by {who}: "
+                          f"{usage.explain(user, whole_set=False)}", stacklevel=4)
 
 
 def _save_npz(path: Path, arrays: dict[str, Any]) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,15 +191,20 @@ def malformed(reason: str, message: str, source: Source | None, key: str | None 
 
 
 def make_sample(record: Mapping[str, Any], spec: TextSpec, id_field: str | None,
-                source: Source | None = None, raw: bytes | None = None) -> Sample:
-    """Build a Sample from a parsed record; problems become a ``malformed`` finding, never an exception."""
+                source: Source | None = None, raw: bytes | None = None, *, id_fallback: bool = False) -> Sample:
+    """Build a Sample from a parsed record; problems become a ``malformed`` finding, never an exception.
+
+    ``id_fallback``: a record whose id field is missing (or not a string or integer) takes the content hash,
+    as without ``id_field``, instead of a ``bad_id`` problem. For the sets inputs are compared with (baseline,
+    private, reference): their ids only name evidence, and a human reference rarely has the generator's ids.
+    """
     problem: Finding | None = None
     sid: str | None = None
     if id_field is not None:
         value = record.get(id_field)
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             sid = str(value)
-        else:
+        elif not id_fallback:
             why = ("is missing" if id_field not in record
                    else f"should be a string or integer, got {type(value).__name__}")
             problem = malformed("bad_id", f"id field '{id_field}' {why}", source, id_field)
@@ -221,3 +227,111 @@ def make_sample(record: Mapping[str, Any], spec: TextSpec, id_field: str | None,
 def unparseable_sample(reason: str, message: str, source: Source, raw: bytes) -> Sample:
     """A record that could not be parsed at all: kept (as raw bytes) and rejected as malformed."""
     return Sample(content_id(raw), None, "", None, source, raw, malformed(reason, message, source))
+
+
+def _cause(reason: str, key: str | None) -> str:
+    """One short phrase per kind of unusable record, e.g. "field 'output' missing"."""
+    if reason == "bad_id":
+        return f"id field '{key}' missing or not a string or integer"
+    if key == "input.text":
+        return "no known text layout (text, messages, instruction/output, prompt/completion)"
+    if key is not None and reason == "missing_field":
+        return f"field '{key}' missing"
+    if key is not None and reason == "wrong_type":
+        return f"field '{key}' not text"
+    return f"not readable ({reason})"
+
+
+class SetUsage:
+    """Why records of a set (baseline, private, reference) could not be used, so that "0 usable records"
+    names the cause: counts per cause (for the text view, and for each check's own ``field``) and the field
+    names the set's first records hold."""
+
+    LOOK_AT = 5  # records whose field names are listed
+    SHOW = 12  # field names a message lists at most
+
+    def __init__(self, spec: TextSpec) -> None:
+        self.spec = spec
+        self.records = self.usable = 0
+        self.causes: Counter[str] = Counter()
+        #: per user of the set (a check's name, or "diversity"): its field's problems in the usable records
+        self.by_user: dict[str, Counter[str]] = {}
+        self.fields: list[str] = []  # the first SHOW field names of the first LOOK_AT records
+        self.n_fields = 0  # how many distinct names those records have
+        self._seen: set[str] = set()
+        self._looked = 0
+
+    def add(self, samples: Sequence[Sample]) -> list[Sample]:
+        """Count a batch; returns its usable samples."""
+        good: list[Sample] = []
+        for s in samples:
+            self.records += 1
+            if s.record is not None and self._looked < self.LOOK_AT:
+                self._looked += 1
+                for k in map(str, s.record):
+                    if k not in self._seen:
+                        self._seen.add(k)
+                        if len(self.fields) < self.SHOW:
+                            self.fields.append(k if len(k) <= 40 else k[:39] + "…")
+                self.n_fields = len(self._seen)
+            if s.problem is None:
+                good.append(s)
+                continue
+            missing = [f for f in dict.fromkeys(self.spec.fields) if s.record is not None and f not in s.record]
+            if s.problem.reason == "missing_field" and missing:  # a template: name every field it lacks
+                self.causes.update(f"field '{f}' missing" for f in missing)
+            else:
+                self.causes[_cause(s.problem.reason, s.problem.evidence.get("key"))] += 1
+        self.usable += len(good)
+        return good
+
+    def add_field(self, user: str, samples: Sequence[Sample], field: str | None) -> None:
+        """Count the usable samples in which ``user``'s own field is missing or not text."""
+        if field is None:
+            return
+        for s in samples:
+            try:
+                s.view(field)
+            except FieldProblem as exc:
+                self.by_user.setdefault(user, Counter())[_cause(exc.reason, exc.key)] += 1
+
+    def usable_by(self, user: str | None = None) -> int:
+        return self.usable - sum(self.by_user.get(user, Counter()).values()) if user else self.usable
+
+    def explain(self, user: str | None = None, *, whole_set: bool = True) -> str:
+        """E.g. "field 'output' missing in all 200 (fields present: instruction, context, response, ...)":
+        why records were unusable to ``user`` (None: to all), counting those of the whole set or not."""
+        causes = (self.causes if whole_set else Counter()) + (self.by_user.get(user, Counter()) if user else Counter())
+        if not causes:
+            return ""
+        parts = [f"{cause} in {'all ' if n == self.records else ''}{n}" for cause, n in causes.most_common()]
+        text = "; ".join(parts)
+        if any(c.startswith(("field ", "no known")) for c in causes):
+            more = self.n_fields - len(self.fields)
+            present = ", ".join(self.fields) + (f" and {more} more" if more > 0 else "") if self.fields else "none"
+            view = whole_set and any(c.startswith(("field ", "no known")) for c in self.causes)
+            text += f" (fields present: {present}" + (
+                f"; a set is read with the input's text view {self.spec.spec!r})" if view else ")")
+        return text
+
+    def summary(self) -> dict[str, Any]:
+        """Counts only, for reports: no field names read from the set (a private set's could be telling)."""
+        out: dict[str, Any] = {"records": self.records, "usable": self.usable, "causes": dict(self.causes)}
+        if by_user := {u: dict(c) for u, c in self.by_user.items() if c}:
+            out["by_check"] = by_user
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({**self.summary(), "fields": self.fields, "n_fields": self.n_fields})
+
+    def restore(self, text: str, user: str) -> None:
+        """Take what a cached index stored for ``user`` (``to_json``) as this set's usage. Raises (and changes
+        nothing) when ``text`` is not what ``to_json`` writes."""
+        data = json.loads(text)
+        records, usable, fields = int(data["records"]), int(data["usable"]), [str(f) for f in data["fields"]]
+        n_fields = int(data["n_fields"])
+        causes = Counter({str(k): int(v) for k, v in data["causes"].items()})
+        mine = {str(k): int(v) for k, v in data.get("by_check", {}).get(user, {}).items()}
+        self.records, self.usable, self.fields, self.n_fields, self.causes = records, usable, fields, n_fields, causes
+        if mine:
+            self.by_user[user] = Counter(mine)

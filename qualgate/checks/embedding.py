@@ -379,7 +379,9 @@ class PrivateLeakParams(EmbeddingParams):
 class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
     """Sample copies or closely paraphrases a record of the private set (cosine or word n-gram Jaccard).
 
-    Only private records' ids and the two scores are ever written; their text stays out of every output.
+    Only private records' ids and the two scores are ever written; their text stays out of every output. A
+    private record without the id field is named by its content hash (xxh3-64 of its key-sorted JSON, as
+    ``make_sample`` computes it), which identifies it without showing any of it.
     """
 
     kind = "private_leak"
