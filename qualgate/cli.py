@@ -10,6 +10,7 @@ import click
 
 from qualgate import __version__
 from qualgate.errors import ConfigError, InputError, QualgateError
+from qualgate.untrusted import term
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a SIGINT stop
@@ -20,7 +21,35 @@ def _fail(exc: QualgateError) -> None:
     sys.exit(exc.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command's way out: exit 1 means only "the gate failed", so anything unexpected exits 2 with one
+    line (the traceback with QUALGATE_DEBUG=1), Ctrl-C exits 130, and a QualgateError that a command did not
+    catch is reported as ``_fail`` does. click's own exits (usage errors: 2) and ``sys.exit`` pass through."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click.exceptions.Exit and Abort are RuntimeErrors: not internal errors
+        except KeyboardInterrupt:
+            click.echo("qualgate: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except QualgateError as exc:
+            _fail(exc)
+        except Exception as exc:
+            import os
+
+            if os.environ.get("QUALGATE_DEBUG", "") not in ("", "0"):
+                import traceback
+
+                traceback.print_exc()
+            message = " ".join(str(exc).split())[:1000]
+            click.echo(f"qualgate: internal error: {type(exc).__name__}: {term(message)} "
+                       "(set QUALGATE_DEBUG=1 for the traceback)", err=True)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="qualgate")
 def main() -> None:
     """Guard a training set against bad synthetic samples, with a recorded reason for every rejection."""
@@ -183,7 +212,10 @@ def report_cmd(run_dir: str, fmt: str, output: str | None) -> None:
     else:
         text = {"markdown": report.to_markdown, "json": report.to_json, "junit": report.to_junit}[fmt]()
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        from qualgate.io import atomic_write
+
+        with atomic_write(output) as fh:
+            fh.write(text.encode("utf-8"))
     else:
         click.echo(text, nl=False)
     sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
@@ -370,8 +402,10 @@ def schema_cmd(output: str | None) -> None:
 
     text = json.dumps(config_json_schema(), indent=2) + "\n"
     if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        from qualgate.io import atomic_write
+
+        with atomic_write(output) as fh:
+            fh.write(text.encode("utf-8"))
     else:
         click.echo(text, nl=False)
 

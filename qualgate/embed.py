@@ -25,6 +25,7 @@ import xxhash
 
 from qualgate.lm.text import model_input
 from qualgate.models import embedding_model_path, load_sentence_transformer, model_fingerprint, resolve_device
+from qualgate.vectors import unit_rows
 
 F32 = npt.NDArray[np.float32]
 _MEMO = 16384  # recent texts kept in memory (384 floats each: ~25 MiB)
@@ -35,13 +36,16 @@ class EmbeddingCache:
 
     The cache only ever saves time: a file that is not a database (or is malformed) is moved aside and
     started afresh; any other SQLite or file-system problem (locked, read-only, disk full, damage found
-    later) turns the cache off for the rest of the run with a warning, and embedding goes on.
+    later, a symlink at its name) turns the cache off for the rest of the run with a warning, and embedding
+    goes on. A stored vector that is not one of ours (not ``dim`` finite float32s of unit length) is a miss:
+    recomputed and stored again, with one warning per run.
     """
 
     def __init__(self, path: Path, dim: int) -> None:
         self.path, self.dim = path, dim
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._damaged_seen = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._open()
@@ -74,6 +78,9 @@ class EmbeddingCache:
         self._db = None
 
     def _open(self) -> sqlite3.Connection:
+        for name in (self.path, *(Path(f"{self.path}{x}") for x in ("-wal", "-shm", "-journal"))):
+            if name.is_symlink():  # SQLite would write through it, to wherever it points
+                raise OSError(f"{name} is a symbolic link")
         db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -87,7 +94,6 @@ class EmbeddingCache:
 
     def get(self, keys: Sequence[bytes]) -> dict[bytes, F32]:
         out: dict[bytes, F32] = {}
-        width = self.dim * 4
         with self._lock:
             try:
                 for start in range(0, len(keys), 500):
@@ -96,13 +102,19 @@ class EmbeddingCache:
                     chunk = keys[start:start + 500]
                     rows = self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN "
                                             f"({','.join('?' * len(chunk))})", chunk).fetchall()
-                    for key, vec in rows:
-                        if len(vec) == width:  # a vector of another width is not ours: recompute
-                            out[bytes(key)] = np.frombuffer(vec, dtype=np.float32)
+                    good = _unit_vectors([vec for _, vec in rows], self.dim)
+                    out.update((bytes(key), v) for (key, _), v in zip(rows, good, strict=True) if v is not None)
+                    self._damaged(sum(v is None for v in good))
             except sqlite3.Error as exc:
                 self._off(exc)
                 return {}
         return out
+
+    def _damaged(self, n: int) -> None:
+        if n and not self._damaged_seen:
+            warnings.warn(f"embedding cache {self.path} holds damaged vectors (not {self.dim} finite float32s of "
+                          "unit length); they are recomputed and stored again", stacklevel=4)
+        self._damaged_seen += n
 
     def put(self, items: Sequence[tuple[bytes, F32]]) -> None:
         with self._lock:
@@ -120,6 +132,19 @@ class EmbeddingCache:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _unit_vectors(blobs: Sequence[object], dim: int) -> list[F32 | None]:
+    """Each stored value as a vector if it is one the model could have given (``dim`` float32s, finite, unit
+    length), else None: damage on disk must cost a recomputation, never a NaN in a score or a report."""
+    out: list[F32 | None] = [None] * len(blobs)
+    sized = [(i, b) for i, b in enumerate(blobs) if isinstance(b, bytes) and len(b) == dim * 4]
+    if sized:
+        vecs = np.frombuffer(b"".join(b for _, b in sized), dtype=np.float32).reshape(len(sized), dim)
+        for j, good in enumerate(unit_rows(vecs)):
+            if good:
+                out[sized[j][0]] = vecs[j]
+    return out
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:

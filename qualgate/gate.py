@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,7 +21,7 @@ from qualgate.checks.base import Features, RunContext
 from qualgate.config import GateConfig, load_config
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
-from qualgate.io import RawRecord, dumps_record, read_records
+from qualgate.io import RawRecord, atomic_write, dumps_record, read_records
 from qualgate.report import Report, ReportBuilder
 from qualgate.sample import FieldProblem, Sample, SetUsage, Source, TextSpec, make_sample, malformed, unparseable_sample
 
@@ -398,8 +397,11 @@ class Gate:
                     counts = state["_qualgate_counts"].tolist()
                     if "_qualgate_usage" in state:
                         usage.restore(str(state["_qualgate_usage"]), check.name)
-                except Exception:
-                    pass
+                except Exception as exc:  # damaged (or foreign): rebuilt from the files and stored again
+                    import warnings
+
+                    warnings.warn(f"cached {role} index {cached} is not usable ({type(exc).__name__}: {exc}); "
+                                  "rebuilding it", stacklevel=3)
                 else:
                     self._install(fresh, state)
                     info["skipped"], info["not_indexed"][check.name] = counts
@@ -736,14 +738,8 @@ def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
     import numpy as np
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, mode=0o600) as fh:
+        np.savez(fh, **arrays)
 
 
 def default_cache_dir() -> Path:

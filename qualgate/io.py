@@ -19,8 +19,10 @@ import json
 import math
 import os
 import re
+import secrets
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -609,10 +611,11 @@ def _finite(obj: Any) -> Any:
 class AtomicFiles:
     """Output files written under temporary names and renamed into place together on ``commit``.
 
-    A crash leaves only hidden ``.NAME.PID.tmp`` files, never a partial file under a final name; the next
-    writer of NAME in the folder removes those its dead predecessors left. ``marker`` (if given) is removed
-    before the other files are renamed and is renamed last, so a folder whose marker exists holds one
-    run's complete set of files, even when a crash comes in the middle of the renames.
+    A crash leaves only hidden ``.NAME.PID.RANDOM.tmp`` files (``new_temp``), never a partial file under a
+    final name; the next writer of NAME in the folder removes those its dead predecessors left. ``marker``
+    (if given) is removed before the other files are renamed and is renamed last, so a folder whose marker
+    exists holds one run's complete set of files, even when a crash comes in the middle of the renames.
+    No file is opened by its final name: a symlink planted there is replaced, never written through.
     """
 
     def __init__(self, outdir: str | Path, marker: str | None = None) -> None:
@@ -621,21 +624,20 @@ class AtomicFiles:
         self.marker = marker
         self._tmp: dict[str, Path] = {}
 
-    def path(self, name: str) -> Path:
-        """A temporary path that becomes ``outdir/name`` on commit."""
-        remove_dead_temps(self.outdir, f".{glob.escape(name)}.*.tmp")
-        tmp = self.outdir / f".{name}.{os.getpid()}.tmp"
-        self._tmp[name] = tmp
-        return tmp
-
     def open(self, name: str) -> IO[bytes]:
-        return open(self.path(name), "wb")
+        """A new temp file that becomes ``outdir/name`` on commit."""
+        remove_dead_temps(self.outdir, f".{glob.escape(name)}.*.tmp")
+        fd, tmp = new_temp(self.outdir, name)
+        if name in self._tmp:  # written again: the earlier temp file is not committed
+            self._tmp.pop(name).unlink(missing_ok=True)
+        self._tmp[name] = tmp
+        return os.fdopen(fd, "wb")
 
     def commit(self, stale: Iterable[str] = ()) -> None:
         """Rename every file into place (the marker last); ``stale``: final names this run did not write and
         an earlier run may have (removed, so the folder holds one run's files)."""
         for tmp in self._tmp.values():
-            fd = os.open(tmp, os.O_RDONLY)
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             try:
                 os.fsync(fd)
             finally:
@@ -655,6 +657,38 @@ class AtomicFiles:
         for tmp in self._tmp.values():
             tmp.unlink(missing_ok=True)
         self._tmp.clear()
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def new_temp(folder: Path, name: str, mode: int = 0o666) -> tuple[int, Path]:
+    """A new empty file ``folder/.NAME.PID.RANDOM.tmp`` open for writing (its descriptor), created with
+    O_CREAT|O_EXCL|O_NOFOLLOW: whatever already has that name, a planted symlink included, is never opened,
+    so nothing outside ``folder`` is written through a link. ``mode`` before the umask (``tempfile.mkstemp``
+    would make every output 0600)."""
+    for _ in range(100):
+        tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, _NEW_FILE, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name for {name} in {folder}")
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: int = 0o666) -> Iterator[IO[bytes]]:
+    """Write ``path`` whole or not at all: into a ``new_temp`` beside it, renamed over ``path`` on success
+    (a symlink at ``path`` is replaced, not followed), removed on failure."""
+    path = Path(path)
+    fd, tmp = new_temp(path.parent, path.name, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:

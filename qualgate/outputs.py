@@ -57,10 +57,11 @@ class RunWriter:
         self._parquet: Any = None
         self.accepted: Any = None
         self.rejected: Any = None
+        self._parquet_file: Any = None
         try:  # interrupted while opening (Ctrl-C), the files opened so far are removed
             self.accepted = self.files.open("accepted.jsonl")
             self.rejected = self.files.open("rejected.jsonl")
-            self._parquet_path = self.files.path("scores.parquet")
+            self._parquet_file = self.files.open("scores.parquet")
         except BaseException:
             self.abort()
             raise
@@ -116,7 +117,7 @@ class RunWriter:
 
         created = self._parquet is None
         if created:
-            self._parquet = pq.ParquetWriter(self._parquet_path, self.schema)
+            self._parquet = pq.ParquetWriter(self._parquet_file, self.schema)  # our handle: never reopened by name
         if self._rows["id"] or created:
             self._parquet.write_table(pa.table(self._rows, schema=self.schema))
         self._rows = {k: [] for k in self._rows}
@@ -124,6 +125,7 @@ class RunWriter:
     def close(self, report: Report) -> None:
         self._flush()
         self._parquet.close()
+        self._parquet_file.close()
         self.accepted.close()
         self.rejected.close()
         if self._overrides is not None:
@@ -142,9 +144,9 @@ class RunWriter:
         self.files.commit(stale=OUTPUT_NAMES)
 
     def abort(self) -> None:
-        for fh in (self.accepted, self.rejected, self._overrides):
-            if fh is not None:
-                fh.close()
         if self._parquet is not None:
             self._parquet.close()
+        for fh in (self.accepted, self.rejected, self._overrides, self._parquet_file):
+            if fh is not None:
+                fh.close()
         self.files.abort()

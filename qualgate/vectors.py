@@ -21,6 +21,13 @@ I64 = npt.NDArray[np.int64]
 IndexKind = Literal["auto", "flat", "hnsw"]
 
 
+def unit_rows(vecs: F32, tolerance: float = 1e-3) -> npt.NDArray[np.bool_]:
+    """Per row: finite and of unit length, as the embedder gives them (NaN and inf are False). What a cache
+    hands back is checked with this: damage on disk must cost a recomputation, never a NaN in a score."""
+    wide = np.asarray(vecs, dtype=np.float64)
+    return np.asarray(np.abs(np.einsum("ij,ij->i", wide, wide) - 1.0) <= tolerance)
+
+
 def _faiss() -> Any:
     import faiss
 
@@ -126,10 +133,16 @@ class VectorIndex:
         return out
 
     def load_state(self, arrays: Mapping[str, Any], prefix: str) -> None:
-        vecs = np.asarray(arrays[f"{prefix}vectors"], dtype=np.float32).reshape(-1, self.dim)
+        """Raises ValueError when the stored vectors are not ``state``'s (a damaged cache: rebuild it)."""
+        vecs = np.asarray(arrays[f"{prefix}vectors"])
+        if vecs.dtype != np.float32 or vecs.ndim != 2 or vecs.shape[1] != self.dim or not unit_rows(vecs).all():
+            raise ValueError(f"stored vectors are not {self.dim}-d finite unit float32 rows")
         self._index, self._parts, self.size, self._kind_now = None, [], 0, "flat"
         if f"{prefix}faiss" in arrays and len(vecs):
-            self._index = _faiss().deserialize_index(np.asarray(arrays[f"{prefix}faiss"], dtype=np.uint8))
+            index = _faiss().deserialize_index(np.asarray(arrays[f"{prefix}faiss"], dtype=np.uint8))
+            if index.d != self.dim or index.ntotal != len(vecs) or not hasattr(index, "hnsw"):
+                raise ValueError("the stored HNSW index does not hold the stored vectors")
+            self._index = index
             self._index.hnsw.efSearch = self.ef_search
             self._kind_now = "hnsw"
             self._parts, self.size = [vecs], len(vecs)

@@ -153,6 +153,8 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         self.index.load_state(arrays, "vec_")
         self.ids = unpack_strings(arrays["ids"], arrays["id_offsets"])
         self.sources = unpack_sources(arrays)
+        if not len(self.ids) == len(self.sources) == self.index.size:
+            raise ValueError(f"{len(self.ids)} ids, {len(self.sources)} sources and {self.index.size} vectors")
         self.n_set = len(self.ids)
 
     @property
@@ -534,7 +536,10 @@ class Outlier(_EmbeddingCheck[OutlierParams]):
 
     def import_state(self, arrays: Mapping[str, Any]) -> None:
         super().import_state(arrays)
-        self._nn = np.asarray(arrays["nn"], dtype=np.float64)
+        nn = np.asarray(arrays["nn"], dtype=np.float64)
+        if nn.shape != (self.index.size,) or np.isnan(nn).any():  # inf is real: a one-sample reference
+            raise ValueError("stored nearest-neighbour distances do not fit the stored vectors")
+        self._nn = nn
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:

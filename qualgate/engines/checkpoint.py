@@ -89,6 +89,16 @@ def _referenced_files(config: Any) -> dict[str, str]:
     return found
 
 
+def _check_vectors(vecs: Any, rows: int) -> None:
+    """Stored embeddings must be what the embedder gave: a float32 row per live sample, each of unit length (or
+    zeros, where the sample lacked the field); anything else is a damaged file, and the batch is scored again."""
+    from qualgate.vectors import unit_rows
+
+    if not (isinstance(vecs, np.ndarray) and vecs.dtype == np.float32 and vecs.ndim == 2 and len(vecs) == rows
+            and (unit_rows(vecs) | ~vecs.any(axis=1)).all()):
+        raise ValueError("stored embeddings are damaged")
+
+
 class Checkpoint:
     """One run's checkpoint folder, and what this run loaded from it and stored in it."""
 
@@ -166,7 +176,10 @@ class Checkpoint:
             else:
                 feats = object.__new__(classes[cls_name])
                 feats.__dict__.update({a: arrays[f"f{i}.{a}"] for a in attrs})
-            features[name] = (arrays[f"f{i}.live"].tolist(), feats)
+            live = arrays[f"f{i}.live"].tolist()
+            if cls_name == "EmbeddingFeatures":
+                _check_vectors(feats.vecs, len(live))
+            features[name] = (live, feats)
         return verdicts, features
 
     def save_scored(self, key: str, result: tuple[list[Verdict], BatchFeatures]) -> None:

@@ -259,7 +259,11 @@ class NgramModel:
 
     def write_arpa(self, path: str | Path) -> None:
         """Write the model as an ARPA file (with a ``# qualgate`` header KenLM skips)."""
-        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        import io
+
+        from qualgate.io import atomic_write
+
+        with atomic_write(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as fh:
             self._write_arpa(fh)
 
     def _write_arpa(self, fh: IO[str]) -> None:
