@@ -17,7 +17,7 @@ EXIT_INTERRUPTED = 130  # the shell's convention for a SIGINT stop
 
 
 def _fail(exc: QualgateError) -> None:
-    click.echo(f"qualgate: {exc}", err=True)
+    click.echo(f"qualgate: {term(exc)}", err=True)  # messages quote file names, ids and values from the data
     sys.exit(exc.exit_code)
 
 
@@ -144,7 +144,8 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
                 from qualgate.engines.raydata import read
 
                 records = read(list(inputs), fmt, ray_address, max_record_bytes=gate.config.input.max_record_bytes,
-                               max_document_bytes=gate.config.input.max_document_bytes)
+                               max_document_bytes=gate.config.input.max_document_bytes,
+                               max_record_values=gate.config.input.max_record_values)
             else:
                 records = gate.read(list(inputs), fmt)
             for d in gate.stream(records):
@@ -168,12 +169,13 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
     if not quiet:
         click.echo(report.summary_line(), err=True)
         for w in report["warnings"]:
-            click.echo(f"  warning: {w}", err=True)
+            click.echo(f"  warning: {term(w)}", err=True)
         for c in report["gate"]["conditions"]:
             if not c["passed"]:
-                click.echo(f"  gate condition failed: {c['name']} = {c['value']} (limit {c['limit']})", err=True)
+                click.echo(f"  gate condition failed: {term(c['name'])} = {term(c['value'])} "
+                           f"(limit {term(c['limit'])})", err=True)
                 if c.get("message"):
-                    click.echo(f"    {c['message']}", err=True)
+                    click.echo(f"    {term(c['message'])}", err=True)
     sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
 
 
@@ -277,7 +279,7 @@ def rules_cmd(name: str | None) -> None:
                 desc = load_config(pack).description
             except QualgateError as exc:
                 desc = f"(broken: {exc})"
-            click.echo(f"  {pack:<14} {desc}")
+            click.echo(f"  {pack:<14} {term(desc)}")
         click.echo("\n`qualgate rules NAME` shows one check or pack in full.")
         return
     if name in REGISTRY:
@@ -295,7 +297,7 @@ def rules_cmd(name: str | None) -> None:
         cfg = load_config(name)
     except QualgateError as exc:
         _fail(exc)
-    click.echo(f"pack {name} ({path}): {cfg.description}\n")
+    click.echo(f"pack {name} ({path}): {term(cfg.description)}\n")
     click.echo(f"input: text={cfg.input.text!r} id={cfg.input.id!r}")
     for spec in cfg.checks:
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.model_dump(exclude_defaults=True).items())
@@ -304,7 +306,15 @@ def rules_cmd(name: str | None) -> None:
     click.echo(f"gate: {cond or 'no conditions'}")
 
 
-@main.command("check")
+class _CheckCommand(click.Command):
+    """Notes whether the file list came after ``--``, for ``--hook``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["qualgate.end_of_options"] = "--" in args
+        return super().parse_args(ctx, args)
+
+
+@main.command("check", cls=_CheckCommand)
 @click.argument("files", nargs=-1, required=True)
 @click.option("--base", default=None, help="Git revision to compare with (default: HEAD under pre-commit, else the "
               "merge base with the default branch).")
@@ -320,51 +330,89 @@ def rules_cmd(name: str | None) -> None:
               help="Where baseline indexes and embeddings are cached (default: $QUALGATE_CACHE_DIR or "
                    "~/.cache/qualgate).")
 @click.option("--overrides", type=click.Path(dir_okay=False), default=None,
-              help="Reviewer decisions (YAML or JSONL: id, decision, reviewer, note) applied after the checks.")
+              help="Reviewer decisions (YAML or JSONL: id, sha256, decision, reviewer, note) applied after the checks; "
+                   "read from the base revision (see --trust-worktree).")
+@click.option("--hook", is_flag=True, help="Run as a pre-commit hook: refuse to run unless the file names come after "
+              "'--' (the shipped hooks' args end with it), so a committed file named like an option stays a file.")
+@click.option("--trust-worktree", is_flag=True,
+              help="Read the config and the overrides from the working tree instead of the base revision. Only where "
+                   "the change itself is trusted: otherwise a pull request could bring the rules that judge it.")
 def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str | None, id_field: str | None,
-              out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None, overrides: str | None) -> None:
+              out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None, overrides: str | None,
+              hook: bool, trust_worktree: bool) -> None:
     """Check only the records a change adds to dataset FILES, against the records already there.
 
-    Exit code 0 when every added record passes, 1 when one is rejected or a gate condition fails, 2 for errors.
-    The Markdown summary is also appended to $GITHUB_STEP_SUMMARY when that is set.
+    The config and the overrides file come from the base revision (a shipped pack, or the base's version of the
+    file), so a pull request cannot change the rules that judge it. Exit code 0 when every added record passes,
+    1 when one is rejected or a gate condition fails, 2 for errors (including a base that equals the commit under
+    test). The Markdown summary is also appended to $GITHUB_STEP_SUMMARY when that is set.
     """
     import json
     import os
 
-    from qualgate.check import added_records, find_changes, summary_json, summary_markdown, temp_workdir
+    from qualgate.check import (
+        TrustedFiles,
+        added_records,
+        default_base,
+        find_changes,
+        repo_root,
+        summary_json,
+        summary_markdown,
+        temp_workdir,
+        vacuous_base,
+        working_dir,
+    )
     from qualgate.gate import Gate, default_cache_dir
     from qualgate.report import ReportBuilder
 
+    if hook and not click.get_current_context().meta.get("qualgate.end_of_options"):
+        _fail(ConfigError("--hook: the hook's args must end with '--' (args: [-c, instruct, --]), or a committed file "
+                          "named like an option (--config=x.json) would set that option"))
     try:
         with temp_workdir() as tmp:
             from pathlib import Path
 
-            cache = cache_dir or default_cache_dir()
-            gate = Gate.from_config(config, text=text, id=id_field, workers=1, cache_dir=cache)
-            changes = find_changes(list(files), base, fmt, Path(cache) / "check-base" if cache else Path(tmp),
+            cache = os.path.abspath(cache_dir) if cache_dir else default_cache_dir()
+            root = repo_root(files[0])
+            ref = base or default_base(root)
+            trusted = None if trust_worktree else TrustedFiles(root, ref, Path(tmp) / "base")
+            config_ref = config if trusted is None else trusted.config(config)
+            overrides_file = overrides if trusted is None or not overrides else trusted.overrides(overrides)
+            with working_dir(None if trusted is None else trusted.cwd()):
+                gate = Gate.from_config(config_ref, text=text, id=id_field, workers=1, cache_dir=cache)
+                if overrides_file:
+                    gate.use_overrides(overrides_file, require_hash=not trust_worktree)
+            changes = find_changes(list(files), ref, fmt, Path(cache) / "check-base" if cache else Path(tmp),
                                    gate.read)
-            if overrides:
-                gate.use_overrides(overrides)
+            if why := vacuous_base(changes):
+                raise InputError(why)
             base_files = [c.base_file for c in changes if c.base_file]
-            if base_files:
-                gate.load_set("baseline", base_files, fmt=fmt, cache_dir=cache)
-            added = list(added_records(changes))
-            if gate.needs_input_fit:
-                gate.fit_input(added)
-            builder = ReportBuilder(gate.config, gate.score_columns)
-            decisions = []
-            for d in gate.stream(added):
-                builder.add(d)
-                decisions.append(d)
-            report = gate.finish_report(builder, inputs=list(files))
+            with working_dir(None if trusted is None else trusted.cwd()):
+                if base_files:
+                    gate.load_set("baseline", base_files, fmt=fmt, cache_dir=cache)
+                added = list(added_records(changes))
+                if gate.needs_input_fit:
+                    gate.fit_input(added)
+                builder = ReportBuilder(gate.config, gate.score_columns)
+                decisions = []
+                for d in gate.stream(added):
+                    builder.add(d)
+                    decisions.append(d)
+                report = gate.finish_report(builder, inputs=list(files))
     except QualgateError as exc:
         _fail(exc)
     failed = [f"{c['name']} = {c['value']} (limit {c['limit']})" for c in report["gate"]["conditions"]
               if not c["passed"]]
     passed = report.passed and all(d.accepted for d in decisions)
-    markdown = summary_markdown(changes, decisions, passed, failed, max_listed)
+    origin = "working tree" if trusted is None else f"base {changes[0].base}"
+    judged_by = f"{gate.config.identity()}, from the {origin}"
+    notes = [] if trusted is None else trusted.notes
+    markdown = summary_markdown(changes, decisions, passed, failed, max_listed, judged_by, notes)
     if out_format == "json":
-        click.echo(json.dumps(summary_json(changes, decisions, passed, report.data), indent=2, default=str))
+        out = summary_json(changes, decisions, passed, report.data)
+        out["config"] = {"label": gate.config.label, "sha256": gate.config.digest(), "from": origin}
+        out["notes"] = notes
+        click.echo(json.dumps(out, indent=2, default=str))
     else:
         click.echo(markdown, nl=False)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
@@ -443,7 +491,8 @@ def lm_train(inputs: tuple[str, ...], output: str, order: int, config: str, text
         tok = tokenizer("v1")
         seqs: list[list[str]] = []
         skipped = 0
-        for item in read_records(list(inputs), fmt, cfg.input.max_record_bytes, cfg.input.max_document_bytes):
+        for item in read_records(list(inputs), fmt, cfg.input.max_record_bytes, cfg.input.max_document_bytes,
+                                 cfg.input.max_record_values):
             if item.record is None:
                 skipped += 1
                 continue

@@ -263,12 +263,14 @@ class Gate:
         """Build from a pack name, a YAML path, a dict or a GateConfig; ``text``/``id`` override ``input``."""
         return cls(load_config(source).with_input(text=text, id=id), **options)
 
-    def use_overrides(self, overrides: str | Path | Overrides | None) -> Overrides | None:
-        """Apply a reviewer's decisions (a file path, or loaded Overrides; None removes them) to later runs."""
+    def use_overrides(self, overrides: str | Path | Overrides | None, *,
+                      require_hash: bool = False) -> Overrides | None:
+        """Apply a reviewer's decisions (a file path, or loaded Overrides; None removes them) to later runs.
+        ``require_hash``: accept entries apply only with the record's ``sha256`` (``qualgate check``)."""
         from qualgate.overrides import Overrides, load_overrides
 
         self.overrides = overrides if isinstance(overrides, Overrides) or overrides is None else \
-            load_overrides(overrides)
+            load_overrides(overrides, require_hash=require_hash)
         return self.overrides
 
     @property

@@ -50,45 +50,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _referenced_files(config: Any) -> dict[str, str]:
-    """A content hash of every file the config names (``*_file`` lists and schemas, ``model`` files and
-    folders): the config holds only their paths, and an edited phrase list must not reuse stored verdicts."""
-    import os
-
-    import xxhash
-
-    from qualgate.models import model_fingerprint
-    from qualgate.packs import data_file
-
-    found: dict[str, str] = {}
-
-    def visit(node: Any, key: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                visit(v, str(k))
-        elif isinstance(node, list):
-            for v in node:
-                visit(v, key)
-        elif isinstance(node, str) and (key.endswith("_file") or key == "model") and node not in found:
-            try:
-                path = data_file(node) if key.endswith("_file") else Path(os.path.expanduser(node))
-            except FileNotFoundError:
-                path = Path(node)
-            if path.is_dir():
-                found[node] = model_fingerprint(path.resolve())
-            elif path.is_file():
-                digest = xxhash.xxh3_128()
-                with open(path, "rb") as fh:
-                    while chunk := fh.read(1 << 22):
-                        digest.update(chunk)
-                found[node] = digest.hexdigest()
-            else:
-                found[node] = "missing"
-
-    visit(config, "")
-    return found
-
-
 def _check_vectors(vecs: Any, rows: int) -> None:
     """Stored embeddings must be what the embedder gave: a float32 row per live sample, each of unit length (or
     zeros, where the sample lacked the field); anything else is a damaged file, and the batch is scored again."""
@@ -106,10 +67,11 @@ class Checkpoint:
         import xxhash
 
         from qualgate import __version__
+        from qualgate.config import referenced_files
 
         self.root = Path(root)
         config = gate.config.to_dict()
-        settings = {"format": FORMAT, "version": __version__, "config": config, "files": _referenced_files(config),
+        settings = {"format": FORMAT, "version": __version__, "config": config, "files": referenced_files(config),
                     "all_findings": gate.all_findings, "checks": [c.name for c in gate.checks]}
         self.run_key = xxhash.xxh3_128_hexdigest(json.dumps(settings, sort_keys=True, default=str).encode())
         self.stats: dict[str, dict[str, int]] = {"score": {"loaded": 0, "computed": 0},
