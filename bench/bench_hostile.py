@@ -73,6 +73,7 @@ def build(tmp: Path) -> dict[str, Path]:
     with csv.open("w") as fh:
         fh.write("instruction,output\nSay hi.,Hello there!\nLong.," + "y" * (50 << 20) + "\nBye.,Goodbye!\n")
     cases["CSV line of 50 MB"] = csv
+    cases.update(many_values(tmp, ordinary))
     items = [{"instruction": f"Question {i}: {rng.choice(words)}?", "input": "",
               "output": " ".join(rng.choice(words) for _ in range(80))} for i in range(200_000)]
     array = tmp / "array.json"
@@ -81,16 +82,54 @@ def build(tmp: Path) -> dict[str, Path]:
     return cases
 
 
+def many_values(tmp: Path, ordinary: list[str]) -> dict[str, Path]:
+    """Records small in bytes but holding millions of values (issue 18, item 12): a Parquet list that a 1 KB file
+    expands to 30M items, rows of long lists in one row group, a million JSON keys, a million CSV fields."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = [json.loads(x) for x in ordinary]
+    cases = {}
+    for label, name, rows, width, kind in (("Parquet, one 30M-item list (1 KB file)", "list30m", 1, 30_000_000, "int8"),
+                                           ("Parquet, 2,048 rows of 100,000-item lists (6 KB)", "lists", 2048, 100_000,
+                                            "int64")):
+        path = tmp / f"{name}.parquet"
+        ids = pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * width),
+                                       pa.array(np.zeros(rows * width, kind)))
+        extra = pa.ListArray.from_arrays(pa.array(np.zeros(len(base) + 1, np.int32)), pa.array([], kind))
+        table = pa.table({"instruction": [r["instruction"] for r in base] + ["Count."] * rows,
+                          "output": [r["output"] for r in base] + ["Here they are."] * rows,
+                          "ids": pa.concat_arrays([extra, ids])})
+        pq.write_table(table, path, compression="zstd")
+        cases[label] = path
+    keys = tmp / "keys1m.jsonl"
+    wide = {"instruction": "Say hi.", "input": "", "output": "Hello there. How are you?"}
+    keys.write_text("\n".join(ordinary) + "\n" + json.dumps({**wide, **{f"k{i}": 0 for i in range(10**6)}},
+                                                            separators=(",", ":")) + "\n")
+    cases["JSON line with 1M keys (12 MB)"] = keys
+    row = tmp / "fields1m.csv"
+    row.write_text("instruction,output\n" + "".join(f'"{r["instruction"]}","{r["output"]}"\n' for r in base)
+                   + ",".join(["Say hi.", "Hello there."] + ["0"] * 10**6) + "\n")
+    cases["CSV row of 1M fields (2 MB)"] = row
+    header = tmp / "columns1m.csv"
+    header.write_text(",".join(["instruction", "output"] + [f"c{i}" for i in range(10**6)]) + "\n"
+                      + ",".join(["Say hi.", "Hello there. How are you?"] + ["0"] * 10**6) + "\n")
+    cases["CSV of 1M columns (10 MB)"] = header
+    return cases
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the default pack")
+    ap.add_argument("--only", metavar="TEXT", action="append", help="only the cases whose label contains TEXT")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="qualgate-hostile-"))
-    cases = build(tmp)
+    cases = {k: v for k, v in build(tmp).items() if args.only is None or any(text in k for text in args.only)}
     rows = []
     for label, path in cases.items():
         packs = ["default"] if args.quick or "nested" in label or "100 MB" in label or "CSV" in label \
-            or "JSON array" in label else ["default", "embed", "perplexity"]
+            or "JSON array" in label or "Parquet" in label or "1M keys" in label else ["default", "embed", "perplexity"]
         for pack in packs:
             out = tmp / f"out-{path.stem}-{pack}"
             cmd = ["filter", str(path), "-c", pack, "-o", str(out), "-q", "--no-html", "--no-cache", "-j", "1",
@@ -101,6 +140,11 @@ def main() -> None:
             result = outcome(out) if (out / "report.json").exists() else err.strip().splitlines()[0][:90]
             rows.append((label, pack, seconds, peak, result))
             print(f"{label:50} {pack:10} {seconds:7.1f} s {peak:6} MiB  {result}", flush=True)
+    if args.only is not None:
+        print("\n| input | pack | seconds | peak MiB | outcome |\n|---|---|---:|---:|---|")
+        for label, pack, seconds, peak, result in rows:
+            print(f"| {label} | {pack} | {seconds:.1f} | {peak:,} | {result} |")
+        return
     array = next(p for label, p in cases.items() if label.startswith("JSON array"))
     side = [("qualgate reader (items one at a time)", "from qualgate.io import read_records\n"
              f"n = sum(1 for _ in read_records([{str(array)!r}]))\n"),

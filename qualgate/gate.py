@@ -295,9 +295,9 @@ class Gate:
 
     def read(self, paths: list[str], fmt: str | None = None) -> Iterator[RawRecord]:
         """The records of local ``paths`` under this config's input limits (``input.max_record_bytes``,
-        ``input.max_document_bytes``)."""
+        ``input.max_document_bytes``, ``input.max_record_values``)."""
         limits = self.config.input
-        return read_records(paths, fmt, limits.max_record_bytes, limits.max_document_bytes)
+        return read_records(paths, fmt, limits.max_record_bytes, limits.max_document_bytes, limits.max_record_values)
 
     # ------------------------------------------------------------------------------------- baseline
     @property

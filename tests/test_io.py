@@ -615,8 +615,10 @@ def test_unicode_and_escapes_accepted_verbatim(tmp_path: Path) -> None:
 
 
 def test_nested_too_deep_is_malformed(tmp_path: Path) -> None:
+    """20,000 levels: deeper than the parser goes, fewer values than input.max_record_values (100,000 levels
+    would be record_too_large, counted before parsing: tests/test_reader_integrity.py)."""
     src = tmp_path / "in.jsonl"
-    src.write_bytes(b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n" + GOOD_LINE + b"\n")
+    src.write_bytes(b'{"text": ' + b"[" * 20_000 + b"]" * 20_000 + b"}\n" + GOOD_LINE + b"\n")
     run(src, "-o", tmp_path / "out")
     out = outputs(tmp_path / "out")
     assert out["accepted"] == [GOOD_LINE]

@@ -24,6 +24,7 @@ from qualgate.errors import InputError
 from qualgate.io import (
     MAX_DOCUMENT_BYTES,
     MAX_RECORD_BYTES,
+    MAX_RECORD_VALUES,
     Oversized,
     RawRecord,
     check_encoding,
@@ -109,8 +110,10 @@ def quiet_data() -> Any:
 
 
 def read(paths: list[str], fmt: str | None = None, address: str | None = None, batch_size: int = 4096,
-         max_record_bytes: int = MAX_RECORD_BYTES, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[RawRecord]:
-    """All records of all inputs, in order, read by Ray Data on the cluster at ``address`` (see ``ray.connect``)."""
+         max_record_bytes: int = MAX_RECORD_BYTES, max_document_bytes: int = MAX_DOCUMENT_BYTES,
+         max_record_values: int = MAX_RECORD_VALUES) -> Iterator[RawRecord]:
+    """All records of all inputs, in order, read by Ray Data on the cluster at ``address`` (see ``ray.connect``),
+    under the same input limits as the local readers."""
     import ray.data as rd
 
     from qualgate.engines.ray import connect
@@ -123,7 +126,7 @@ def read(paths: list[str], fmt: str | None = None, address: str | None = None, b
             if is_remote(path):
                 raise InputError(f"the Ray engine reads JSONL and Parquet from URLs; {kind} only from local paths",
                                  file=path)
-            yield from read_records([path], kind, max_record_bytes, max_document_bytes)
+            yield from read_records([path], kind, max_record_bytes, max_document_bytes, max_record_values)
             continue
         fs, target = filesystem(path)
         try:
@@ -139,14 +142,14 @@ def read(paths: list[str], fmt: str | None = None, address: str | None = None, b
                         if size:
                             yield Oversized(bytes(raw), size, str(sha), max_record_bytes).record(src)
                         else:
-                            yield parse_line(bytes(raw), src)
+                            yield parse_line(bytes(raw), src, max_record_values)
             else:
                 row = 0
                 # no hive partitioning: a folder named key=value must not add a column to every record
                 tables: Iterable[Any] = rd.read_parquet(target, filesystem=fs, partitioning=None).iter_batches(
                     batch_size=batch_size, batch_format="pyarrow")
                 for table in tables:
-                    yield from parquet_rows(table, path, row, max_record_bytes)
+                    yield from parquet_rows(table, path, row, max_record_bytes, max_record_values)
                     row += table.num_rows
         except InputError:
             raise
