@@ -385,7 +385,7 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
             changes = find_changes(list(files), ref, fmt, Path(cache) / "check-base" if cache else Path(tmp),
                                    gate.read)
             if why := vacuous_base(changes):
-                raise InputError(why)
+                raise InputError(why, file=changes[0].path)
             base_files = [c.base_file for c in changes if c.base_file]
             with working_dir(None if trusted is None else trusted.cwd()):
                 if base_files:

@@ -83,7 +83,12 @@ def test_a_template_is_refused_at_load_or_reads_top_level_fields_only(template: 
     except ConfigError as exc:
         assert "input.text" in str(exc) or "template" in str(exc).lower()
         return
-    assert not any(s in template for s in ("{a.", "{a[", "!r}", "{0}", "__class__}"))
+    # what was accepted reads top-level fields only: no attribute, index, positional field, conversion or spec
+    # (a literal like '__class__}}' is text, not a field)
+    for _, name, spec, conversion in string.Formatter().parse(template or "{a}"):
+        if name is not None:
+            assert name and not any(c in name for c in ".[") and not name.isdigit(), template
+            assert not spec and conversion is None, template
     decision = gate.run([record]).decisions[0]
     text = decision.sample.text if decision.sample.problem is None else None
     if text is not None:
