@@ -1,6 +1,7 @@
 """Near-duplicate benchmark: planted duplicates in real text, qualgate vs plain datasketch vs datatrove.
 
     python bench/bench_minhash.py --docs 100000          # build the corpus, run all three, print tables
+    python bench/bench_minhash.py --buckets 10000 20000  # a template's giant LSH buckets vs ordinary records
 
 The corpus: every record of Alpaca, Dolly, Code Alpaca and GPTeacher in ../shared/data (instruction,
 input and answer joined), then variants of randomly chosen records made by random word edits
@@ -248,9 +249,40 @@ def scale(n_docs: int, work: Path) -> None:
           f"index {sec['index_bytes'] / 2**20:.0f} MiB | rejected {report['rejected']:,} |")
 
 
+def buckets(sizes: list[int], work: Path, src: str | None) -> None:
+    """A template's giant LSH buckets: n short Alpaca instructions, each after the same 40-word preamble
+    (true Jaccard between two of them ~0.5-0.7: every sample shares buckets with thousands of others),
+    against the same n instructions alone, through ``qualgate filter`` with only near_duplicate; wall time
+    and peak RSS. ``src``: run the qualgate of another checkout (the code before a change)."""
+    import os
+
+    if src:  # ``python -m`` looks in the working folder first
+        os.environ["PYTHONPATH"] = src
+        os.chdir(src)
+    rows = json.loads((DATA / "alpaca_data.json").read_text())
+    preamble = " ".join(" ".join(r["output"] for r in rows[:2]).split()[:40])
+    short = [r["instruction"] for r in rows if 4 <= len(r["instruction"].split()) <= 20]
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "nd.yaml"
+    cfg.write_text("version: 1\ninput: {text: text, id: id}\nchecks:\n  - check: near_duplicate\n")
+    print("| records | kind | wall s | peak RSS MiB | rejected |\n|---:|---|---:|---:|---:|")
+    for n in sizes:
+        picked = random.Random(0).sample(short, n)
+        for kind, texts in (("shared 40-word prefix", [f"{preamble} {t}" for t in picked]), ("ordinary", picked)):
+            corpus = work / f"{n}-{kind.split()[0]}.jsonl"
+            corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+            out = work / f"out-{corpus.stem}"
+            wall, rss = measure([sys.executable, "-m", "qualgate.cli", "filter", str(corpus), "-c", str(cfg), "-o",
+                                 str(out), "-q", "-j", "1"])
+            rejected = json.loads((out / "report.json").read_text())["rejected"]
+            print(f"| {n:,} | {kind} | {wall:.1f} | {rss:.0f} | {rejected:,} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=0, help="instead: memory/time for this many short samples")
+    ap.add_argument("--buckets", type=int, nargs="+", help="instead: a template's giant buckets, at these sizes")
+    ap.add_argument("--src", help="with --buckets: the qualgate checkout to run (default: this one)")
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--work", default="/tmp/qualgate-bench-minhash")
     ap.add_argument("--methods", nargs="+", default=["qualgate", "qualgate-1proc", "datasketch", "datatrove"])
@@ -266,6 +298,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     if args.scale:
         return scale(args.scale, work)
+    if args.buckets:
+        return buckets(args.buckets, work, args.src)
     work.mkdir(parents=True)
     corpus = work / "corpus.jsonl"
     t0 = time.perf_counter()

@@ -3,7 +3,8 @@
 ``KeyIndex`` is a multimap from 64-bit keys to integer values in a numpy open-addressing hash
 table, so millions of LSH band keys cost ~20 bytes each and a whole batch is looked up at once.
 ``ShingleStore`` keeps each kept sample's shingle-hash set in chunked flat arrays for true-Jaccard
-verification.
+verification. ``BandCandidates`` ranks a batch's LSH candidates under the bucket cap that keeps a
+template shared by thousands of samples from costing the square of their number.
 """
 
 from __future__ import annotations
@@ -42,13 +43,18 @@ class KeyIndex:
     once, and the rounds stop at the longest probe chain. With ``fingerprint=True`` only 32 bits of
     each key are stored (8 bytes a slot instead of 12): a rare false match only adds an LSH candidate,
     which is verified anyway, so the LSH index uses it and the exact-text index does not.
+
+    With ``cap`` a key (a fingerprint, with ``fingerprint=True``) holds at most its first ``cap`` values; later
+    ones are dropped. Equal keys share a probe chain, so an uncapped key stored n times makes every look-up
+    of it (and of any key homed inside that run) walk n slots: the LSH bucket of a template.
     """
 
     _GOLDEN = _GOLDEN
     _MAX_LOAD = 0.7
 
-    def __init__(self, capacity: int = 1024, fingerprint: bool = False) -> None:
+    def __init__(self, capacity: int = 1024, fingerprint: bool = False, cap: int | None = None) -> None:
         self.fingerprint = fingerprint
+        self.cap = cap
         bits = max(10, (max(int(capacity / self._MAX_LOAD), 1) - 1).bit_length())
         self._keys, self._vals = self._alloc(bits)
         self._n = 0
@@ -91,10 +97,29 @@ class KeyIndex:
             raise ValueError("KeyIndex values must be in [0, 2^31 - 1)")
         if len(keys) >= 2**31 - 2:
             raise ValueError("add at most 2^31 - 3 keys at a time")
+        if self.cap is not None:
+            room = self._room(keys)
+            keys, values = keys[room], values[room]
+            if len(keys) == 0:
+                return
         if self._n + len(keys) > self._MAX_LOAD * len(self._vals):
             self._grow(self._n + len(keys))
         self._place(*self._hash(keys), values.astype(np.int32))
         self._n += len(keys)
+
+    def _room(self, keys: U64) -> npt.NDArray[np.bool_]:
+        """Which of ``keys`` (in order) still fit under ``cap``: a key's stored count plus its earlier
+        occurrences in ``keys`` must stay below it."""
+        assert self.cap is not None
+        stored = self._hash(keys)[1]
+        have = np.bincount(self.query(keys)[0], minlength=len(keys))
+        order = np.argsort(stored, kind="stable")
+        ordered = stored[order]
+        start = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+        rank = np.empty(len(keys), dtype=np.int64)
+        rank[order] = np.arange(len(keys)) - np.repeat(start, np.diff(np.append(start, len(keys))))
+        out: npt.NDArray[np.bool_] = have + rank < self.cap
+        return out
 
     def _grow(self, needed: int) -> None:
         """Rehash into a table twice as large (or more), a slice at a time to bound the extra memory."""
@@ -157,12 +182,13 @@ class KeyIndex:
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         """The table itself (for saving; loading it back needs no rehashing)."""
-        return {"keys": self._keys, "vals": self._vals, "n": np.asarray([self._n, int(self.fingerprint)])}
+        return {"keys": self._keys, "vals": self._vals,
+                "n": np.asarray([self._n, int(self.fingerprint), self.cap or 0])}
 
     @classmethod
     def from_state(cls, state: Mapping[str, npt.NDArray[Any]]) -> KeyIndex:
-        n, fingerprint = (int(x) for x in state["n"])
-        idx = cls(fingerprint=bool(fingerprint))
+        n, fingerprint, cap = ([int(x) for x in state["n"]] + [0])[:3]
+        idx = cls(fingerprint=bool(fingerprint), cap=cap or None)
         idx._bits = len(state["vals"]).bit_length() - 1
         idx._mask = np.int64((1 << idx._bits) - 1)
         idx._keys, idx._vals, idx._n = state["keys"], state["vals"].astype(np.int32), n
@@ -200,6 +226,25 @@ class ShingleStore:
         flat, offsets = self._chunks[c]
         j = i - self._starts[c]
         return flat[offsets[j]:offsets[j + 1]]
+
+    def take(self, rows: Sequence[int] | I64) -> tuple[U32, I64]:
+        """The sets of kept samples ``rows`` as one flat array with offsets (a few numpy calls, not one per row)."""
+        idx = np.asarray(rows, dtype=np.int64)
+        chunk = np.searchsorted(np.asarray(self._starts, dtype=np.int64), idx, side="right") - 1
+        by_chunk = np.argsort(chunk, kind="stable")
+        bounds = np.searchsorted(chunk[by_chunk], np.arange(len(self._chunks) + 1)).tolist()
+        lo, hi = np.empty(len(idx), np.int64), np.empty(len(idx), np.int64)
+        parts = [(c, by_chunk[a:b]) for c, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a]
+        for c, sel in parts:
+            offsets = self._chunks[c][1]
+            j = idx[sel] - self._starts[c]
+            lo[sel], hi[sel] = offsets[j], offsets[j + 1]
+        out_offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(hi - lo, out=out_offsets[1:])
+        flat = np.empty(int(out_offsets[-1]), dtype=np.uint32)
+        for c, sel in parts:
+            flat[ranges(out_offsets[sel], hi[sel] - lo[sel])] = self._chunks[c][0][ranges(lo[sel], hi[sel] - lo[sel])]
+        return flat, out_offsets
 
     def arrays(self) -> tuple[U32, I64]:
         if not self._chunks:
@@ -251,12 +296,143 @@ def csr_find(keys: Any, queries: Any) -> tuple[I64, I64]:
     return _slices(lo, hi)
 
 
+class BandCandidates:
+    """A batch's LSH candidates among kept samples (the index's and the batch's own), ranked; both engines use it.
+
+    The rule. A bucket (one band fingerprint) holds the entries of at most ``cap`` kept samples' bands, the
+    first ones kept; a later kept sample is found through its other bands only. A sample's candidates are the
+    kept samples with an entry in one of its buckets. A match through a full bucket ("crowded": a template that
+    ``cap`` kept samples share) says little about which sample this one repeats, so candidates rank by their
+    matches through buckets with room, then by their crowded matches, then by kept number (earlier first), and
+    the first ``cap`` are verified. Where no bucket is full that is "most shared bands first, ties to the
+    earlier kept sample", and the work per sample is at most ``cap`` entries per band, whatever the bucket.
+
+    ``keys`` are the batch's band keys (samples x bands), looked up where ``mask`` is set (all by default); the
+    index must be a ``KeyIndex(fingerprint=True, cap=cap)``. Call ``ranked(i)`` and then ``keep(i, g)`` for each
+    sample in input order: a bucket that the batch's own samples share fills as they are kept, exactly as the
+    index fills when they are admitted, so the batch size never changes a sample's candidates.
+    """
+
+    def __init__(self, index: KeyIndex, keys: U64, cap: int, mask: npt.NDArray[np.bool_] | None = None) -> None:
+        n, per_row = keys.shape
+        self.cap = cap
+        live = np.flatnonzero(mask.ravel()) if mask is not None else np.arange(n * per_row, dtype=np.int64)
+        fps = fingerprints(keys.ravel()[live])
+        pos, val = index.query(keys.ravel()[live])
+        pos = live[pos]
+        #: entries already stored in each position's bucket
+        self._fill = np.bincount(pos, minlength=n * per_row)
+        # positions whose bucket has room and that another position of the batch shares: their buckets fill
+        # (and may turn crowded) as the batch's samples are kept, so they are looked at sample by sample
+        order = np.argsort(fps, kind="stable")
+        same = fps[order][1:] == fps[order][:-1]
+        twin = np.zeros(len(live), dtype=bool)
+        twin[order[1:][same]] = True
+        twin[order[:-1][same]] = True
+        moving = np.zeros(n * per_row, dtype=bool)
+        moving[live[twin]] = True
+        moving &= self._fill < cap
+        self._moving: dict[int, list[tuple[int, int]]] = {}  # sample -> [(position, fingerprint)]
+        for p, fp in zip(np.flatnonzero(moving).tolist(), fingerprints(keys.ravel()[moving]).tolist(), strict=True):
+            self._moving.setdefault(p // per_row, []).append((p, fp))
+        on_moving = np.flatnonzero(moving[pos])
+        by_pos = np.argsort(pos[on_moving], kind="stable")
+        # the index's entries at moving positions, by position (needed only where the batch fills a bucket)
+        self._stored_pos, self._stored_val = pos[on_moving][by_pos], val[on_moving][by_pos]
+        self._batch: dict[int, list[int]] = {}  # fingerprint -> the batch's kept samples with an entry there
+        # the index's entries, counted and ranked for all samples at once as the batch starts: one sort of
+        # (sample, kept number, crowded) gives each pair's matches with room and crowded
+        flagged = np.sort((((pos // per_row) << 32) | val) << 1 | (self._fill[pos] >= cap))
+        first = np.ones(len(flagged), dtype=bool)
+        first[1:] = (flagged[1:] >> 1) != (flagged[:-1] >> 1)
+        starts = np.flatnonzero(first)
+        ends = np.append(starts[1:], len(flagged))
+        crowded = np.concatenate([[0], np.cumsum(flagged & 1)])
+        crowd = crowded[ends] - crowded[starts]
+        spec = ends - starts - crowd
+        rows, kept = flagged[starts] >> 33, (flagged[starts] >> 1) & 0xFFFFFFFF
+        rank = np.lexsort((kept, -crowd, -spec, rows))
+        #: per sample (``_offsets``), its candidates best first, as their sort keys (-room, -crowded, kept)
+        self._keys = (-spec[rank], -crowd[rank], kept[rank])
+        self._kept = self._keys[2]
+        self._offsets = np.searchsorted(rows[rank], np.arange(n + 1))
+
+    def initial(self) -> tuple[I64, I64]:
+        """``(sample, kept number)`` of each sample's first ``cap`` candidates in the index, ranked, as the batch
+        starts: for most samples the final ranking (a caller can verify them all at once)."""
+        lengths = np.minimum(np.diff(self._offsets), self.cap)
+        rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        return rows, self._kept[ranges(self._offsets[:-1], lengths)]
+
+    def ranked(self, i: int, extra: Mapping[int, int] | None = None) -> tuple[list[int], bool, list[int]]:
+        """Sample ``i``'s candidates, best first, at most ``cap``; whether more were cut; and the batch's kept
+        samples in buckets that they filled (dropping one would reopen its bucket: this sample depends on each).
+        ``extra`` adds matches through buckets with room that the caller counted itself (kept number ->
+        matches: the Ray engine's shuffle)."""
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        # matches (with room, crowded) to add to the index's counts; the batch's kept samples have none there
+        changed: dict[int, list[int]] = {g: [m, 0] for g, m in (extra or {}).items()}
+        filled: list[int] = []
+        for p, fp in self._moving.get(i, ()):
+            batch = self._batch.get(fp)
+            if not batch:
+                continue
+            crowded = int(self._fill[p] + len(batch) >= self.cap)
+            if crowded:  # the batch filled it: its entries from the index count as crowded now
+                filled += batch
+                lo, hi = np.searchsorted(self._stored_pos, [p, p + 1])
+                for g in self._stored_val[lo:hi].tolist():
+                    d = changed.setdefault(g, [0, 0])
+                    d[0] -= 1
+                    d[1] += 1
+            for g in batch:
+                changed.setdefault(g, [0, 0])[crowded] += 1
+        if not changed:
+            return self._kept[a:min(b, a + self.cap)].tolist(), b - a > self.cap, []
+        span = self._kept[a:b]
+        found = np.flatnonzero(np.isin(span, np.fromiter(changed, np.int64, len(changed))))
+        for k, g in zip(found.tolist(), span[found].tolist(), strict=True):
+            changed[g][0] -= int(self._keys[0][a + k])
+            changed[g][1] -= int(self._keys[1][a + k])
+        rest = np.arange(a, min(b, a + self.cap + len(found)))
+        rest = rest[~np.isin(rest - a, found)][: self.cap]  # the first unchanged ones keep their order
+        keys = list(zip(*(x[rest].tolist() for x in self._keys), strict=True))
+        keys += [(-c[0], -c[1], g) for g, c in changed.items()]
+        keys.sort()
+        return [g for _, _, g in keys[: self.cap]], b - a + len(changed) - len(found) > self.cap, filled
+
+    def keep(self, i: int, g: int) -> None:
+        """Sample ``i`` is kept as kept number ``g``: its entries join the buckets of the batch that have room."""
+        for p, fp in self._moving.get(i, ()):
+            batch = self._batch.setdefault(fp, [])
+            if self._fill[p] + len(batch) < self.cap:
+                batch.append(g)
+
+
 def jaccard(a: U32, b: U32) -> float:
     """True Jaccard similarity of two sorted sets of unique shingle hashes."""
     if len(a) == 0 and len(b) == 0:
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
+
+
+def pair_jaccards(flat_a: U32, offsets_a: I64, rows: I64, flat_b: U32, offsets_b: I64) -> npt.NDArray[np.float64]:
+    """``jaccard(A[rows[k]], B[k])`` for every set k of B, vectorised (set i of A is ``flat_a[offsets_a[i]:
+    offsets_a[i+1]]``, likewise B): the same integer counts, divided once, so the same numbers."""
+    sizes_a, sizes_b = np.diff(offsets_a), np.diff(offsets_b)
+    row_of = np.repeat(np.arange(len(sizes_a), dtype=np.uint64), sizes_a)
+    keys = (row_of << np.uint64(32)) | flat_a.astype(np.uint64)  # sorted: rows ascending, each set sorted
+    query = (np.repeat(np.asarray(rows, dtype=np.uint64), sizes_b) << np.uint64(32)) | flat_b.astype(np.uint64)
+    if len(keys):
+        at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        hits = np.concatenate([[0], np.cumsum(keys[at] == query)])
+    else:
+        hits = np.zeros(len(query) + 1, dtype=np.int64)
+    inter = hits[offsets_b[1:]] - hits[offsets_b[:-1]]
+    union = sizes_a[rows] + sizes_b - inter
+    out: npt.NDArray[np.float64] = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    return out
 
 
 def pack_strings(strings: Sequence[str]) -> tuple[npt.NDArray[np.uint8], I64]:

@@ -89,14 +89,17 @@ def test_equal_fingerprints_match_in_the_index_and_share_a_bucket() -> None:
 def test_pair_table_gives_each_text_its_candidates_both_ways() -> None:
     a = np.asarray([5, 5, 9], dtype=np.uint64)
     b = np.asarray([7, 9, 11], dtype=np.uint64)
-    table = PairTable.from_pairs(a, b, np.asarray([3, 1, 2]), np.asarray([0.9, 0.2, 0.5]))
-    f = table.features(np.asarray([9, 1, 5, 11], dtype=np.uint64))
+    bands = np.arange(8, dtype=np.uint64).reshape(4, 2)
+    table = PairTable.from_pairs(a, b, np.asarray([3, 1, 2]), np.asarray([0.9, 0.2, 0.5]), fingerprints(bands[2]))
+    f = table.features(np.asarray([9, 1, 5, 11], dtype=np.uint64), bands)
     per_row = [sorted(zip(f.candidate[f.offsets[i]:f.offsets[i + 1]].tolist(),
                           f.shared[f.offsets[i]:f.offsets[i + 1]].tolist(),
                           f.jaccard[f.offsets[i]:f.offsets[i + 1]].tolist(), strict=True)) for i in range(4)]
     assert per_row == [[(5, 1, 0.2), (11, 2, 0.5)], [], [(7, 3, 0.9), (9, 1, 0.2)], [(9, 2, 0.5)]]
     sub = f.take([2, 0])
     assert sub.exact.tolist() == [5, 9] and sub.offsets.tolist() == [0, 2, 4]
+    assert f.big.tolist() == [[False, False], [False, False], [True, True], [False, False]]  # bands in big buckets
+    assert sub.bands.tolist() == bands[[2, 0]].tolist() and sub.big.tolist() == [[True, True], [False, False]]
     assert sorted(sub.candidate[:2].tolist()) == [7, 9] and sorted(sub.candidate[2:].tolist()) == [5, 11]
 
 

@@ -38,7 +38,7 @@ from qualgate.checks.minhash import (
 )
 from qualgate.embed import F32, Embedder, shared_embedder
 from qualgate.findings import Finding
-from qualgate.index import KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
+from qualgate.index import BandCandidates, KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
 from qualgate.models import require_modules
 from qualgate.sample import FieldProblem, Sample, Source
 from qualgate.vectors import VectorIndex
@@ -396,12 +396,12 @@ class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
         self.shingler = Shingler(params.ngram, "word")
         self.perms = permutations(params.num_perm, 1)
         self.bands, self.rows = optimal_bands(params.jaccard, params.num_perm)
-        self._lsh = KeyIndex(fingerprint=True)
+        self._lsh = KeyIndex(fingerprint=True, cap=params.max_candidates)  # a template's bucket stays small
         self._store = ShingleStore()
 
     def _set_token(self) -> str:
         p = self.params
-        return f"{p.ngram}:{p.num_perm}:{self.bands}x{self.rows}"
+        return f"{p.ngram}:{p.num_perm}:{self.bands}x{self.rows}:{p.max_candidates}"
 
     def _shingles(self, samples: Sequence[Sample]) -> tuple[list[Any], Any]:
         texts = [self.shingler.normalize(t) for t in field_texts(samples, self.params.field)[0]]
@@ -440,10 +440,7 @@ class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
         vecs, problems = self._embed(samples, features)
         _, near = self.index.search(vecs, p.k)
         sets, bands = self._shingles(samples)
-        pos, val = self._lsh.query(bands.ravel())
-        by_sample: dict[int, Counter[int]] = {}
-        for q, g in zip((pos // self.bands).tolist(), val.tolist(), strict=True):
-            by_sample.setdefault(q, Counter())[g] += 1
+        lsh = BandCandidates(self._lsh, bands, p.max_candidates)  # the near_duplicate rule, nothing kept here
         stored = self.index.vectors()
         out: list[Measurement | FieldProblem] = []
         for i in range(len(samples)):
@@ -451,8 +448,7 @@ class PrivateLeak(_EmbeddingCheck[PrivateLeakParams]):
             if problem is not None:
                 out.append(problem)
                 continue
-            lsh = [g for g, _ in sorted(by_sample.get(i, Counter()).items(), key=lambda kv: (-kv[1], kv[0]))]
-            candidates = sorted({int(g) for g in near[i] if g >= 0} | set(lsh[: p.max_candidates]))
+            candidates = sorted({int(g) for g in near[i] if g >= 0} | set(lsh.ranked(i)[0]))
             if not candidates:
                 out.append(Measurement({"cosine": None, "jaccard": None}))
                 continue

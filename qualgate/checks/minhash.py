@@ -8,12 +8,15 @@ min-reduced per document. The permutations are datasketch's own (``MinHash(num_p
 
 LSH only proposes candidates; nothing is rejected until the true Jaccard of the two shingle sets
 (32-bit shingle hashes) reaches the threshold. Keep-first: a sample is compared with the samples
-kept before it (and the baseline), never with rejected ones, so duplicates cannot chain.
+kept before it (and the baseline), never with rejected ones, so duplicates cannot chain. An LSH
+bucket holds at most ``max_candidates`` kept samples, so the variants of one template cost what other
+samples cost (``index.BandCandidates`` has the rule, which both engines follow).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -42,12 +45,13 @@ from qualgate.index import (
     I64,
     U32,
     U64,
+    BandCandidates,
     KeyIndex,
     ShingleStore,
     csr_take,
-    fingerprints,
     jaccard,
     pack_strings,
+    pair_jaccards,
     ranges,
     unpack_strings,
 )
@@ -60,11 +64,12 @@ _L = 0xC2B2AE3D27D4EB4F  # mixes token length / band number
 _C = 0x165667B19E3779F9  # odd: n-gram polynomial base
 _MAX_CACHED_POWERS = 1 << 22  # 32 MiB per cached table
 _CHUNK_SHINGLES = 8192  # keeps (permutations x shingles) temporaries in cache (MODELS.md: ~10x otherwise)
+_CHUNK_PAIRS = 4096  # candidate pairs verified at once: bounds the temporaries for long texts and big batches
 _NONWORD = re.compile(r"[\W_]+")
 _DIGIT = re.compile(r"\d")
 _ASCII = bytes(c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122) else 32 for c in range(256))
 _ASCII_DIGITS = bytes(48 if 48 <= c <= 57 else b for c, b in enumerate(_ASCII))
-VERSION = 2  # bump when hashing or normalisation changes: invalidates cached baselines
+VERSION = 3  # bump when hashing, normalisation or the index changes: invalidates cached baselines
 
 
 # ------------------------------------------------------------------------------- scalar reference
@@ -368,8 +373,9 @@ class PairFeatures(Features):
     Samples with the same normalised text have the same shingles and band keys, so candidates are kept per
     exact-text hash: row r (exact hash ``exact[r]``) has candidates ``offsets[r]:offsets[r+1]``, each another
     text (its exact hash) sharing a band fingerprint with it, ``shared`` = how many band matches (as the local
-    index counts them) and the pair's true ``jaccard``. Which sample of a candidate text was kept, if any, is
-    known only in order, so the check looks it up itself.
+    index counts them) through buckets that cannot fill up, and the pair's true ``jaccard``. Which sample of a
+    candidate text was kept, if any, is known only in order, so the check looks it up itself, and it replays
+    the buckets that can fill (``big``: those of the row's ``bands`` in one) in its own capped index.
     """
 
     exact: U64
@@ -377,11 +383,14 @@ class PairFeatures(Features):
     candidate: U64
     shared: I64
     jaccard: npt.NDArray[np.float64]
+    bands: U64
+    big: npt.NDArray[np.bool_]
 
     def take(self, rows: Sequence[int]) -> PairFeatures:
         offsets, picked = csr_take(self.offsets, rows)
-        return PairFeatures(self.exact[list(rows)], offsets, self.candidate[picked], self.shared[picked],
-                            self.jaccard[picked])
+        idx = list(rows)
+        return PairFeatures(self.exact[idx], offsets, self.candidate[picked], self.shared[picked],
+                            self.jaccard[picked], self.bands[idx], self.big[idx])
 
 
 class NearDuplicateParams(Params):
@@ -394,7 +403,8 @@ class NearDuplicateParams(Params):
     seed: int = Field(1, ge=0, description="permutation seed (datasketch's default is 1)")
     bands: int | None = Field(None, ge=1, description="LSH bands (default: derived from threshold and num_perm)")
     rows: int | None = Field(None, ge=1, description="LSH rows per band (set with bands)")
-    max_candidates: int = Field(100, ge=1, description="candidates verified per sample, most shared bands first")
+    max_candidates: int = Field(100, ge=1, description="candidates verified per sample, most shared bands first; "
+                                "also the most kept samples one LSH bucket holds")
     max_cluster_size: int = Field(100, ge=1, description="warn when one kept sample absorbs more duplicates")
 
     @model_validator(mode="after")
@@ -423,7 +433,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.perms = permutations(p.num_perm, p.seed)
         self.bands, self.rows = (p.bands, p.rows) if p.bands and p.rows else optimal_bands(p.threshold, p.num_perm)
         self._exact = KeyIndex()
-        self._lsh = KeyIndex(fingerprint=True)
+        self._lsh = KeyIndex(fingerprint=True, cap=p.max_candidates)
         self._store = ShingleStore()
         self.kept_ids: list[str] = []
         # plain tuples, not Source objects: the garbage collector untracks tuples of str/int,
@@ -437,7 +447,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         #: with engine-found candidates (``PairFeatures``): the kept sample of each exact text (baseline
         #: first), and the last batch's tentatively kept (row, exact hash); no LSH index is needed
         self._by_exact: dict[int, int] | None = None
-        self._pending_pairs: tuple[int, int, list[tuple[int, int]]] | None = None
+        self._exact_of: list[int] = []  # kept number -> exact hash, with ``_by_exact``
+        self._pending_pairs: tuple[int, int, list[tuple[int, int]], PairFeatures] | None = None
 
     # -------------------------------------------------------------------------------- hashing
     def _features(self, texts: Sequence[str]) -> MinhashFeatures:
@@ -477,11 +488,10 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         exact_hit: dict[int, int] = {}
         for pos, val in zip(*(a.tolist() for a in self._exact.query(exact)), strict=True):
             exact_hit[pos] = min(val, exact_hit.get(pos, val))
-        cross = self._cross_candidates(bands)
-        shared = self._shared_in_batch(fingerprints(bands))
+        candidates = BandCandidates(self._lsh, bands, self.params.max_candidates)
+        known = self._initial_jaccards(candidates, feats)
         first = len(self.kept_ids)
         batch_exact: dict[int, int] = {}
-        batch_lsh: dict[int, list[int]] = {}
         batch_sets: dict[int, U32] = {}
         admitted: list[int] = []
         for i, s in enumerate(samples):
@@ -493,13 +503,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 results[i] = self._measure(1.0, 1.0, kept)
                 self._record_cluster(kept, s.id)
                 continue
-            counts: dict[int, int] = dict(cross.get(i, ()))
-            for k in shared.get(i, ()):
-                for g in batch_lsh.get(k, ()):
-                    counts[g] = counts.get(g, 0) + 1
-            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.params.max_candidates]
-            results[i], duplicate = self._judge(s.id, ((g, jaccard(sets[i], batch_sets[g] if g >= first else
-                                                                   self._store.get(g))) for g, _ in ranked))
+            ranked, _, _ = candidates.ranked(i)
+            results[i], duplicate = self._judge(s.id, self._verify(sets[i], i, ranked, first, batch_sets, known))
             if not duplicate and eligible[i]:
                 g = len(self.kept_ids)
                 self.kept_ids.append(s.id)
@@ -507,8 +512,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 admitted.append(i)
                 batch_exact[key] = g
                 batch_sets[g] = sets[i]
-                for k in shared.get(i, ()):
-                    batch_lsh.setdefault(k, []).append(g)
+                candidates.keep(i, g)
         self._pending = (first, len(samples), admitted, exact, sets, bands)
         return [r for r in results if r is not None]
 
@@ -519,7 +523,11 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         if self._by_exact is None:  # the baseline: every indexed text is kept
             keys, vals = self._exact.items()
             self._by_exact = dict(zip(keys.tolist(), vals.tolist(), strict=True))
-        by_exact = self._by_exact
+            by_kept = np.empty(len(vals), dtype=np.uint64)
+            by_kept[vals] = keys
+            self._exact_of = by_kept.tolist()
+        by_exact, exact_of = self._by_exact, self._exact_of
+        candidates = BandCandidates(self._lsh, f.bands, self.params.max_candidates, f.big)
         _, problems = self._texts(samples)
         results: list[Measurement | FieldProblem | None] = list(problems)
         first = len(self.kept_ids)
@@ -535,31 +543,38 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 self._record_cluster(kept, s.id)
                 continue
             a, b = offsets[i], offsets[i + 1]
-            counts = [(g, n, j) for e, n, j in zip(f.candidate[a:b].tolist(), f.shared[a:b].tolist(),
-                                                     f.jaccard[a:b].tolist(), strict=True)
-                      if (g := by_exact.get(e)) is not None]
-            ranked = sorted(counts, key=lambda c: (-c[1], c[0]))[: self.params.max_candidates]
-            results[i], duplicate = self._judge(s.id, ((g, j) for g, _, j in ranked))
+            rows = list(zip(f.candidate[a:b].tolist(), f.shared[a:b].tolist(), f.jaccard[a:b].tolist(), strict=True))
+            small = {g: n for e, n, _ in rows if n and (g := by_exact.get(e)) is not None}
+            ranked, _, _ = candidates.ranked(i, small)
+            jac = {e: j for e, _, j in rows} if ranked else {}
+            results[i], duplicate = self._judge(s.id, ((g, jac.get(exact_of[g], 0.0)) for g in ranked))
             if not duplicate and eligible[i]:
                 by_exact[key] = len(self.kept_ids)
+                exact_of.append(key)
+                candidates.keep(i, len(self.kept_ids))
                 self.kept_ids.append(s.id)
                 self.kept_sources.append(source_tuple(s.source))
                 admitted.append((i, key))
-        self._pending_pairs = (first, len(samples), admitted)
+        self._pending_pairs = (first, len(samples), admitted, f)
         return [r for r in results if r is not None]
 
     def _commit_pairs(self, accepted: Sequence[bool]) -> None:
         assert self._pending_pairs is not None and self._by_exact is not None
-        first, _, admitted = self._pending_pairs
+        first, _, admitted, f = self._pending_pairs
         self._pending_pairs = None
         flags = [accepted[i] for i, _ in admitted]
+        keep = [i for (i, _), k in zip(admitted, flags, strict=True) if k]
+        # the buckets that can fill, replayed as the local index fills them (the others need no index)
+        self._lsh.add(f.bands[keep][f.big[keep]], np.repeat(np.arange(first, first + len(keep)), f.big[keep].sum(1)))
         if all(flags):
             return
         remap = renumber_kept(self.kept_ids, self.kept_sources, first, flags)
         remap_clusters(self.clusters, self.members, first, remap)
+        del self._exact_of[first:]
         for t, (_, key) in enumerate(admitted):
             if flags[t]:
                 self._by_exact[key] = remap[first + t]
+                self._exact_of.append(key)
             else:
                 del self._by_exact[key]
 
@@ -585,40 +600,33 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             idx = np.asarray(keep, dtype=np.int64)
             self._admit(exact[idx], [sets[i] for i in keep], bands[idx], first)
 
-    @staticmethod
-    def _shared_in_batch(bands: U32) -> dict[int, list[int]]:
-        """For samples sharing a band fingerprint with another sample of the same batch: those fingerprints.
+    def _initial_jaccards(self, candidates: BandCandidates, feats: MinhashFeatures) -> dict[int, dict[int, float]]:
+        """Per sample, the true Jaccard with each of its first ranked candidates in the index, all at once."""
+        rows, kept = candidates.initial()
+        jac: list[float] = []
+        for lo in range(0, len(rows), _CHUNK_PAIRS):
+            flat, offsets = self._store.take(kept[lo:lo + _CHUNK_PAIRS])
+            jac += pair_jaccards(feats.flat, feats.offsets, rows[lo:lo + _CHUNK_PAIRS], flat, offsets).tolist()
+        bounds = np.searchsorted(rows, np.arange(len(feats.offsets))).tolist()
+        kept_list = kept.tolist()
+        return {r: dict(zip(kept_list[a:b], jac[a:b], strict=True))
+                for r, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a}
 
-        Fingerprints, as the index matches on, so a batch boundary never changes which samples are candidates.
-        Most samples share none, so the in-batch bookkeeping runs only where it can matter.
-        """
-        flat = bands.ravel()
-        order = np.argsort(flat, kind="stable")
-        ordered = flat[order]
-        eq = ordered[1:] == ordered[:-1]
-        if not eq.any():
-            return {}
-        in_group = np.zeros(len(flat), dtype=bool)
-        in_group[1:] |= eq
-        in_group[:-1] |= eq
-        mask = np.empty(len(flat), dtype=bool)
-        mask[order] = in_group
-        out: dict[int, list[int]] = {}
-        per_row = bands.shape[1]
-        for pos, key in zip(np.flatnonzero(mask).tolist(), flat[mask].tolist(), strict=True):
-            out.setdefault(pos // per_row, []).append(key)
-        return out
-
-    def _cross_candidates(self, bands: U64) -> dict[int, list[tuple[int, int]]]:
-        """Kept samples sharing at least one band with each sample: ``{sample: [(kept, shared bands)]}``."""
-        pos, val = self._lsh.query(bands.ravel())
-        if len(pos) == 0:
-            return {}
-        pairs, counts = np.unique(((pos // self.bands) << 32) | val, return_counts=True)
-        out: dict[int, list[tuple[int, int]]] = {}
-        for pair, n in zip(pairs.tolist(), counts.tolist(), strict=True):
-            out.setdefault(pair >> 32, []).append((pair & 0xFFFFFFFF, n))
-        return out
+    def _verify(self, shingles: U32, i: int, ranked: list[int], first: int, batch_sets: Mapping[int, U32],
+                known: Mapping[int, Mapping[int, float]]) -> list[tuple[int, float]]:
+        """``(kept number, true Jaccard)`` of each of sample ``i``'s ranked candidates: ``known`` ones looked up,
+        the rest (mostly the batch's own kept samples, a few) computed."""
+        have = known.get(i, {})
+        todo = [g for g in ranked if g not in have]
+        if todo:
+            have = {**have, **{g: jaccard(shingles, batch_sets[g]) for g in todo if g >= first}}
+            indexed = [g for g in todo if g < first]
+            if indexed:
+                flat, offsets = self._store.take(indexed)
+                jac = pair_jaccards(shingles, np.asarray([0, len(shingles)]), np.zeros(len(indexed), np.int64),
+                                    flat, offsets)
+                have.update(zip(indexed, jac.tolist(), strict=True))
+        return [(g, have[g]) for g in ranked]
 
     def _judge(self, sample_id: str, candidates: Iterable[tuple[int, float]]) -> tuple[Measurement, bool]:
         """The measurement from the ranked kept candidates' ``(kept number, Jaccard)``: the highest Jaccard

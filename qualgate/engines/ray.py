@@ -196,10 +196,10 @@ class _NearDuplicates(_Shuffled):
     def run(self, partitions: int) -> Any:
         from qualgate.engines.lsh import candidates
 
-        return candidates(self.refs[0], self.refs[1], partitions)
+        return candidates(self.refs[0], self.refs[1], partitions, self.check.params.max_candidates)
 
     def features(self, table: Any, live: list[int], feats: Any, first: int) -> Any:
-        return table.features(feats.exact)
+        return table.features(feats.exact, feats.bands)
 
     def digest(self) -> str:
         import xxhash
