@@ -193,6 +193,10 @@ class SetCheck(Check[P]):
     features_in_workers: bool = False
     #: Which set ``add_baseline`` received: ``compares_with``, or "input" when fitted on the input itself.
     set_role: str | None = None
+    #: True for keep-first checks: a sample's result depends on the samples admitted before it, including
+    #: those admitted tentatively earlier in its batch (``commit``, ``tentative_uses``). Other set checks'
+    #: results depend on the sample and their set alone, so the gate may keep them across passes.
+    keeps_first: ClassVar[bool] = False
 
     def needs_set(self) -> bool:
         """False when this instance can run without its set (e.g. a given model and absolute thresholds)."""
@@ -228,10 +232,18 @@ class SetCheck(Check[P]):
         """
 
     def commit(self, accepted: Sequence[bool]) -> None:
-        """Called once every check has run on the batch last passed to ``score_batch``: ``accepted[i]`` says
-        whether its sample ``i`` was finally accepted. Keep-first checks admit only those to their index,
-        so a sample that a later check rejected never becomes the "kept" sample later ones are named
-        duplicates of. A check scored again without a commit treats its pending samples as accepted."""
+        """Keep-first checks: called once every check has run on the batch last passed to ``score_batch``;
+        ``accepted[i]`` says whether its sample ``i`` was finally accepted. Only those are admitted to the
+        index, so a sample that a later check rejected never becomes the "kept" sample later ones are named
+        duplicates of. ``accepted`` may cover only the first samples of that batch: the results of the rest
+        are forgotten (they will be scored again). A check scored again without a commit treats its pending
+        samples as accepted."""
+
+    def tentative_uses(self) -> Mapping[int, int]:
+        """Keep-first checks, for the batch last passed to ``score_batch``: each sample admitted tentatively
+        that a later sample's result relied on (named it, or would have differed without it) -> the first
+        such later sample. If a later check rejects the former, the latter must be scored again."""
+        return {}
 
     @abstractmethod
     def add_baseline(self, samples: Sequence[Sample]) -> int:

@@ -29,11 +29,12 @@ from qualgate.checks.base import (
     unpack_sources,
 )
 from qualgate.checks.minhash import (
+    Found,
     Shingler,
     band_keys,
+    count_found,
     optimal_bands,
     permutations,
-    remap_clusters,
     signatures_flat,
 )
 from qualgate.embed import F32, Embedder, shared_embedder
@@ -203,6 +204,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
     kind = "semantic_duplicate"
     params_model = SemanticDuplicateParams
     score_names = ("cosine",)
+    keeps_first = True
 
     def __init__(self, name: str, params: SemanticDuplicateParams) -> None:
         super().__init__(name, params)
@@ -213,6 +215,9 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         #: with engine-found neighbours (``NeighbourFeatures``): kept number by global position
         self._by_position: dict[int, int] | None = None
         self._pending_positions: list[int] = []
+        #: the last batch's duplicates, counted into ``clusters`` by ``commit``; its ``tentative_uses``
+        self._found: list[Found] = []
+        self._uses: dict[int, int] = {}
 
     def _flush(self) -> None:
         if self._pending is not None:
@@ -224,11 +229,10 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
             return
         first, _, rows_in_batch, vecs, kept = self._pending
         self._pending = None
-        flags = [accepted[i] for i in rows_in_batch]
+        flags = [i < len(accepted) and accepted[i] for i in rows_in_batch]
         rows = [t for t, f in enumerate(flags) if f]
         remap = {first + t: first + k for k, t in enumerate(rows)}  # tentative number -> number once admitted
-        if not all(flags):
-            remap_clusters(self.clusters, self.members, first, remap)
+        count_found(self.clusters, self.members, self._found, len(accepted), first, remap)
         if self._by_position is not None:  # neighbours came from the engine: no vector index to grow
             for t, position in enumerate(self._pending_positions):
                 if flags[t]:
@@ -238,6 +242,9 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         else:
             self.index.add(vecs[rows])
         self._remember([kept[t] for t in rows])
+
+    def tentative_uses(self) -> Mapping[int, int]:
+        return self._uses
 
     def _score_neighbours(self, samples: Sequence[Sample], eligible: Sequence[bool],
                           f: NeighbourFeatures) -> list[Measurement | FieldProblem]:
@@ -261,13 +268,12 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
             a, b = offsets[i], offsets[i + 1]
             hit = next(((g, c) for p, c in zip(f.neighbour[a:b].tolist(), f.cosine[a:b].tolist(), strict=True)
                         if (g := by_position.get(p)) is not None), None)
-            if hit is not None:
+            if hit is not None:  # the first kept one of the list: one kept after it would not change that
                 g, sim = hit
                 out.append(self._duplicate(sim, g, samples[admitted[g - first]] if g >= first else None))
-                self.clusters[g] += 1
-                examples = self.members.setdefault(g, [])
-                if len(examples) < 3:
-                    examples.append(s.id)
+                self._found.append((i, g, s.id))
+                if g >= first:
+                    self._uses.setdefault(admitted[g - first], i)
                 continue
             out.append(Measurement({"cosine": None}, {}))
             if eligible[i]:
@@ -280,6 +286,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Any = None) -> list[Measurement | FieldProblem]:
         self._flush()
+        self._found, self._uses = [], {}
         if isinstance(features, NeighbourFeatures):
             return self._score_neighbours(samples, eligible, features)
         vecs, problems = self._embed(samples, features)
@@ -299,13 +306,12 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
                 j = int(np.argmax(row))
                 if float(row[j]) > sim:
                     sim, g = float(row[j]), first + j
+                    # the result relies on this kept sample only: without any other, it would be the same
+                    self._uses.setdefault(admitted[j], i)
             if g >= 0 and sim >= self.params.threshold:
                 kept = samples[admitted[g - first]] if g >= first else None
                 out.append(self._duplicate(sim, g, kept))
-                self.clusters[g] += 1
-                examples = self.members.setdefault(g, [])
-                if len(examples) < 3:
-                    examples.append(s.id)
+                self._found.append((i, g, s.id))
                 continue
             evidence = {"nearest": self.ids[g] if g < first else samples[admitted[g - first]].id,
                         "nearest_cosine": round(sim, 6)} if g >= 0 else {}

@@ -330,14 +330,32 @@ def renumber_kept(ids: list[str], sources: list[T], first: int, keep: Sequence[b
     return remap
 
 
-def remap_clusters(clusters: Counter[int], members: dict[int, list[str]], first: int,
-                    remap: dict[int, int]) -> None:
-    """Clusters of dropped tentative samples go (their members were rejected anyway); the rest renumber."""
-    moved = {g: (clusters.pop(g), members.pop(g, [])) for g in [g for g in clusters if g >= first]}
-    for g, (n, m) in moved.items():
-        if g in remap:
-            clusters[remap[g]] = n
-            members[remap[g]] = m
+#: A duplicate a keep-first check found in a batch: (its row, the kept sample's number, its id).
+Found = tuple[int, int, str]
+
+
+def count_found(clusters: Counter[int], members: dict[int, list[str]], found: Sequence[Found], rows: int,
+                first: int, remap: Mapping[int, int] | None) -> None:
+    """Count the duplicates a batch found in its first ``rows`` rows (``commit``; the rest are scored again)
+    into ``clusters``, with up to 3 example ids each; kept numbers from the batch (``>= first``) are
+    renumbered by ``remap`` (None: all were admitted)."""
+    for row, g, member in found:
+        if row >= rows:
+            break
+        if g >= first and remap is not None:
+            if g not in remap:  # its kept sample was rejected after all (the gate redoes such rows)
+                continue
+            g = remap[g]
+        clusters[g] += 1
+        examples = members.setdefault(g, [])
+        if len(examples) < 3:
+            examples.append(member)
+
+
+def relied_on(ranked: Sequence[int], best: int, cut: bool, first: int) -> list[int]:
+    """The tentatively kept samples (numbers ``>= first``) a result relied on: the one it names, or, when the
+    candidates were cut at ``max_candidates``, every one ranked (without it, another would have been)."""
+    return [g for g in ranked if g >= first] if cut else [best] if best >= first else []
 
 
 @dataclass
@@ -425,6 +443,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
     score_names = ("exact", "jaccard")
     cost = 50
     has_features = True
+    keeps_first = True
 
     def __init__(self, name: str, params: NearDuplicateParams) -> None:
         super().__init__(name, params)
@@ -449,6 +468,9 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self._by_exact: dict[int, int] | None = None
         self._exact_of: list[int] = []  # kept number -> exact hash, with ``_by_exact``
         self._pending_pairs: tuple[int, int, list[tuple[int, int]], PairFeatures] | None = None
+        #: the last batch's duplicates, counted into ``clusters`` by ``commit``; its ``tentative_uses``
+        self._found: list[Found] = []
+        self._uses: dict[int, int] = {}
 
     # -------------------------------------------------------------------------------- hashing
     def _features(self, texts: Sequence[str]) -> MinhashFeatures:
@@ -479,6 +501,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
                     features: Features | None = None) -> list[Measurement | FieldProblem]:
         self._flush()
+        self._found, self._uses = [], {}
         if isinstance(features, PairFeatures):
             return self._score_pairs(samples, eligible, features)
         texts, problems = self._texts(samples)
@@ -494,6 +517,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         batch_exact: dict[int, int] = {}
         batch_sets: dict[int, U32] = {}
         admitted: list[int] = []
+        found, uses = self._found, self._uses
         for i, s in enumerate(samples):
             if results[i] is not None:
                 continue
@@ -501,10 +525,16 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             kept = exact_hit.get(i, batch_exact.get(key))
             if kept is not None:
                 results[i] = self._measure(1.0, 1.0, kept)
-                self._record_cluster(kept, s.id)
+                found.append((i, kept, s.id))
+                if kept >= first:
+                    uses.setdefault(admitted[kept - first], i)
                 continue
-            ranked, _, _ = candidates.ranked(i)
-            results[i], duplicate = self._judge(s.id, self._verify(sets[i], i, ranked, first, batch_sets, known))
+            ranked, cut, filled = candidates.ranked(i)
+            results[i], best, duplicate = self._judge(self._verify(sets[i], i, ranked, first, batch_sets, known))
+            if duplicate:
+                found.append((i, best, s.id))
+            for g in relied_on(ranked, best, cut, first) + filled:
+                uses.setdefault(admitted[g - first], i)
             if not duplicate and eligible[i]:
                 g = len(self.kept_ids)
                 self.kept_ids.append(s.id)
@@ -532,6 +562,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         results: list[Measurement | FieldProblem | None] = list(problems)
         first = len(self.kept_ids)
         admitted: list[tuple[int, int]] = []
+        found, uses = self._found, self._uses
         offsets = f.offsets.tolist()
         for i, s in enumerate(samples):
             if results[i] is not None:
@@ -540,14 +571,20 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             kept = by_exact.get(key)
             if kept is not None:
                 results[i] = self._measure(1.0, 1.0, kept)
-                self._record_cluster(kept, s.id)
+                found.append((i, kept, s.id))
+                if kept >= first:
+                    uses.setdefault(admitted[kept - first][0], i)
                 continue
             a, b = offsets[i], offsets[i + 1]
             rows = list(zip(f.candidate[a:b].tolist(), f.shared[a:b].tolist(), f.jaccard[a:b].tolist(), strict=True))
             small = {g: n for e, n, _ in rows if n and (g := by_exact.get(e)) is not None}
-            ranked, _, _ = candidates.ranked(i, small)
+            ranked, cut, filled = candidates.ranked(i, small)
             jac = {e: j for e, _, j in rows} if ranked else {}
-            results[i], duplicate = self._judge(s.id, ((g, jac.get(exact_of[g], 0.0)) for g in ranked))
+            results[i], best, duplicate = self._judge((g, jac.get(exact_of[g], 0.0)) for g in ranked)
+            if duplicate:
+                found.append((i, best, s.id))
+            for g in relied_on(ranked, best, cut, first) + filled:
+                uses.setdefault(admitted[g - first][0], i)
             if not duplicate and eligible[i]:
                 by_exact[key] = len(self.kept_ids)
                 exact_of.append(key)
@@ -562,14 +599,15 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         assert self._pending_pairs is not None and self._by_exact is not None
         first, _, admitted, f = self._pending_pairs
         self._pending_pairs = None
-        flags = [accepted[i] for i, _ in admitted]
+        flags = [i < len(accepted) and accepted[i] for i, _ in admitted]
         keep = [i for (i, _), k in zip(admitted, flags, strict=True) if k]
         # the buckets that can fill, replayed as the local index fills them (the others need no index)
         self._lsh.add(f.bands[keep][f.big[keep]], np.repeat(np.arange(first, first + len(keep)), f.big[keep].sum(1)))
         if all(flags):
+            count_found(self.clusters, self.members, self._found, len(accepted), first, None)
             return
         remap = renumber_kept(self.kept_ids, self.kept_sources, first, flags)
-        remap_clusters(self.clusters, self.members, first, remap)
+        count_found(self.clusters, self.members, self._found, len(accepted), first, remap)
         del self._exact_of[first:]
         for t, (_, key) in enumerate(admitted):
             if flags[t]:
@@ -592,13 +630,16 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             return
         first, _, admitted, exact, sets, bands = self._pending
         self._pending = None
-        keep = [i for i in admitted if accepted[i]]
-        if len(keep) != len(admitted):
-            remap = renumber_kept(self.kept_ids, self.kept_sources, first, [accepted[i] for i in admitted])
-            remap_clusters(self.clusters, self.members, first, remap)
+        flags = [i < len(accepted) and accepted[i] for i in admitted]
+        keep = [i for i, f in zip(admitted, flags, strict=True) if f]
+        remap = renumber_kept(self.kept_ids, self.kept_sources, first, flags) if len(keep) != len(admitted) else None
+        count_found(self.clusters, self.members, self._found, len(accepted), first, remap)
         if keep:
             idx = np.asarray(keep, dtype=np.int64)
             self._admit(exact[idx], [sets[i] for i in keep], bands[idx], first)
+
+    def tentative_uses(self) -> Mapping[int, int]:
+        return self._uses
 
     def _initial_jaccards(self, candidates: BandCandidates, feats: MinhashFeatures) -> dict[int, dict[int, float]]:
         """Per sample, the true Jaccard with each of its first ranked candidates in the index, all at once."""
@@ -628,18 +669,18 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 have.update(zip(indexed, jac.tolist(), strict=True))
         return [(g, have[g]) for g in ranked]
 
-    def _judge(self, sample_id: str, candidates: Iterable[tuple[int, float]]) -> tuple[Measurement, bool]:
+    def _judge(self, candidates: Iterable[tuple[int, float]]) -> tuple[Measurement, int, bool]:
         """The measurement from the ranked kept candidates' ``(kept number, Jaccard)``: the highest Jaccard
-        wins, ties go to the earlier kept sample; True when it reaches the threshold (a duplicate)."""
+        wins, ties go to the earlier kept sample; its number (-1: none), and True when it reaches the
+        threshold (a duplicate)."""
         best_j, best_g = 0.0, -1
         for g, j in candidates:
             if j > best_j or (j == best_j and 0 <= g < best_g):
                 best_j, best_g = j, g
         if best_g >= 0 and best_j >= self.params.threshold:
-            self._record_cluster(best_g, sample_id)
-            return self._measure(0.0, best_j, best_g), True
+            return self._measure(0.0, best_j, best_g), best_g, True
         evidence = {"nearest": self.kept_ids[best_g], "nearest_jaccard": round(best_j, 6)} if best_g >= 0 else {}
-        return Measurement({"exact": 0.0, "jaccard": round(best_j, 6)}, evidence), False
+        return Measurement({"exact": 0.0, "jaccard": round(best_j, 6)}, evidence), best_g, False
 
     def _measure(self, exact: float, jac: float, kept: int) -> Measurement:
         ev: dict[str, Any] = {"duplicate_of": self.kept_ids[kept], "jaccard": round(jac, 6),
@@ -648,12 +689,6 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         if src is not None:
             ev["duplicate_source"] = Source(*src).to_dict()
         return Measurement({"exact": exact, "jaccard": round(jac, 6)}, ev)
-
-    def _record_cluster(self, kept: int, member: str) -> None:
-        self.clusters[kept] += 1
-        examples = self.members.setdefault(kept, [])
-        if len(examples) < 3:
-            examples.append(member)
 
     def score_limits(self) -> dict[str, list[float]]:
         return {"jaccard": [self.params.threshold]}
