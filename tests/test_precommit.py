@@ -115,5 +115,6 @@ def test_all_files_in_ci_fails_instead_of_passing_vacuously(tmp_path: Path, home
     env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
     res = subprocess.run([PRE_COMMIT, "try-repo", str(ROOT), "qualgate", "--all-files"], cwd=repo, env=env,
                          capture_output=True, text=True, timeout=600)
-    assert res.returncode == 1 and "exit code: 2" in res.stdout, res.stdout + res.stderr  # pre-commit's 1: a hook failed
+    # pre-commit exits 1 when a hook fails; the hook itself exited 2
+    assert res.returncode == 1 and "exit code: 2" in res.stdout, res.stdout + res.stderr
     assert "is the commit under test" in res.stdout
