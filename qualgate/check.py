@@ -10,7 +10,6 @@ second run fast.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from qualgate.errors import InputError
 from qualgate.findings import Decision
 from qualgate.io import RawRecord, detect_format, read_records
 from qualgate.overrides import content_sha256
+from qualgate.sample import canonical_json
 
 
 @dataclass
@@ -108,8 +108,7 @@ def vacuous_base(changes: Sequence[FileChange]) -> str | None:
 
 def content_key(record: Any) -> str:
     """Identity of a record's content: canonical JSON (sorted keys), hashed."""
-    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+    return xxhash.xxh3_128_hexdigest(canonical_json(record))
 
 
 def repo_path(path: str, root: str) -> str:
@@ -396,8 +395,8 @@ class TrustedFiles:
         if shipped(ref, "extends"):
             return ref
         rel = self.inside(ref)
-        if rel is None:
-            return ref
+        if rel is None:  # not part of any change; absolute, as the gate is built in the mirror
+            return os.path.abspath(os.path.expanduser(ref))
         first = self.fetch(rel, name=ref)
         if first is None:
             raise InputError(f"not in the base revision {self.rev!r}: the config that judges a change comes from "

@@ -56,7 +56,10 @@ def rejected_reasons(res: Any) -> dict[str, str]:
 @pytest.mark.parametrize("name", ["default", "instruct"])
 def test_a_file_named_like_a_pack_does_not_replace_it(repo: Path, name: str) -> None:
     (repo / name).write_text(PERMISSIVE)
-    write(repo / "data.jsonl", [*BASE, {**REFUSAL, "instruction": "Write", "output": REFUSAL["text"]}])
+    base = [{"id": r["id"], "instruction": "Describe this.", "input": "", "output": r["text"]} for r in BASE]
+    write(repo / "data.jsonl", base)
+    git(repo, "commit", "-q", "-am", "instruction records")
+    write(repo / "data.jsonl", [*base, {"id": "bad", "instruction": "Write", "input": "", "output": REFUSAL["text"]}])
     res = run("data.jsonl", "--base", "HEAD", "--id", "id", "-c", name, "--format", "json")
     assert res.exit_code == 1, res.output
     assert json.loads(res.output)["config"]["label"] == f"pack {name}"
@@ -319,3 +322,14 @@ def test_hook_mode_refuses_a_file_list_without_the_separator(repo: Path) -> None
     res = run("--hook", "--base", "HEAD", "data.jsonl")
     assert res.exit_code == 2 and "must end with '--'" in res.output
     assert run("--hook", "--base", "HEAD", "--", "data.jsonl").exit_code == 1
+
+
+def test_a_config_outside_the_repository_is_used_as_it_is(repo: Path, tmp_path_factory: Any) -> None:
+    """A config kept outside the repository is not part of any change: used from where it is, even by a
+    relative path (the gate is built in the base mirror)."""
+    outside = tmp_path_factory.mktemp("configs") / "lenient.yaml"
+    outside.write_text(PERMISSIVE)
+    write(repo / "data.jsonl", [*BASE, REFUSAL])
+    res = run("data.jsonl", "--base", "HEAD", "-c", os.path.relpath(outside, repo), "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["config"]["from"] == "base HEAD"
