@@ -168,7 +168,7 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
         raise
     if not quiet:
         click.echo(report.summary_line(), err=True)
-        for w in report["warnings"]:
+        for w in [*report["warnings"], *(gate.overrides.problems() if gate.overrides else [])]:
             click.echo(f"  warning: {term(w)}", err=True)
         for c in report["gate"]["conditions"]:
             if not c["passed"]:
@@ -406,7 +406,7 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
     passed = report.passed and all(d.accepted for d in decisions)
     origin = "working tree" if trusted is None else f"base {changes[0].base}"
     judged_by = f"{gate.config.identity()}, from the {origin}"
-    notes = [] if trusted is None else trusted.notes
+    notes = ([] if trusted is None else trusted.notes) + (gate.overrides.problems() if gate.overrides else [])
     markdown = summary_markdown(changes, decisions, passed, failed, max_listed, judged_by, notes)
     if out_format == "json":
         out = summary_json(changes, decisions, passed, report.data)

@@ -175,6 +175,8 @@ def test_an_accept_without_the_content_hash_is_refused_by_check(repo: Path) -> N
     res = run("data.jsonl", "--base", "HEAD", "--id", "id", "--overrides", "ok.yaml", "--format", "json")
     assert res.exit_code == 1
     assert json.loads(res.output)["report"]["overrides"]["unbound"]["ids"] == ["bad"]
+    summary = run("data.jsonl", "--base", "HEAD", "--id", "id", "--overrides", "ok.yaml").output
+    assert "overrides unbound: bad (accept without sha256: not applied here" in summary
 
 
 def _decision(record: dict[str, Any]) -> Decision:
@@ -333,3 +335,14 @@ def test_a_config_outside_the_repository_is_used_as_it_is(repo: Path, tmp_path_f
     res = run("data.jsonl", "--base", "HEAD", "-c", os.path.relpath(outside, repo), "--format", "json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["config"]["from"] == "base HEAD"
+
+
+def test_filter_warns_about_an_unbound_accept(tmp_path: Path) -> None:
+    data = tmp_path / "in.jsonl"
+    write(data, [{"id": "a", "text": PARAS[1]["text"]}, REFUSAL])
+    reviews = tmp_path / "reviews.yaml"
+    reviews.write_text("- {id: bad, decision: accept, reviewer: ana}\n")
+    res = CliRunner().invoke(main, ["filter", str(data), "--id", "id", "-o", str(tmp_path / "out"), "--no-cache",
+                                    "--no-html", "-j", "1", "--overrides", str(reviews)])
+    assert res.exit_code == 0, res.output
+    assert "warning: overrides unbound: bad (accept without sha256: applied to every record" in res.output
