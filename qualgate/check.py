@@ -24,7 +24,7 @@ import xxhash
 
 from qualgate.errors import InputError
 from qualgate.findings import Decision
-from qualgate.io import RawRecord, detect_format, read_records
+from qualgate.io import RawRecord, atomic_write, detect_format, read_records
 from qualgate.overrides import content_sha256
 from qualgate.sample import canonical_json
 
@@ -141,17 +141,11 @@ def show(root: str, rev: str, rel: str, name: str | None = None) -> bytes | None
 
 
 def write_new(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file created with O_EXCL|O_NOFOLLOW (``mkstemp``): a symlink
-    planted at a predictable temp name is never written through. The rename replaces a link, never its target."""
+    """Write ``data`` to ``path`` through ``io.atomic_write`` (an O_EXCL|O_NOFOLLOW temp file, renamed): a symlink
+    planted at the name or at a temp name is replaced, never written through. Creates the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        fh.write(data)
 
 
 _COMPRESSED = (".gz",)
@@ -308,21 +302,6 @@ def working_dir(path: str | Path | None) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------- trusted configuration
-_PATH_KEYS = ("extends", "model")
-
-
-def _named_paths(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
-    """``(key, value)`` of every string in a raw config that names a file: ``extends``, ``*_file``, ``model``."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _named_paths(v, str(k))
-    elif isinstance(node, list):
-        for v in node:
-            yield from _named_paths(v, key)
-    elif isinstance(node, str) and (key.endswith("_file") or key in _PATH_KEYS):
-        yield key, node
-
-
 @dataclass
 class TrustedFiles:
     """The files that decide a ``check`` run, as the base revision has them, mirrored under ``root``.
@@ -387,6 +366,7 @@ class TrustedFiles:
         recursively, ``*_file`` lists and schemas, ``model`` folders)."""
         import yaml
 
+        from qualgate.config import named_paths
         from qualgate.packs import is_bare_name
 
         def shipped(value: str, key: str) -> bool:
@@ -412,7 +392,7 @@ class TrustedFiles:
                 raw = yaml.safe_load(local.read_text(encoding="utf-8"))
             except (yaml.YAMLError, UnicodeDecodeError, OSError):
                 continue  # load_config reports it, naming the file and line
-            for key, value in _named_paths(raw):
+            for key, value in named_paths(raw):
                 if shipped(value, key):
                     continue
                 if key == "extends":  # relative to the config's folder first, then the current directory

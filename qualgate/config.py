@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -376,6 +377,19 @@ def load_config(source: str | Path | dict[str, Any] | GateConfig) -> GateConfig:
                       raw.diversity, label)
 
 
+def named_paths(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """``(key, value)`` of every string in a config (raw or resolved) that names a file: ``extends``, ``*_file``
+    lists and schemas, ``model`` files and folders."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from named_paths(v, str(k))
+    elif isinstance(node, list):
+        for v in node:
+            yield from named_paths(v, key)
+    elif isinstance(node, str) and (key.endswith("_file") or key in ("extends", "model")):
+        yield key, node
+
+
 def referenced_files(config: Any) -> dict[str, str]:
     """A content hash of every file a (resolved) config names: ``*_file`` lists and schemas, ``model`` files and
     folders. The config holds only their paths; an edited phrase list changes what the config decides."""
@@ -387,74 +401,21 @@ def referenced_files(config: Any) -> dict[str, str]:
     from qualgate.packs import data_file
 
     found: dict[str, str] = {}
-
-    def visit(node: Any, key: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                visit(v, str(k))
-        elif isinstance(node, list):
-            for v in node:
-                visit(v, key)
-        elif isinstance(node, str) and (key.endswith("_file") or key == "model") and node not in found:
-            try:
-                path = data_file(node) if key.endswith("_file") else Path(os.path.expanduser(node))
-            except FileNotFoundError:
-                path = Path(node)
-            if path.is_dir():
-                found[node] = model_fingerprint(path.resolve())
-            elif path.is_file():
-                digest = xxhash.xxh3_128()
-                with open(path, "rb") as fh:
-                    while chunk := fh.read(1 << 22):
-                        digest.update(chunk)
-                found[node] = digest.hexdigest()
-            else:
-                found[node] = "missing"
-
-    visit(config, "")
+    for key, node in named_paths(config):
+        if key == "extends" or node in found:
+            continue
+        try:
+            path = data_file(node) if key.endswith("_file") else Path(os.path.expanduser(node))
+        except FileNotFoundError:
+            path = Path(node)
+        if path.is_dir():
+            found[node] = model_fingerprint(path.resolve())
+        elif path.is_file():
+            digest = xxhash.xxh3_128()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    digest.update(chunk)
+            found[node] = digest.hexdigest()
+        else:
+            found[node] = "missing"
     return found
-
-
-def config_json_schema() -> dict[str, Any]:
-    """A JSON Schema (draft 2020-12) for config files, so editors can validate and complete them.
-
-    Each ``checks`` entry is one of: a new check (``check: KIND`` plus that kind's parameters), or, in a
-    config that ``extends`` another, an update of an inherited check by ``name``.
-    """
-    defs: dict[str, Any] = {}
-    entries: list[dict[str, Any]] = []
-    for kind in sorted(REGISTRY):
-        cls = REGISTRY[kind]
-        schema = cls.params_model.model_json_schema(ref_template="#/$defs/{model}")
-        defs.update(schema.pop("$defs", {}))
-        props = {"check": {"const": kind, "description": cls.doc()},
-                 "name": {"type": "string", "pattern": _NAME.pattern, "description": "unique name (default: kind)"},
-                 "enabled": {"type": "boolean", "description": "false removes an inherited check"},
-                 **schema.get("properties", {})}
-        defs[f"check_{kind}"] = {"type": "object", "title": kind, "description": cls.doc(), "properties": props,
-                                 "required": ["check", *schema.get("required", [])], "additionalProperties": False}
-        entries.append({"$ref": f"#/$defs/check_{kind}"})
-    entries.append({"type": "object", "title": "update of an inherited check", "required": ["name"],
-                    "not": {"required": ["check"]},
-                    "properties": {"name": {"type": "string"}, "enabled": {"type": "boolean"}}})
-    for model in (InputConfig, GateConditions, DiversityConfig):
-        schema = model.model_json_schema(ref_template="#/$defs/{model}")
-        defs.update(schema.pop("$defs", {}))
-        defs[model.__name__] = schema
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "qualgate config",
-        "type": "object",
-        "required": ["version"],
-        "additionalProperties": False,
-        "properties": {
-            "version": {"const": 1},
-            "description": {"type": "string"},
-            "extends": {"type": "string", "description": "a shipped pack name or a path relative to this file"},
-            "input": {"$ref": "#/$defs/InputConfig"},
-            "checks": {"type": "array", "items": {"anyOf": entries}},
-            "gate": {"$ref": "#/$defs/GateConditions"},
-            "diversity": {"$ref": "#/$defs/DiversityConfig"},
-        },
-        "$defs": defs,
-    }
