@@ -419,3 +419,48 @@ def referenced_files(config: Any) -> dict[str, str]:
         else:
             found[node] = "missing"
     return found
+
+
+def config_json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) for config files, so editors can validate and complete them.
+
+    Each ``checks`` entry is one of: a new check (``check: KIND`` plus that kind's parameters), or, in a
+    config that ``extends`` another, an update of an inherited check by ``name``.
+    """
+    defs: dict[str, Any] = {}
+    entries: list[dict[str, Any]] = []
+    for kind in sorted(REGISTRY):
+        cls = REGISTRY[kind]
+        schema = cls.params_model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(schema.pop("$defs", {}))
+        props = {"check": {"const": kind, "description": cls.doc()},
+                 "name": {"type": "string", "pattern": _NAME.pattern, "description": "unique name (default: kind)"},
+                 "enabled": {"type": "boolean", "description": "false removes an inherited check"},
+                 **schema.get("properties", {})}
+        defs[f"check_{kind}"] = {"type": "object", "title": kind, "description": cls.doc(), "properties": props,
+                                 "required": ["check", *schema.get("required", [])], "additionalProperties": False}
+        entries.append({"$ref": f"#/$defs/check_{kind}"})
+    entries.append({"type": "object", "title": "update of an inherited check", "required": ["name"],
+                    "not": {"required": ["check"]},
+                    "properties": {"name": {"type": "string"}, "enabled": {"type": "boolean"}}})
+    for model in (InputConfig, GateConditions, DiversityConfig):
+        schema = model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(schema.pop("$defs", {}))
+        defs[model.__name__] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "qualgate config",
+        "type": "object",
+        "required": ["version"],
+        "additionalProperties": False,
+        "properties": {
+            "version": {"const": 1},
+            "description": {"type": "string"},
+            "extends": {"type": "string", "description": "a shipped pack name or a path relative to this file"},
+            "input": {"$ref": "#/$defs/InputConfig"},
+            "checks": {"type": "array", "items": {"anyOf": entries}},
+            "gate": {"$ref": "#/$defs/GateConditions"},
+            "diversity": {"$ref": "#/$defs/DiversityConfig"},
+        },
+        "$defs": defs,
+    }
