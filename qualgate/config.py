@@ -274,7 +274,7 @@ def _resolve(doc: _Doc, stack: tuple[str, ...]) -> tuple[_RawConfig, list[_Entry
         here: list[str | int] = ["checks", i]
         kind = entry.get("check")
         name = entry.get("name", kind)
-        if name is not None and not (isinstance(name, str) and _NAME.match(name)):
+        if ("name" in entry or name is not None) and not (isinstance(name, str) and _NAME.match(name)):
             raise ConfigError("name must be 1-64 letters, digits, '_' or '-'", file=doc.file,
                               key=_key_text([*here, "name"]), line=_line_of(doc.node, [*here, "name"]))
         params = {k: v for k, v in entry.items() if k not in ("check", "name", "enabled")}

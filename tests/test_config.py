@@ -120,3 +120,9 @@ def test_a_missing_word_list_is_a_config_error_naming_the_key(check: dict[str, s
     key = next(k for k in check if k != "check")
     with pytest.raises(ConfigError, match=rf"checks\[0\]\.{key}.*'nope.txt' not found"):
         load_config({"version": 1, "checks": [check]})
+
+
+def test_a_null_check_name_is_a_config_error_naming_the_key() -> None:
+    """Found by the one-changed-value property in CI: `name: null` reached an assert (a traceback, exit 2)."""
+    with pytest.raises(ConfigError, match=r"checks\[0\]\.name.*1-64 letters"):
+        load_config({"version": 1, "extends": "default", "checks": [{"check": "length", "name": None}]})
