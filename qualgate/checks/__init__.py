@@ -3,6 +3,7 @@
 from qualgate.checks import (  # noqa: F401  (registers the checks)
     answers,
     embedding,
+    language,
     minhash,
     perplexity,
     rules,
