@@ -166,7 +166,7 @@ TR = [{"check": "truncated", "field": "output"}]
     ("Mercury, Venus, Earth, Mars, Jupiter, Saturn and the", "dangling_ending"),
     ("Here are the steps to follow, in order:", "dangling_ending"),
     ("```python\ndef f(x):\n    return x", "unclosed_code_block"),
-    ("The committee met on Monday and after a long debate about the budget they decided that the new "
+    ("The committee met on Monday. After a long debate about the budget they decided that the new "
      "library would be built next to the old town hall where", "ends_mid_sentence"),
 ])
 def test_truncated_positive(text: str, reason: str) -> None:
@@ -188,7 +188,7 @@ def test_truncated_negative(text: str) -> None:
 
 def test_truncated_scores_are_stored() -> None:
     gate = Gate.from_config({"version": 1, "checks": TR})
-    d = gate.run([rec("It ends with the")]).decisions[0]
+    d = gate.run([rec("It began well. It ends with the")]).decisions[0]
     assert d.scores == {"truncated.open_fence": 0.0, "truncated.dangling": 1.0, "truncated.unterminated_words": 4.0}
 
 
@@ -223,8 +223,8 @@ def test_chat_messages_view() -> None:
     ("1. Aquatic - relating to water\n2. Benthic - found on the bottom of bodies of water and among the rocks "
      "there in the deep", []),
     ("Tips:\n1. Sleep well every night\n2. Exercise regularly with a friend and", ["dangling_ending"]),
-    ("A single paragraph that simply stops without any closing punctuation after a long run of words like this "
-     "one here", ["ends_mid_sentence"]),
+    ("A paragraph opens well. Then it simply stops without any closing punctuation after a long run of words like "
+     "this one here", ["ends_mid_sentence"]),
 ])
 def test_truncated_lets_list_items_end_without_a_period(text: str, reasons: list[str]) -> None:
     # false positives found by reading random Alpaca rejections (bench/RESULTS.md)

@@ -276,27 +276,61 @@ class Placeholder(Check[PlaceholderParams]):
 
 
 # ----------------------------------------------------------------------------------------- truncated
-_TERMINAL = set(".!?…。！？)]}\"'`»”’>*|;")
+# Strong signs of a cut (a dangling "the", an open ``` block, a lone "$", a word cut at "1-") count
+# anywhere; the weak one (no closing punctuation) only in prose. On Alpaca the weak sign alone rejected
+# poems, song lyrics, hashtag tweets, quotes with attributions, forms, tables, Morse code and postfix
+# expressions, and on human data (Dolly) answers whose writer skipped the final period.
 _FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
-_TRAILING_TAGS = re.compile(r"(?:\s+[#@]\w+)+\s*$")
+_TRAILING_TAGS = re.compile(r"(?:\s*(?:[#@]\w+|[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200d]+))+\s*$")
 _SENTENCE_END = re.compile(r"[.!?…。！？:;][\"'”’)\]]*(?:\s|$)")
 _CODE_LIKE = re.compile(r"[=(){};<>\[\]]|^\s{2,}|^\s*(?:def|return|SELECT|import|print)\b")
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+#: a list or outline marker opening a line: "- ", "* ", "3. ", "b) ", "B. ", "IV. "
+_MARKER = re.compile(r"^\s*(?:[-*•–]\s*|\(?(?:\d{1,3}|[A-Za-z]|[IVXLCivxlc]{1,6})[.)]\s+)")
+#: a sentence end with more text after it on the same line: the line holds prose of two sentences or more
+#: (not a title or an initial: "Dear Dr. Smith,", "J. K. Rowling")
+_INNER_END = re.compile(r"(?<!\b[A-Z])(?<!\b(?:Dr|Mr|Ms|St|Jr|Sr|vs|No))(?<!\b(?:Mrs|Rev|etc|e\.g|i\.e))(?<!\bProf)"
+                        r"[.!?…。！？][\"'”’)\]]*\s+\S")
+#: table cells, arrows, verse written on one line ("... / ..."), "T - Try, E - Endure" mnemonics, timelines
+_STRUCTURED = re.compile(r"\||→|⇒|=>|\t|\s/\s|\s[-–—]\s.*\s[-–—]\s")
+#: an attribution: '"..." - Walter Winchell', a line "— Mark Twain"
+_ATTRIBUTION = re.compile(r"(?:^|[\"'”’»])\s*[-–—~]+\s*[A-Z][\w.'’ -]{0,60}$")
+#: a cut value or word: "for a cost of $", "between 1-"
+_CUT_TOKEN = re.compile(r"(?:^|\s)[$£€¥]$|\w-$")
 DANGLING = [
     "a", "an", "the", "and", "or", "but", "nor", "of", "than", "whose", "because", "whether",
     "their", "its", "our", "your", "my", "such",
 ]
+#: end a sentence that was cut before its value ("is equal to", "will be"); short answers may end so
+#: when they fill a blank ("None of the students were"), so a longer sentence is needed
+STRANDED = ["to", "is", "are", "was", "were", "be", "will"]
 
 
-def _final_segment(text: str) -> tuple[list[str], bool] | None:
-    """Words after the last sentence end on the final line, and whether they form a list of short items.
+def _final_line(text: str) -> tuple[str, bool] | None:
+    """The last line without trailing #hashtags, @mentions and emoji, and whether it had some; None for code.
 
-    None when that line is code. Trailing #hashtags/@mentions are dropped, so a tweet's tags do not
-    count as an unfinished sentence.
+    A tweet's tags end it, and they may finish its sentence ("get the #HealthyLife"), so a tagged line
+    never counts as cut off.
     """
-    line = _TRAILING_TAGS.sub("", text.rsplit("\n", 1)[-1]).rstrip()
+    last = text.rsplit("\n", 1)[-1]
+    line = _TRAILING_TAGS.sub("", last).rstrip()
     if not line or _CODE_LIKE.search(line):
         return None
+    return line, line != last.rstrip()
+
+
+def _is_prose(line: str) -> bool:
+    """A line of prose: at least two sentences, not a table row, verse, outline item or attribution.
+
+    A single unpunctuated sentence is usually a verse line, a list, a tag cloud or (in human data) an
+    answer whose writer skipped the period; a paragraph that ends mid-sentence after finished ones is cut.
+    """
+    body = _MARKER.sub("", line, count=1)
+    return bool(_INNER_END.search(body)) and not _STRUCTURED.search(body) and not _ATTRIBUTION.search(body)
+
+
+def _final_segment(line: str) -> tuple[list[str], bool]:
+    """Words after the last sentence end on ``line``, and whether they form a list of short items."""
     segment = _SENTENCE_END.split(line)[-1]
     commas = segment.count(",")
     return segment.split(), commas >= 2 and len(segment.split()) < 3 * commas
@@ -311,9 +345,30 @@ def _ends_with_list(text: str) -> bool:
     return len(lines) >= 2 and all(_LIST_ITEM.match(ln) for ln in lines[-2:])
 
 
-def _unterminated_words(text: str, words: list[str]) -> int:
-    """Length of the final sentence when it lacks closing punctuation; Title Case headlines count as finished."""
-    if not words or text[-1] in _TERMINAL or text[-1].isdigit():
+def _cut_mark(text: str, line: str) -> str | None:
+    """The closing mark that shows a cut, if any.
+
+    A lone currency sign or a hyphen joined to a word always does. A comma does after a finished
+    sentence on the same line (a single line ending in one is a verse line, a salutation or a clause
+    asked for: "Dear Dr. Smith,", "With heartfelt gratitude,"). A colon does unless it ends a form field
+    or list item ("* Payment Method:", "Name:" under "Email:"). A lone dash ("a b c + -", Morse) never.
+    """
+    if _CUT_TOKEN.search(text):
+        return text[-1]
+    if text[-1] not in ",:" or len(line.split()) < 3:
+        return None
+    if text[-1] == ",":
+        return "," if _is_prose(line) else None
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    if _MARKER.match(lines[-1]) or (len(lines) >= 2 and lines[-2].endswith(":")):
+        return None
+    return ":"
+
+
+def _unterminated_words(text: str, line: str, words: list[str]) -> int:
+    """Length of the final sentence of a prose line that ends on a word with no closing punctuation;
+    Title Case headlines count as finished."""
+    if not words or not text[-1].isalpha() or not _is_prose(line):
         return 0
     capitalised = sum(w[:1].isupper() for w in words)
     return 0 if capitalised >= 0.6 * len(words) else len(words)
@@ -321,16 +376,23 @@ def _unterminated_words(text: str, words: list[str]) -> int:
 
 class TruncatedParams(Params):
     field: FieldName = Field(None, description=FIELD_DOC)
-    min_words: int = Field(15, ge=1, description="an unpunctuated final sentence this long counts as cut off")
+    min_words: int = Field(15, ge=1, description="an unpunctuated final sentence this long, after a finished one "
+                           "on the same line, counts as cut off")
     min_dangling_words: int = Field(4, ge=1, description="a dangling last word counts only in a sentence this long")
     dangling_words: list[str] = Field(default_factory=lambda: list(DANGLING),
                                       description="words a finished text never ends on (articles, conjunctions)")
+    stranded_words: list[str] = Field(default_factory=lambda: list(STRANDED),
+                                      description="words a sentence cut before its value ends on ('is equal to', "
+                                      "'will be'); counted in a final sentence of min_stranded_words words")
+    min_stranded_words: int = Field(6, ge=1, description="a stranded last word counts only in a sentence this long "
+                                    "(shorter answers may fill a blank: 'None of the students were')")
     check_fences: bool = Field(True, description="flag an unclosed ``` code block")
 
 
 @register
 class Truncated(Check[TruncatedParams]):
-    """Text ends mid-sentence, on a dangling word or comma, or inside an open code block."""
+    """Text ends inside an open code block, on a dangling word or a cut mark ("$", "1-", a comma or colon
+    introducing nothing), or, in prose, mid-sentence without closing punctuation."""
 
     kind = "truncated"
     decision_params = frozenset({"min_words"})
@@ -340,7 +402,20 @@ class Truncated(Check[TruncatedParams]):
 
     def __init__(self, name: str, params: TruncatedParams) -> None:
         super().__init__(name, params)
-        self._dangling = {w.lower() for w in params.dangling_words}
+        # last word -> the fewest words its sentence needs for the word to count as dangling
+        self._dangling = {w.lower(): params.min_stranded_words for w in params.stranded_words}
+        self._dangling.update({w.lower(): params.min_dangling_words for w in params.dangling_words})
+        self._stranded = {w.lower() for w in params.stranded_words} - {w.lower() for w in params.dangling_words}
+
+    def _dangling_word(self, words: list[str], is_list: bool, line: str) -> str | None:
+        last_item = line.rsplit(",", 1)[-1].split() if is_list else words
+        if len(last_item) < 2 or not last_item[-1].islower():
+            return None
+        word = last_item[-1]
+        if word in self._stranded and " ".join(words).count(",") >= 2:  # a list of titles: "..., Let it be"
+            return None
+        need = self._dangling.get(word)
+        return word if need is not None and len(words) >= need else None
 
     def score(self, sample: Sample) -> Measurement:
         text = sample.view(self.params.field).rstrip().rstrip(_INVISIBLE).rstrip()
@@ -349,19 +424,16 @@ class Truncated(Check[TruncatedParams]):
         evidence: dict[str, Any] = {"ending": text[-80:]}
         dangling = 0.0
         unterminated = 0.0
-        final = _final_segment(text) if text and not open_fence else None
-        if final is not None:
-            words, is_list = final
-            last_item = text.rsplit(",", 1)[-1].split() if is_list else words
-            if text[-1] in ",:-–—" and len(text.rsplit("\n", 1)[-1].split()) >= 3:
+        final = _final_line(text) if text and not open_fence else None
+        if final is not None and not final[1]:  # a line ending in hashtags is a finished tweet
+            line = final[0]
+            words, is_list = _final_segment(line)
+            last = _cut_mark(text, line) or self._dangling_word(words, is_list, line)
+            if last is not None:
                 dangling = 1.0
-                evidence["last"] = text[-1]
-            elif (len(words) >= self.params.min_dangling_words and len(last_item) >= 2
-                  and last_item[-1].islower() and last_item[-1] in self._dangling):
-                dangling = 1.0
-                evidence["last"] = last_item[-1]
+                evidence["last"] = last
             if not is_list and not _ends_with_list(text):
-                unterminated = float(_unterminated_words(text, words))
+                unterminated = float(_unterminated_words(text, line, words))
         return Measurement({"open_fence": open_fence, "dangling": dangling, "unterminated_words": unterminated},
                            evidence)
 
