@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from qualgate import Gate
+from qualgate.checks.tasks import transformation_task
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 
@@ -308,3 +309,79 @@ def test_prompt_echo_allows_a_copy_when_the_task_is_to_copy() -> None:
     assert reasons(ECHO, rec(text, "Convert a handwriting script into machine-readable text.", text)) == []
     assert reasons(ECHO, rec(text, "Transcribe the following sentence for me.", text)) == []
     assert reasons(ECHO, rec(text, "Summarize the following sentence.", text)) == ["prompt_echo"]
+
+
+# ------------------------------------------------------------------------------- transformation tasks
+@pytest.mark.parametrize(("instruction", "phrase"), [
+    ("Sort these items from smallest to largest", "Sort"),
+    ("Organize these items in alphabetical order.", "Organize these items in"),
+    ("Given a list of names of people, order them from oldest to youngest.", "order them"),
+    ("Rank the products from the most expensive to the least expensive.", "Rank the"),
+    ("Delete the extra spaces in the following sentence, output the clean sentence.", "Delete the extra spaces"),
+    ("Repeat the input 5 times.", "Repeat the input 5 times"),
+    ("Write a program that prints the given string in reverse.", "in reverse"),
+    ("Convert the following string into full lower case letters.", "into full lower case"),
+    ("Convert the following time to 12-hour format: 21:35", "Convert the following time to 12-hour format"),
+    ("Cut the following sentence into two, keeping the meaning intact.", "Cut the following sentence into"),
+    ("Match the following countries with their capitals.", "Match the following countries with"),
+    ("Construct a to-do list from the following input.", "Construct a to-do list from the following"),
+])
+def test_transformation_task_recognises_alpaca_instructions(instruction: str, phrase: str) -> None:
+    assert transformation_task(instruction) == phrase
+
+
+@pytest.mark.parametrize("instruction", [
+    "Summarize the steps that businesses must take in order to meet their carbon goals.",
+    "What sort of behavior have wolves been observed practicing in groups?",
+    "Make a schedule for the day in the format of \"Task - Time\".",
+    "Construct a regular expression that matches any date in the format of m/d/yyyy.",
+    "Reverse engineer this sentence: \"People usually wear clothes.\"",
+    "Explain what a reverse auction is.",
+    "Generate a password with at least one uppercase letter and one number.",
+    "Name three reasons why people join clubs.",
+    "Arrange a meeting with a potential client.",
+    "Give me a summary of the process for filing a restraining order.",
+    "How can a small bakery capitalize on the holiday season?",
+    "What is the main subject of the article in the link below?",
+    "Delete the 5th line of the given code.",
+])
+def test_transformation_task_ignores_look_alikes(instruction: str) -> None:
+    assert transformation_task(instruction) is None
+
+
+@pytest.mark.parametrize(("instruction", "input", "output"), [
+    # already in order: the input is the right answer (Alpaca)
+    ("Arrange the following list of planets in order of their distance from the sun",
+     "Mercury, Venus, Earth, Mars, Jupiter, Saturn, Uranus, Neptune",
+     "Mercury, Venus, Earth, Mars, Jupiter, Saturn, Uranus, Neptune"),
+    ("Sort the items by price from low to high.", "1. Apple: $399\n2. Samsung: $499\n3. LG: $599",
+     "1. Apple: $399\n2. Samsung: $499\n3. LG: $599"),
+    # spaces within a line do not count when comparing, so the cleaned sentence looked like a copy
+    ("Delete the extra spaces in the following sentence, output the clean sentence.",
+     "The quick     brown     fox  jumps over  the   lazy   dog", "The quick brown fox jumps over the lazy dog"),
+    ("Repeat the input 5 times.", "I love you", "I love you I love you I love you I love you I love you"),
+    ("Match the following countries with their capitals.", "Greece: Athens, France: Paris, India: New Delhi",
+     "Greece: Athens, France: Paris, India: New Delhi"),
+    ("Cut the following sentence into two, keeping the meaning intact.",
+     "He came out of the house and suddenly remembered he had forgotten to bring his wallet.",
+     "He came out of the house and suddenly remembered. He had forgotten to bring his wallet."),
+])
+def test_prompt_echo_lets_transformation_tasks_copy_the_input(instruction: str, input: str, output: str) -> None:
+    assert reasons(ECHO, rec(output, instruction, input)) == []
+    # the check can be told to judge them like any other task
+    if output.split() == input.split():
+        assert reasons([{"check": "prompt_echo", "transform_tasks": False}], rec(output, instruction, input)) == [
+            "prompt_echo"]
+
+
+def test_prompt_echo_still_flags_copies_outside_transformation_tasks() -> None:
+    # copying the instruction is never a transformation of the input
+    sort = "Sort the following numbers from smallest to largest: 9, 4, 7, 1."
+    f = findings(ECHO, rec(sort, sort))
+    assert [x.reason for x in f] == ["prompt_echo"]
+    assert f[0].evidence["field"] == "instruction" and f[0].evidence["transform_task"] == "Sort"
+    code = 'age = 50\nif age > 70:\n    print("senior")\nelse:\n    print("full price")'
+    f = findings(ECHO, rec(code, "Delete the 5th line of the given code.", code))
+    assert [x.reason for x in f] == ["prompt_echo"] and "transform_task" not in f[0].evidence
+    text = "Rising costs forced the bakery to raise its prices twice this year."
+    assert reasons(ECHO, rec(text, "Summarize the sentence in order to make it shorter.", text)) == ["prompt_echo"]

@@ -19,6 +19,7 @@ from qualgate.checks.rules import (
     _where,
     phrase_regex,
 )
+from qualgate.checks.tasks import transformation_task
 from qualgate.findings import Finding
 from qualgate.packs import is_shipped, list_param, read_list
 from qualgate.regex import check_patterns, user_patterns
@@ -246,6 +247,9 @@ class PromptEchoParams(Params):
     min_identical_words: int = Field(3, ge=1, description="an answer identical to the instruction or input is an "
                                      "echo when it has this many words (short answers such as 'Positive' or 'Paris' "
                                      "may legitimately equal the input)")
+    transform_tasks: bool = Field(True, description="an answer that copies, reorders or repeats the input is no "
+                                  "echo when the instruction asks to transform it (sort, delete the extra spaces, "
+                                  "repeat 5 times: checks.tasks); copying the instruction still is")
     copy_words: list[str] = Field(default_factory=lambda: list(COPY_WORDS),
                                   description="words marking tasks whose right answer can be the input itself "
                                   "(transcribe, handwriting, OCR): there not even an identical copy counts")
@@ -256,12 +260,16 @@ class PromptEchoParams(Params):
 
 @register
 class PromptEcho(Check[PromptEchoParams]):
-    """Answer repeats the instruction or the input (identical, starts with the instruction, or mostly copied)."""
+    """Answer repeats the instruction or the input (identical, starts with the instruction, or mostly copied).
+
+    A transformation task's answer may equal the input ("sort these items" when they are already in order,
+    "delete the extra spaces"), so there only copying the instruction counts.
+    """
 
     kind = "prompt_echo"
-    decision_params = frozenset({"max_overlap", "min_prefix_share", "min_words"})
+    decision_params = frozenset({"max_overlap", "min_prefix_share", "min_words", "transform_tasks"})
     params_model = PromptEchoParams
-    score_names = ("identical", "prefix", "overlap", "words", "rewrite_task", "copy_task")
+    score_names = ("identical", "prefix", "overlap", "words", "rewrite_task", "copy_task", "transform_task")
     cost = 2
 
     def __init__(self, name: str, params: PromptEchoParams) -> None:
@@ -305,17 +313,25 @@ class PromptEcho(Check[PromptEchoParams]):
         if rewrite:
             evidence["rewrite_verb"] = rewrite.group(0)
         copy = self._copy.search(instruction_text) if self._copy else None
+        transform = transformation_task(instruction_text)
+        if transform:
+            evidence["transform_task"] = transform
         return Measurement({"identical": identical, "prefix": prefix, "overlap": overlap, "words": float(len(ans)),
-                            "rewrite_task": 1.0 if rewrite else 0.0, "copy_task": 1.0 if copy else 0.0}, evidence)
+                            "rewrite_task": 1.0 if rewrite else 0.0, "copy_task": 1.0 if copy else 0.0,
+                            "transform_task": 1.0 if transform else 0.0}, evidence)
 
     def decide(self, m: Measurement) -> list[Finding]:
         p, v = self.params, m.values
         field = m.evidence.get("field", "instruction")
         overlap = v["overlap"]
         common = {"field": field, "overlap": overlap, "rewrite_task": (v["rewrite_task"] or 0) > 0}
+        if m.evidence.get("transform_task"):
+            common["transform_task"] = m.evidence["transform_task"]
         where = _where(p.answer_field)
         if (v["copy_task"] or 0) > 0:  # "transcribe this": the input itself may be the right answer
             return []
+        if p.transform_tasks and (v.get("transform_task") or 0) > 0 and field == "input":
+            return []  # "sort these items": the input, already in order, may be the right answer
         if (v["identical"] or 0) > 0:
             return [self.finding("prompt_echo", 1.0, p.max_overlap, f"{where} is a copy of field '{field}'",
                                  rule="identical", **common)]
