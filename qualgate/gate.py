@@ -23,6 +23,7 @@ from qualgate.config import GateConfig, load_config
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
 from qualgate.io import RawRecord, atomic_write, dumps_record, read_records
+from qualgate.preamble import fit_on_input, with_prefixes
 from qualgate.report import Report, ReportBuilder
 from qualgate.sample import FieldProblem, Sample, SetUsage, Source, TextSpec, make_sample, malformed, unparseable_sample
 
@@ -596,7 +597,8 @@ class Gate:
         self._fresh_set_checks()
         if self.diversity is not None:
             self.diversity.reset_run()
-        samples = (self.sample(item, n) for n, item in enumerate(records, start=1))
+        # shared preambles (preamble.py) are detected on the input's head, read ahead once and put back
+        samples = fit_on_input(self.set_checks, (self.sample(item, n) for n, item in enumerate(records, start=1)))
         batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])
         if self.overrides is not None:
             self.overrides.reset()
@@ -722,8 +724,13 @@ class Gate:
 
         return self._pipelined(batches, submit, join)
 
+    def run_config(self) -> dict[str, Any]:
+        """The config workers, Ray actors and checkpoints build checks from: with the shared prefixes this run
+        detected (``preamble.with_prefixes``), so they drop what this process drops."""
+        return with_prefixes(self.config.to_dict(), self.set_checks)
+
     def _scorer_args(self, model_features: bool = False) -> tuple[Any, ...]:
-        return (self.config.to_dict(), [c.name for c in self._pooled], [c.name for c in self.set_checks],
+        return (self.run_config(), [c.name for c in self._pooled], [c.name for c in self.set_checks],
                 self.all_findings, model_features)
 
     def _pool(self, model_features: bool = False) -> ProcessPoolExecutor:

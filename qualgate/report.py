@@ -12,6 +12,7 @@ import numpy as np
 
 from qualgate.config import GateConditions, GateConfig
 from qualgate.findings import MALFORMED, OVERRIDE, Decision
+from qualgate.preamble import summary
 from qualgate.untrusted import md_code, md_text, term
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -340,6 +341,9 @@ class Report:
                 for c in clusters:
                     lines.append(f"| {md_code(c['kept'], cell=True)} | {'yes' if c['in_baseline'] else 'no'} | "
                                  f"{c['duplicates']} | {', '.join(md_code(e, cell=True) for e in c['examples'])} |")
+        for name, sec in d.get("sets", {}).items():
+            if (prefix := sec.get("shared_prefix")) and prefix.get("found"):
+                lines += ["", f"## Shared prefix dropped ({md_text(name)})", "", md_text(summary(prefix), 600)]
         for name, sec in d.get("sets", {}).items():
             if "set_perplexity" in sec or sec.get("backend") in ("ngram", "kenlm", "hf"):
                 lines += ["", f"## Language model ({md_text(name)})", "", _lm_line(sec), ""]

@@ -47,8 +47,10 @@ def ordinary(n: int, seed: int = 2) -> list[str]:
 
 
 def nd_gate(batch_size: int = 512, **params: Any) -> Gate:
+    """The template's 40 words are what crowds the buckets here: they are compared, not dropped as a preamble."""
     return Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"},
-                             "checks": [{"check": "near_duplicate", **params}]}, batch_size=batch_size, cache_dir=None)
+                             "checks": [{"check": "near_duplicate", "drop_shared_prefix": False, **params}]},
+                            batch_size=batch_size, cache_dir=None)
 
 
 def decisions(gate: Gate, texts: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -288,7 +290,7 @@ def test_the_ray_engines_candidates_decide_like_the_local_index(cap: int) -> Non
     texts += [t + " tail" for t in texts[::37]]  # near copies, of early and late samples
     runs = []
     for engine in ("local", "ray"):
-        check = NearDuplicate("nd", NearDuplicateParams(max_candidates=cap, threshold=0.75))
+        check = NearDuplicate("nd", NearDuplicateParams(max_candidates=cap, threshold=0.75, drop_shared_prefix=False))
         check.add_baseline([Sample(f"b{i}", {"text": t}, t) for i, t in enumerate(texts[:200])])
         table = _shuffled(check, texts[200:]) if engine == "ray" else None
         assert table is None or len(table.big) > 0  # buckets that fill: the driver replays them

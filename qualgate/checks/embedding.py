@@ -41,6 +41,7 @@ from qualgate.embed import F32, Embedder, shared_embedder
 from qualgate.findings import Finding
 from qualgate.index import BandCandidates, KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
 from qualgate.models import require_modules
+from qualgate.preamble import Preamble, drop_field, given_field
 from qualgate.sample import FieldProblem, Sample, Source
 from qualgate.vectors import VectorIndex
 
@@ -74,6 +75,8 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
 
     cost = 70  # after the rules and MinHash: embedding is the expensive part
     model_features = True
+    #: a boilerplate prefix dropped before embedding (``qualgate.preamble``; semantic_duplicate only)
+    preamble: Preamble | None = None
 
     def __init__(self, name: str, params: E) -> None:
         super().__init__(name, params)
@@ -112,6 +115,8 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         texts, problems = field_texts(samples, self.params.field)
         if isinstance(features, EmbeddingFeatures):
             return features.vecs, problems
+        if self.preamble is not None:
+            texts = self.preamble.strip_all(texts)
         ok = [i for i, p in enumerate(problems) if p is None]
         vecs = np.zeros((len(samples), self.embedder.dim), dtype=np.float32)
         if ok:
@@ -124,6 +129,8 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         if not self.features_in_workers:
             return None
         texts, problems = field_texts(samples, self.params.field)
+        if self.preamble is not None:
+            texts = self.preamble.strip_all(texts)
         return texts, [p is None for p in problems]
 
     def features_from(self, data: Any) -> Features:
@@ -179,6 +186,8 @@ class SemanticDuplicateParams(EmbeddingParams):
                             "partitions searched independently (faster at scale, misses pairs split across "
                             "partitions); the local engine always searches exactly")
     max_neighbours: int = Field(100, ge=1, description="with partitions: earlier neighbours listed per sample")
+    drop_shared_prefix: bool = drop_field()
+    shared_prefix: str | None = given_field()
 
 
 class NeighbourFeatures(Features):
@@ -218,6 +227,20 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
         #: the last batch's duplicates, counted into ``clusters`` by ``commit``; its ``tentative_uses``
         self._found: list[Found] = []
         self._uses: dict[int, int] = {}
+        self.preamble = Preamble(params.drop_shared_prefix, params.shared_prefix)
+
+    def _set_token(self) -> str:
+        """The prefix rule changes what the baseline's vectors are of."""
+        p = self.params
+        return f"{p.drop_shared_prefix}:{p.shared_prefix!r}:{Preamble.token()}"
+
+    def _note_prefix(self, out: Sequence[Measurement | FieldProblem], samples: Sequence[Sample]) -> None:
+        """Duplicates whose text was embedded without the shared prefix say so in their evidence."""
+        if self.preamble is not None and self.preamble.prefix is not None:
+            texts, _ = field_texts([samples[i] for i, _, _ in self._found], self.params.field)
+            for (i, _, _), text in zip(self._found, texts, strict=True):
+                if isinstance(m := out[i], Measurement):
+                    self.preamble.note(m.evidence, text)
 
     def _flush(self) -> None:
         if self._pending is not None:
@@ -281,6 +304,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
                 self._pending_positions.append(int(f.position[i]))
                 admitted.append(i)
         self._pending = (first, len(samples), admitted, np.empty((0, 0), np.float32), [samples[i] for i in admitted])
+        self._note_prefix(out, samples)
         return out
 
     def score_batch(self, samples: Sequence[Sample], eligible: Sequence[bool],
@@ -319,6 +343,7 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
             if eligible[i]:
                 admitted.append(i)
         self._pending = (first, len(samples), admitted, vecs[admitted], [samples[i] for i in admitted])
+        self._note_prefix(out, samples)
         return out
 
     def _duplicate(self, sim: float, g: int, kept: Sample | None) -> Measurement:
@@ -339,6 +364,8 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
             return []
         cos = m.values["cosine"] or 0.0
         where = " in the baseline" if ev.get("in_baseline") else ""
+        if dropped := ev.get("shared_prefix_dropped"):
+            where += f", after dropping the shared {dropped['words']}-word prefix"
         return [self.finding("semantic_duplicate", cos, self.params.threshold,
                              f"says the same as kept sample {ev['duplicate_of']}{where} "
                              f"(cosine {cos:.3f} >= {self.params.threshold})", **ev)]
@@ -346,6 +373,9 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
     def add_baseline(self, samples: Sequence[Sample]) -> int:
         """Index baseline samples (every usable one; returns how many lacked the field)."""
         self._flush()
+        if self.preamble is not None:
+            texts, problems = field_texts(samples, self.params.field)
+            self.preamble.fit([t for t, p in zip(texts, problems, strict=True) if p is None], "baseline")
         vecs, problems = self._embed(samples)
         ok = [i for i, p in enumerate(problems) if p is None]
         self.index.add(vecs[ok])
@@ -355,7 +385,12 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
 
     def export_state(self) -> dict[str, Any]:
         self._flush()
-        return super().export_state()
+        return {**super().export_state(), **(self.preamble.state() if self.preamble else {})}
+
+    def import_state(self, arrays: Mapping[str, Any]) -> None:
+        super().import_state(arrays)
+        if self.preamble is not None:
+            self.preamble.load(arrays)
 
     def report_section(self) -> dict[str, Any]:
         self._flush()
@@ -369,8 +404,9 @@ class SemanticDuplicate(_EmbeddingCheck[SemanticDuplicateParams]):
             warnings.append(f"partitions: {self.params.partitions} applies to the Ray engine only: this run searched "
                             "exactly")
         search = f"SemDeDup, {self.params.partitions} partitions" if self._by_position is not None else "exact"
+        prefix = self.preamble.section() if self.preamble else None
         return {**self.describe(), "search": search, "kept": len(self.ids) - self.n_set, "baseline": self.n_set,
-                "largest_clusters": largest, "warnings": warnings}
+                "largest_clusters": largest, "warnings": warnings, **({"shared_prefix": prefix} if prefix else {})}
 
 
 # ------------------------------------------------------------------------------------ private leak

@@ -55,6 +55,7 @@ from qualgate.index import (
     ranges,
     unpack_strings,
 )
+from qualgate.preamble import Preamble, drop_field, given_field
 from qualgate.sample import FieldProblem, Sample, Source
 
 M64 = (1 << 64) - 1
@@ -424,6 +425,8 @@ class NearDuplicateParams(Params):
     max_candidates: int = Field(100, ge=1, description="candidates verified per sample, most shared bands first; "
                                 "also the most kept samples one LSH bucket holds")
     max_cluster_size: int = Field(100, ge=1, description="warn when one kept sample absorbs more duplicates")
+    drop_shared_prefix: bool = drop_field()
+    shared_prefix: str | None = given_field()
 
     @model_validator(mode="after")
     def _bands(self) -> NearDuplicateParams:
@@ -471,6 +474,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         #: the last batch's duplicates, counted into ``clusters`` by ``commit``; its ``tentative_uses``
         self._found: list[Found] = []
         self._uses: dict[int, int] = {}
+        #: the boilerplate prefix dropped before hashing (``qualgate.preamble``)
+        self.preamble = Preamble(p.drop_shared_prefix, p.shared_prefix)
 
     # -------------------------------------------------------------------------------- hashing
     def _features(self, texts: Sequence[str]) -> MinhashFeatures:
@@ -493,7 +498,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         return field_texts(samples, self.params.field)
 
     def feature_input(self, samples: Sequence[Sample]) -> list[str]:
-        return self._texts(samples)[0]
+        return self.preamble.strip_all(self._texts(samples)[0])
 
     def features_from(self, data: Any) -> MinhashFeatures:
         return self._features(data)
@@ -505,7 +510,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         if isinstance(features, PairFeatures):
             return self._score_pairs(samples, eligible, features)
         texts, problems = self._texts(samples)
-        feats = features if isinstance(features, MinhashFeatures) else self.features_from(texts)
+        feats = features if isinstance(features, MinhashFeatures) else \
+            self.features_from(self.preamble.strip_all(texts))
         exact, sets, bands = feats.exact, feats.sets(), feats.bands
         results: list[Measurement | FieldProblem | None] = list(problems)
         exact_hit: dict[int, int] = {}
@@ -544,6 +550,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 batch_sets[g] = sets[i]
                 candidates.keep(i, g)
         self._pending = (first, len(samples), admitted, exact, sets, bands)
+        self._note_prefix(results, texts)
         return [r for r in results if r is not None]
 
     def _score_pairs(self, samples: Sequence[Sample], eligible: Sequence[bool],
@@ -558,7 +565,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             self._exact_of = by_kept.tolist()
         by_exact, exact_of = self._by_exact, self._exact_of
         candidates = BandCandidates(self._lsh, f.bands, self.params.max_candidates, f.big)
-        _, problems = self._texts(samples)
+        texts, problems = self._texts(samples)
         results: list[Measurement | FieldProblem | None] = list(problems)
         first = len(self.kept_ids)
         admitted: list[tuple[int, int]] = []
@@ -593,7 +600,16 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 self.kept_sources.append(source_tuple(s.source))
                 admitted.append((i, key))
         self._pending_pairs = (first, len(samples), admitted, f)
+        self._note_prefix(results, texts)
         return [r for r in results if r is not None]
+
+    def _note_prefix(self, results: Sequence[Measurement | FieldProblem | None], texts: Sequence[str]) -> None:
+        """Duplicates whose text was compared without the shared prefix say so in their evidence."""
+        if self.preamble.prefix is not None:
+            for i, _, _ in self._found:
+                m = results[i]
+                if isinstance(m, Measurement):
+                    self.preamble.note(m.evidence, texts[i])
 
     def _commit_pairs(self, accepted: Sequence[bool]) -> None:
         assert self._pending_pairs is not None and self._by_exact is not None
@@ -698,6 +714,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         if not ev.get("duplicate_of"):
             return []
         where = " in the baseline" if ev.get("in_baseline") else ""
+        if dropped := ev.get("shared_prefix_dropped"):
+            where += f", after dropping the shared {dropped['words']}-word prefix"
         if (m.values["exact"] or 0) >= 1:
             return [self.finding("exact_duplicate", 1.0, 1.0,
                                  f"same normalised text as kept sample {ev['duplicate_of']}{where}", **ev)]
@@ -714,7 +732,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self._flush()
         texts, problems = self._texts(samples)
         usable = [i for i, p in enumerate(problems) if p is None]
-        feats = self._features([texts[i] for i in usable])
+        self.preamble.fit([texts[i] for i in usable], "baseline")
+        feats = self._features(self.preamble.strip_all([texts[i] for i in usable]))
         exact, sets, bands = feats.exact, feats.sets(), feats.bands
         known = set(self._exact.query(exact)[0].tolist())
         rows, seen = [], set()
@@ -731,7 +750,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         return len(samples) - len(rows)
 
     def cache_token(self) -> str:
-        return f"minhash-v{VERSION}:{self.params.model_dump_json()}:{self.bands}x{self.rows}"
+        return f"minhash-v{VERSION}:{self.params.model_dump_json()}:{self.bands}x{self.rows}:{self.preamble.token()}"
 
     def export_state(self) -> dict[str, Any]:
         self._flush()
@@ -740,7 +759,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         tables = {f"{name}_{k}": v for name, idx in (("exact", self._exact), ("lsh", self._lsh))
                   for k, v in idx.state().items()}
         return {**tables, "shingles": flat, "offsets": offsets, "ids": ids, "id_offsets": id_offsets,
-                **pack_sources(self.kept_sources)}
+                **pack_sources(self.kept_sources), **self.preamble.state()}
 
     def import_state(self, arrays: Mapping[str, Any]) -> None:
         self._exact = KeyIndex.from_state({k: arrays[f"exact_{k}"] for k in ("keys", "vals", "n")})
@@ -749,6 +768,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.kept_ids = unpack_strings(arrays["ids"], arrays["id_offsets"])
         self.kept_sources = unpack_sources(arrays)
         self.n_baseline = len(self.kept_ids)
+        self.preamble.load(arrays)
 
     def report_section(self) -> dict[str, Any]:
         self._flush()
@@ -758,6 +778,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         limit = self.params.max_cluster_size
         warnings = [f"kept sample {self.kept_ids[g]} absorbed {n} duplicates (more than max_cluster_size={limit}): "
                     "look for a template or a collapsed generator" for g, n in top if n > limit]
+        prefix = self.preamble.section()
         return {"bands": self.bands, "rows": self.rows, "kept": len(self.kept_ids) - self.n_baseline,
                 "baseline": self.n_baseline, "index_bytes": self._lsh.nbytes + self._exact.nbytes + self._store.nbytes,
-                "largest_clusters": largest, "warnings": warnings}
+                "largest_clusters": largest, "warnings": warnings, **({"shared_prefix": prefix} if prefix else {})}

@@ -70,7 +70,7 @@ class Checkpoint:
         from qualgate.config import referenced_files
 
         self.root = Path(root)
-        config = gate.config.to_dict()
+        config = gate.run_config()  # with the shared prefixes the run detected
         settings = {"format": FORMAT, "version": __version__, "config": config, "files": referenced_files(config),
                     "all_findings": gate.all_findings, "checks": [c.name for c in gate.checks]}
         self.run_key = xxhash.xxh3_128_hexdigest(json.dumps(settings, sort_keys=True, default=str).encode())

@@ -72,7 +72,7 @@ def evaluate(gate: Gate, batches: Iterator[list[Sample]], address: str | None = 
     # a lost worker costs the batches it held, not the run
     actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / n) if gpus else 0, max_restarts=RETRIES,
                        max_task_retries=RETRIES)(_Scorer)
-    args = (gate.config.to_dict(), [c.name for c in gate._pooled], [c.name for c in gate.set_checks],
+    args = (gate.run_config(), [c.name for c in gate._pooled], [c.name for c in gate.set_checks],
             gate.all_findings)
     run_id = uuid.uuid4().hex[:8]
     pool = [actor.options(name=f"qualgate-scorer-{run_id}-{i}").remote(*args) for i in range(n)]
