@@ -385,3 +385,66 @@ def test_prompt_echo_still_flags_copies_outside_transformation_tasks() -> None:
     assert [x.reason for x in f] == ["prompt_echo"] and "transform_task" not in f[0].evidence
     text = "Rising costs forced the bakery to raise its prices twice this year."
     assert reasons(ECHO, rec(text, "Summarize the sentence in order to make it shorter.", text)) == ["prompt_echo"]
+
+
+# ------------------------------------------------------------------------------------ link-only input
+INSTRUCT_UNANS = [{"check": "unanswerable", "input_field": None}]  # as rules/instruct.yaml sets it
+
+
+@pytest.mark.parametrize(("instruction", "input", "match"), [
+    ("Summarize the following article in two sentences.",
+     "https://www.npr.org/2019/07/08/739361030/what-you-need-to-know-about-the-climate-crisis",
+     "https://www.npr.org/2019/07/08/739361030/what-you-need-to-know-about-the-climate-crisis"),
+    ("Summarize the main points of the article.", "Article Link: [https://psychcentral.com/types-of-therapy/cbt/]",
+     "https://psychcentral.com/types-of-therapy/cbt/"),
+    ("Critique the following website.", "www.example-shop.com", "www.example-shop.com"),
+    ("Describe the style of the following piece of art.", "![image](https://images.example.org/photo-157.jpg)",
+     "![image](https://images.example.org/photo-157.jpg)"),
+    ("Classify the following shape as concave or convex.", '<img src="https://i.example.co/shape.png" alt="shape">',
+     '<img src="https://i.example.co/shape.png" alt="shape">'),
+    ("Describe what you see in this photo.", "<image>", "<image>"),
+    ("Identify the place where the following photo was taken.", "[Image provided]", "[Image provided]"),
+    ("Name the boat depicted in the provided photo.", "Attached photo", "Attached"),
+    ("Given a table of data, identify the cause of the variation.", "[Attached table]", "[Attached table]"),
+])
+def test_unanswerable_flags_an_input_that_is_only_a_link_or_attachment(instruction: str, input: str,
+                                                                         match: str) -> None:
+    f = findings(INSTRUCT_UNANS, rec("Sure! The article says the climate is changing fast.", instruction, input))
+    assert [x.reason for x in f] == ["link_only_input"]
+    assert f[0].evidence["phrase"] == match and f[0].check == "unanswerable" and f[0].threshold == 0
+
+
+@pytest.mark.parametrize(("instruction", "input"), [
+    # data that merely mentions singing or pictures: why the instruct pack reads no request in the input
+    ("Identify the rhyme scheme of these lyrics.", "Sing along with me, sing a song of joy\nPlay it loud, boy"),
+    ("Classify the sentiment of this tweet.", "Just saw the new video from my favourite band! So good"),
+    # a described placeholder is text to work from; a URL among real text is not the whole input
+    ("Generate five adjectives to describe the given dog.", "<Image of a Corgi>"),
+    ("Name the different parts of the following plant.", "[Figure: An apple tree.]"),
+    ("Classify the following photo as either a car, animal, or flower.", "Attached photo of a car"),
+    ("Summarize this review.", "Great phone, the battery lasts two days. More photos at https://example.com/r/1"),
+    # tasks about the link text itself
+    ("This is a website URL. Identify the domain name.", "http://www.example.com/"),
+    ("Generate the HTML code to create a link.", "https://www.example.com"),
+    ("Turn the following string into a valid URI:", "https:\\\\www.example.com"),
+    ("Parse a URL and extract the hostname and path.", 'url = "https://www.example.com/path/to/resource"'),
+    # look-alikes: e-mail addresses, chess notation
+    ("Automate an email response confirming a user's registration", "John Smith, john@example.com"),
+    ("Identify the dominant position in a given chess game board.", "[4RSNK4][4Q4][  ][  ]"),
+])
+def test_unanswerable_leaves_data_inputs_and_link_tasks_alone(instruction: str, input: str) -> None:
+    assert reasons(INSTRUCT_UNANS, rec("Here is the answer.", instruction, input)) == []
+
+
+def test_link_only_input_field_settings_and_one_reason_per_cause() -> None:
+    record = rec("The article is about rising seas.", "Summarize the following article.", "https://example.com/a/1")
+    assert reasons([{"check": "unanswerable", "link_only_field": None}], record) == []
+    labelled = rec("It is about rising seas.", "Summarize it.", "The link to the article: https://example.com/a/1")
+    assert reasons(INSTRUCT_UNANS, labelled) == []  # five label words
+    assert reasons([{"check": "unanswerable", "input_field": None, "max_label_words": 5}], labelled) == [
+        "link_only_input"]
+    # the instruction already asks to open the link: that finding says it, once
+    asks = rec("It is about rising seas.", "Visit the website and summarize it.", "https://example.com/a/1")
+    assert reasons(INSTRUCT_UNANS, asks) == ["impossible_request"]
+    gate = Gate.from_config({"version": 1, "checks": INSTRUCT_UNANS}, cache_dir=None)
+    assert gate.run([record]).decisions[0].scores["unanswerable.link_only"] == 1.0

@@ -77,12 +77,14 @@ class Refusal(PhraseCheck[RefusalParams]):
 
 
 # --------------------------------------------------------------------------------------- unanswerable
-_SECTIONS = ("request", "pretend")
+_SECTIONS = ("request", "pretend", "reference", "link_task")
+_WORDS = re.compile(r"[^\W\d_]+")
 
 
 @lru_cache(maxsize=16)
 def read_sections(name: str) -> dict[str, list[str]]:
-    """A sectioned pattern list: ``[request]`` and ``[pretend]`` header lines, one regex per line after each."""
+    """A sectioned pattern list: ``[request]``, ``[pretend]``, ``[reference]`` and ``[link_task]`` header lines,
+    one regex per line after each (a section may be left out)."""
     out: dict[str, list[str]] = {s: [] for s in _SECTIONS}
     section: str | None = None
     for line in read_list(list_param(name)):
@@ -90,7 +92,7 @@ def read_sections(name: str) -> dict[str, list[str]]:
         if header in _SECTIONS:
             section = header
         elif section is None:
-            raise ValueError(f"pattern list {name!r}: {line!r} comes before a [request] or [pretend] header")
+            raise ValueError(f"pattern list {name!r}: {line!r} comes before a section header such as [request]")
         else:
             out[section].append(line)
     for patterns in out.values():
@@ -113,6 +115,13 @@ class UnanswerableParams(Params):
     extra_decline_phrases: list[str] = Field(default_factory=list, description="more decline phrases")
     reject_request_alone: bool = Field(True, description="reject every impossible request; false = only when the "
                                        "answer pretends or does not decline")
+    link_only_field: str | None = Field("input", description="field judged on its own (missing = empty; unset = "
+                                        "none): when it holds only links, attachment notes or media placeholders "
+                                        "('Summarize this article' + a bare URL, '<image>', 'Attached photo'), the "
+                                        "task needs content a text model cannot open, unless the instruction is "
+                                        "about the link itself ([link_task] patterns: its domain, HTML, code)")
+    max_label_words: int = Field(3, ge=0, description="words besides the links a link-only field may hold "
+                                 "('Article link:', 'The link is')")
 
     _v = field_validator("extra_request_patterns", "extra_pretend_patterns")(user_patterns)
 
@@ -130,12 +139,17 @@ class UnanswerableParams(Params):
 
 @register
 class Unanswerable(Check[UnanswerableParams]):
-    """Request needs images, audio, browsing, attachments or live data, or the answer pretends it delivered them."""
+    """Request needs images, audio, browsing, attachments or live data, or the answer pretends it delivered them.
+
+    The request patterns read the instruction (and ``input_field``); an input field that holds only a link or
+    an attachment note is judged on its own (``link_only_field``), so that data inputs such as lyrics saying
+    "sing along" do not count as requests.
+    """
 
     kind = "unanswerable"
     decision_params = frozenset({"reject_request_alone"})
     params_model = UnanswerableParams
-    score_names = ("requests", "pretends", "declined")
+    score_names = ("requests", "pretends", "declined", "link_only")
     cost = 3
 
     def __init__(self, name: str, params: UnanswerableParams) -> None:
@@ -147,6 +161,23 @@ class Unanswerable(Check[UnanswerableParams]):
         self._pretend = _compile_all(sections["pretend"], ignore_case=True, trusted=shipped) + \
             _compile_all(list(params.extra_pretend_patterns), ignore_case=True)
         self._decline = phrase_regex(read_list(params.decline_phrases_file) + list(params.extra_decline_phrases))
+        self._reference = _compile_all(sections["reference"], ignore_case=True, trusted=shipped)
+        self._link_task = _compile_all(sections["link_task"], ignore_case=True, trusted=shipped)
+
+    def _link_only(self, text: str) -> dict[str, Any] | None:
+        """The first link, attachment note or placeholder when ``text`` holds nothing else but label words."""
+        spans = sorted(m.span() for rx in self._reference for m in rx.finditer(text) if m.end() > m.start())
+        if not spans:
+            return None
+        rest, at = [], 0
+        for start, end in spans:
+            rest.append(text[at:max(at, start)])
+            at = max(at, end)
+        rest.append(text[at:])
+        label = _WORDS.findall(" ".join(rest))
+        if len(label) > self.params.max_label_words:
+            return None
+        return {"match": text[spans[0][0]:spans[0][1]][:200], "label": " ".join(label)}
 
     def score(self, sample: Sample) -> Measurement:
         p = self.params
@@ -161,8 +192,16 @@ class Unanswerable(Check[UnanswerableParams]):
         evidence: dict[str, Any] = {"request_matches": asks, "pretend_matches": pretends}
         if decline:
             evidence["decline"] = _hit(decline)
+        link_only = self._link_only(_optional_view(sample, p.link_only_field)) if p.link_only_field else None
+        if link_only is not None:
+            about = next((m for rx in self._link_task if (m := rx.search(sample.view(p.instruction_field)))), None)
+            if about is not None:
+                evidence["link_task"] = about.group(0)
+                link_only = None
+            else:
+                evidence["link_only"] = link_only
         return Measurement({"requests": float(len(asks)), "pretends": float(len(pretends)),
-                            "declined": 1.0 if decline else 0.0}, evidence)
+                            "declined": 1.0 if decline else 0.0, "link_only": 1.0 if link_only else 0.0}, evidence)
 
     def decide(self, m: Measurement) -> list[Finding]:
         p, out, ev = self.params, [], m.evidence
@@ -177,6 +216,13 @@ class Unanswerable(Check[UnanswerableParams]):
                                     f"{first.get('match')!r}{why}",
                                     phrase=first.get("match"), span=[first.get("start"), first.get("end")],
                                     matches=ev.get("request_matches", []), declined=declined))
+        elif asks == 0 and (m.values.get("link_only") or 0) > 0:  # else the request finding says it
+            link = ev.get("link_only", {})
+            out.append(self.finding("link_only_input", 1.0, 0,
+                                    f"field '{p.link_only_field}' holds only {link.get('match')!r}"
+                                    + (f" and {link.get('label')!r}" if link.get("label") else "")
+                                    + ": the task needs content a text model cannot open",
+                                    phrase=link.get("match"), label=link.get("label")))
         if pretends > 0:
             first = ev.get("pretend_matches", [{}])[0]
             out.append(self.finding("pretends_capability", pretends, 0,
