@@ -230,32 +230,72 @@ def report_cmd(run_dir: str, fmt: str, output: str | None) -> None:
               help="A new parameter value (repeatable); VALUE is read as YAML (numbers, lists, null).")
 @click.option("--overrides", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Reviewer decisions to apply instead of the run's own.")
+@click.option("--labels", "labels", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Human labels (JSONL, CSV or YAML: id, label accept|reject; an overrides file works too; "
+                   "repeatable): report precision/recall/F1 per check and the thresholds that match them best.")
+@click.option("--objective", type=click.Choice(["gate", "check"]), default="gate", show_default=True,
+              help="With --labels: choose each threshold by the whole gate's F1, or by the check's own.")
+@click.option("--min-positives", type=click.IntRange(min=1), default=20, show_default=True,
+              help="With --labels: warn about (and do not --apply) a threshold resting on fewer labelled rejects.")
+@click.option("--apply", "apply_to", type=click.Path(dir_okay=False), default=None,
+              help="With --labels: write the run's config with the best thresholds (those resting on enough "
+                   "labelled rejects) to this YAML file.")
 @click.option("-o", "--write", "outdir", type=click.Path(file_okay=False), default=None,
               help="Write the re-decided run (records, scores, reports) to this folder.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def tune_cmd(run_dir: str, settings: tuple[str, ...], overrides: str | None, outdir: str | None, fmt: str) -> None:
+def tune_cmd(run_dir: str, settings: tuple[str, ...], overrides: str | None, labels: tuple[str, ...],
+             objective: str, min_positives: int, apply_to: str | None, outdir: str | None, fmt: str) -> None:
     """Re-decide a finished run with new thresholds from its stored scores, without recomputing anything.
 
-    Prints how many samples each check rejects before and after. Exit 0 when the re-decided gate passes,
-    1 when it fails, 2 for errors.
+    Prints how many samples each check rejects before and after; with --labels, how the decisions agree
+    with human labels and which threshold of each check agrees best. Exit 0 when the re-decided gate
+    passes, 1 when it fails, 2 for errors.
     """
     import json
 
     from qualgate.overrides import load_overrides
     from qualgate.tune import render, tune, write
 
+    if apply_to and not labels:
+        _fail(ConfigError("--apply needs --labels", file="--apply"))
+    report = combined = None
     try:
         ov = load_overrides(overrides) if overrides else None
-        tuned = tune(run_dir, list(settings), overrides=ov, records=outdir is not None)
+        if labels:
+            from qualgate import labels as lab
+
+            found = lab.load_labels(list(labels))
+            tuned = tune(run_dir, list(settings), overrides=ov, records=outdir is not None or lab.needs_records(found),
+                         all_scores=True)
+            report = lab.evaluate(tuned, found, objective=objective, min_positives=min_positives)
+            if objective == "gate":
+                combined = lab.combine(tuned, report, found, list(settings), overrides=ov,
+                                       records=lab.needs_records(found))
+        else:
+            tuned = tune(run_dir, list(settings), overrides=ov, records=outdir is not None)
         passed = write(tuned, outdir).passed if outdir is not None else tuned.gate_passed()
+        if apply_to and report is not None:
+            from qualgate.io import atomic_write
+
+            if combined is None:
+                raise ConfigError("--apply needs --objective gate (changes are combined by the gate's F1)",
+                                  file="--apply")
+            with atomic_write(apply_to) as fh:
+                fh.write(lab.apply_snippet(report, combined).encode("utf-8"))
     except QualgateError as exc:
         _fail(exc)
     if fmt == "json":
-        click.echo(json.dumps({**tuned.to_dict(), "gate_passed": passed, "written_to": outdir}, indent=2,
-                              ensure_ascii=False, default=str))
+        click.echo(json.dumps({**tuned.to_dict(), "gate_passed": passed, "written_to": outdir,
+                               **({"labels": {**report.to_dict(), "combined": combined.to_dict() if combined else None},
+                                   "applied_to": apply_to} if report else {})},
+                              indent=2, ensure_ascii=False, default=str))
     else:
-        click.echo(render(tuned) + f"gate {'PASSED' if passed else 'FAILED'}"
-                   + (f"; written to {outdir}" if outdir else ""))
+        verdict = f"gate {'PASSED' if passed else 'FAILED'}" + (f"; written to {outdir}" if outdir else "")
+        if report is None:
+            click.echo(render(tuned) + verdict)
+        else:  # without --set the counts table says nothing: only the labels report
+            click.echo((render(tuned) + "\n" if settings else "") + lab.render(report, combined)
+                       + (f"config written to {apply_to}\n" if apply_to else "") + verdict)
     sys.exit(EXIT_PASS if passed else EXIT_FAIL)
 
 

@@ -255,10 +255,11 @@ class Tuned:
 
 
 def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | None = None,
-         records: bool = False) -> Tuned:
+         records: bool = False, all_scores: bool = False) -> Tuned:
     """Re-decide the run in ``run_dir`` with ``settings``; ``overrides`` replaces the run's own overrides.
 
-    ``records``: also load the records and every score (what ``write`` needs)."""
+    ``records``: also load the records and every score (what ``write`` needs); ``all_scores``: every score
+    (what ``labels.evaluate`` needs)."""
     _, report, old_config = read_report(run_dir)
     config, changes = parse_settings(old_config, settings)
     specs = {s.name: s for s in config.checks}
@@ -282,7 +283,7 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
                 raise ConfigError(f"cannot re-decide check {name!r} ({check.kind}) from stored scores: {why}",
                                   file="--set", key=name)
         changed[name] = check
-    run = load_run(run_dir, checks=None if records else set(changed), records=records)
+    run = load_run(run_dir, checks=None if records or all_scores else set(changed), records=records)
     # keep-first checks: set-aware checks that index the input itself ("baseline" role: the run's kept samples)
     keep_first = {s.name for s in config.checks
                   if issubclass(cls := REGISTRY[s.kind], SetCheck) and cls.compares_with == "baseline"}

@@ -359,3 +359,178 @@ def test_written_perplexity_section_shows_the_new_threshold(tmp_path: Path) -> N
     report = write(tune(tmp_path / "run", ["perplexity.max=reference_p90"], records=True), tmp_path / "t").data
     assert "90th percentile" in report["sets"]["perplexity"]["max"]["from"]
     assert report["histograms"]["perplexity.perplexity"]["thresholds"]
+
+
+# ------------------------------------------------------------------------------------ --labels
+# Ids of fixtures/instruct_sample.jsonl under the instruct pack (content hashes): a labeller who wants one-word
+# answers to a question that needs more ("4", "Stingy") dropped, and keeps a French answer and a cover letter.
+LABELLED = {
+    "4144f534bdeb98b5": "reject",  # "As an AI language model, I do not have personal opinions" (boilerplate)
+    "ee4257b31a1623f2": "reject",  # "I can't create images" (boilerplate)
+    "00e6e3adb15f9eba": "reject",  # "... are red, yellow and" (truncated)
+    "a7aff29150647db0": "reject",  # unclosed code block (truncated)
+    "2871223fd43e7798": "reject",  # empty output (empty_field)
+    "2f5b98bc27e9443b": "reject",  # "4": one word
+    "e1e89b397b9ccd89": "reject",  # "Stingy": one word
+    "dfe649c4fcc591e6": "accept",  # French answer (language rejects it)
+    "08fe91ff22832c5c": "accept",  # cover letter (placeholder rejects it)
+    "76f3f9819af573a7": "accept", "8496f1c56c614988": "accept", "f9a07d9dc0db13c2": "accept",
+    "69a32fe2655205d5": "accept", "2ed50d652951979e": "accept",  # "The Wild Yeast Bakehouse": 4 words
+    "a7fd6a917ac3838c": "accept",  # 6 words
+    "f72c2e136c1d9fda": "accept",  # "Positive": one word, and right
+}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("labels-run")
+    _filter(out, "instruct", inputs=[str(FIXTURES / "instruct_sample.jsonl")])
+    return out
+
+
+def _labels_file(tmp_path: Path, labels: dict[str, str], name: str = "labels.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"id": i, "label": v}) + "\n" for i, v in labels.items()))
+    return path
+
+
+def _tune_labels(run: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    res = CliRunner().invoke(main, ["tune", "--run", str(run), *args, "--format", "json"])
+    try:
+        return res.exit_code, dict(json.loads(res.output)), res.output
+    except ValueError:
+        return res.exit_code, {}, res.output
+
+
+def _suggestion(report: dict[str, Any], check: str, param: str) -> dict[str, Any]:
+    c = next(c for c in report["checks"] if c["check"] == check)
+    return dict(next(s for s in c["suggestions"] if s["param"] == param))
+
+
+def test_labels_give_exact_precision_recall_and_the_best_threshold(small_run: Path, tmp_path: Path) -> None:
+    code, out, text = _tune_labels(small_run, "--labels", str(_labels_file(tmp_path, LABELLED)))
+    assert code in (0, 1), text
+    rep = out["labels"]
+    assert rep["labelled"] == {"from_files": 16, "from_overrides": 0, "samples": 16, "reject": 7, "accept": 9}
+    # the gate: rejects 5 of the 7 labelled rejects (not "4", "Stingy") and 2 labelled accepts
+    assert {k: rep["gate"][k] for k in ("tp", "fp", "fn", "tn")} == {"tp": 5, "fp": 2, "fn": 2, "tn": 7}
+    assert rep["gate"]["precision"] == rep["gate"]["recall"] == rep["gate"]["f1"] == 0.7143
+    by = {c["check"]: c for c in rep["checks"]}
+    # output_length comes after empty_field and truncated: it never saw 3 labelled rejects
+    assert {k: by["output_length"][k] for k in ("tp", "fp", "fn", "tn")} == {"tp": 0, "fp": 0, "fn": 4, "tn": 9}
+    assert by["output_length"]["not_scored"] == {"reject": 3, "accept": 0}
+    assert {k: by["language"][k] for k in ("tp", "fp", "precision")} == {"tp": 0, "fp": 1, "precision": 0.0}
+    # fewer than 2 output words: catches "4" and "Stingy", costs "Positive" (2, 3 and 4 split the labels alike;
+    # 2 rejects the fewest samples of the run: the 5 one-word answers)
+    best = _suggestion(rep, "output_length", "min_words")
+    assert (best["current"], best["best"], best["set"]) == (None, 2, "output_length.min_words=2")
+    assert {k: best["at_best"]["gate"][k] for k in ("tp", "fp", "fn", "tn")} == {"tp": 7, "fp": 3, "fn": 0, "tn": 6}
+    assert best["at_best"]["gate"]["f1"] == 0.8235 and best["at_current"]["gate"]["f1"] == 0.7143
+    assert best["at_best"]["check"]["precision"] == 0.6667 and best["at_best"]["check"]["recall"] == 0.5
+    assert best["run_rejected"] == {"scored": 27, "current": 0, "best": 5}
+    assert best["positives"] == 2 and "fewer than 20" in best["warning"]
+    assert "output_length.min_words=2" in rep["set"]
+    # what the search replays for the current value is what the run recorded, check by check
+    for c in rep["checks"]:
+        for s in c["suggestions"]:
+            assert {k: s["at_current"]["check"][k] for k in ("tp", "fp", "fn", "tn")} == \
+                {k: c[k] for k in ("tp", "fp", "fn", "tn")}, (c["check"], s["param"])
+
+
+def test_text_table_and_apply_write_a_config_a_run_can_use(small_run: Path, tmp_path: Path) -> None:
+    labels = _labels_file(tmp_path, LABELLED)
+    snippet = tmp_path / "tuned.yaml"
+    res = CliRunner().invoke(main, ["tune", "--run", str(small_run), "--labels", str(labels), "--min-positives", "2",
+                                    "--apply", str(snippet), "--format", "json"])
+    assert res.exit_code in (0, 1), res.output
+    combined = json.loads(res.output)["labels"]["combined"]
+    # one change at a time, the run re-decided after each: fewer than 40 characters in all catches "4" and
+    # "Stingy" but not "Positive" (whose input is long), and rejects the fewest in the run (2; length.min_words=7
+    # matches the labels as well but rejects 3); then the overlapping limits add nothing
+    assert combined["set"] == ["length.min_chars=40"]
+    assert {k: combined["gate_after"][k] for k in ("tp", "fp", "fn", "tn")} == {"tp": 7, "fp": 2, "fn": 0, "tn": 7}
+    cfg = yaml.safe_load(snippet.read_text())
+    assert next(c for c in cfg["checks"] if c["name"] == "length")["min_chars"] == 40
+    assert snippet.read_text().startswith("# thresholds from labels")
+    rerun = _filter(tmp_path / "rerun", str(snippet), inputs=[str(FIXTURES / "instruct_sample.jsonl")])
+    tuned = tune(small_run, combined["set"])
+    assert rerun["accepted"] == tuned.accepted_after
+    assert {k for k, v in rerun["by_check"].items() if v["rejected"]} == set(tuned.after)
+    # the text table
+    res = CliRunner().invoke(main, ["tune", "--run", str(small_run), "--labels", str(labels)])
+    assert "gate (before overrides): precision 0.71  recall 0.71  F1 0.71" in res.output
+    row = next(line for line in res.output.splitlines() if line.startswith("output_length.min_words"))
+    assert row.split()[:5] == ["output_length.min_words", "None", "2", "0.71", "0.82"] and "0 -> 5" in row
+    assert "! output_length.min_words: rests on 2 labelled reject(s) (fewer than 20)" in res.output
+    # with the default 20, a change resting on 2 labelled rejects is reported, not applied
+    CliRunner().invoke(main, ["tune", "--run", str(small_run), "--labels", str(labels), "--apply", str(snippet)])
+    cfg = yaml.safe_load(snippet.read_text())
+    assert next(c for c in cfg["checks"] if c["name"] == "length")["min_chars"] is None
+    assert "# left out (rests on 2 labelled reject(s) (fewer than 20)): length.min_chars=40" in snippet.read_text()
+
+
+def test_overrides_are_labels(tmp_path: Path) -> None:
+    """The run's own overrides count as labels, an overrides file works as --labels, and a label beats an
+    override it disagrees with."""
+    ov = tmp_path / "overrides.yaml"
+    ov.write_text(yaml.safe_dump([
+        {"id": "dfe649c4fcc591e6", "decision": "accept", "reviewer": "ann", "note": "French was asked for"},
+        {"id": "2f5b98bc27e9443b", "decision": "reject", "reviewer": "ann"}]))
+    run = tmp_path / "run"
+    _filter(run, "instruct", "--overrides", str(ov), inputs=[str(FIXTURES / "instruct_sample.jsonl")])
+    labels = _labels_file(tmp_path, {"e1e89b397b9ccd89": "reject", "2f5b98bc27e9443b": "accept"})
+    code, out, text = _tune_labels(run, "--labels", str(labels))
+    rep = out["labels"]
+    assert rep["labelled"] == {"from_files": 2, "from_overrides": 1, "samples": 3, "reject": 1, "accept": 2}, text
+    assert rep["conflicts_with_overrides"] == {"count": 1, "ids": ["2f5b98bc27e9443b"]}
+    # measured before overrides: the gate rejected the French answer (labelled accept), not the other two
+    assert {k: rep["gate"][k] for k in ("tp", "fp", "fn", "tn")} == {"tp": 0, "fp": 1, "fn": 1, "tn": 1}
+    # the overrides file itself as labels, on a run without overrides
+    no_overrides = _labels_file(tmp_path, {}, "none.jsonl")
+    code, out, text = _tune_labels(run, "--labels", str(ov), "--overrides", str(no_overrides))
+    assert code in (0, 1), text
+    assert out["labels"]["labelled"] == {"from_files": 2, "from_overrides": 0, "samples": 2, "reject": 1, "accept": 1}
+
+
+def test_labels_in_csv_and_yaml_and_unknown_ids(small_run: Path, tmp_path: Path) -> None:
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("id,label,note\n2f5b98bc27e9443b,reject,too short\nf72c2e136c1d9fda,,not yet\n"
+                        "no-such-id,accept,\n")
+    yaml_file = tmp_path / "labels.yaml"
+    yaml_file.write_text("labels:\n  - {id: e1e89b397b9ccd89, decision: Reject}\n")
+    code, out, text = _tune_labels(small_run, "--labels", str(csv_file), "--labels", str(yaml_file))
+    assert code in (0, 1), text
+    rep = out["labels"]
+    assert rep["labelled"]["samples"] == 2 and rep["labelled"]["reject"] == 2
+    assert rep["unknown_ids"] == {"count": 1, "ids": ["no-such-id"]} and rep["blank_rows"] == 1
+    res = CliRunner().invoke(main, ["tune", "--run", str(small_run), "--labels", str(csv_file)])
+    assert "1 label id(s) match no sample of the run (ignored): no-such-id" in res.output
+    # a label bound to content (sha256, as in an overrides file) is used only on that content
+    rejected = [json.loads(x)["qualgate"] for x in (small_run / "rejected.jsonl").read_text().splitlines()]
+    digest = next(q["sha256"] for q in rejected if q["id"] == "00e6e3adb15f9eba")
+    bound = _labels_file(tmp_path, {}, "bound.jsonl")
+    bound.write_text(json.dumps({"id": "00e6e3adb15f9eba", "label": "reject", "sha256": digest[:16]}) + "\n"
+                     + json.dumps({"id": "f72c2e136c1d9fda", "label": "accept", "sha256": "0" * 64}) + "\n")
+    code, out, text = _tune_labels(small_run, "--labels", str(bound))
+    assert out["labels"]["labelled"]["samples"] == 1, text
+    assert out["labels"]["hash_mismatch"] == {"count": 1, "ids": ["f72c2e136c1d9fda"]}
+
+
+@pytest.mark.parametrize(("name", "content", "where"), [
+    ("bad.jsonl", '{"id": "a", "label": "reject"}\n{"id": "b", "label": "maybe"}\n', "bad.jsonl:2 at 'label'"),
+    ("bad.jsonl", '{"id": "a", "label": "reject"}\n{"id": "a", "label": "accept"}\n', "bad.jsonl:2 at 'id'"),
+    ("bad.jsonl", '{"id": "a"}\n', "bad.jsonl:1 at 'label'"),
+    ("bad.jsonl", '{"id": "a", "label": "reject"\n', "bad.jsonl:1"),
+    ("bad.csv", "sample,verdict\na,reject\n", "bad.csv:1"),
+    ("bad.csv", "id,label\na,reject\nb,keep\n", "bad.csv:3 at 'label'"),
+    ("bad.yaml", "labels:\n  - {id: a, label: reject}\n  - {id: b, label: accept, sha256: xyz}\n",
+     "bad.yaml:3 at 'sha256'"),
+    ("bad.yaml", "samples: []\n", "bad.yaml:1"),
+])
+def test_a_malformed_labels_file_is_a_clear_error(small_run: Path, tmp_path: Path, name: str, content: str,
+                                                  where: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    res = CliRunner().invoke(main, ["tune", "--run", str(small_run), "--labels", str(path)])
+    assert res.exit_code == 2, res.output
+    assert f"config error in {path.parent}/{where}" in res.output, res.output
