@@ -139,8 +139,9 @@ def _yaml_labels(text: str, name: str) -> list[tuple[int, Any]]:
         return _yaml_items(text, name)
     except ConfigError as exc:  # the overrides reader's words: name what a labels file holds
         detail = exc.detail.replace("overrides (id, decision, reviewer, note)", "labels (id, label)")
+        detail = detail.replace("a list of overrides,", "a list of labels,")
         raise ConfigError(detail.replace("the key 'overrides'", "the key 'labels' (or 'overrides')"),
-                          file=name, line=exc.line, key=exc.key) from None
+                          file=name, line=exc.line, key="labels" if exc.key == "overrides" else exc.key) from None
 
 
 def _relabel(text: str, root: yaml.MappingNode) -> str:
