@@ -12,9 +12,11 @@ Shape (version 1)::
         min_words: 1
     gate: {max_reject_rate: 0.3}
     diversity: {clusters: 40}  # optional: dataset-level diversity against --reference (needs qualgate[embed])
+    repair: {steps: [mojibake, strip, placeholder_input]}  # optional: recorded fixes before the checks (repair.py)
 
 With ``extends``, an entry whose name matches an inherited check updates its parameters
-(``enabled: false`` removes it); other entries are appended. ``input`` and ``gate`` keys override.
+(``enabled: false`` removes it); other entries are appended. ``input``, ``gate``, ``diversity`` and ``repair``
+keys override.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from qualgate.diversity import DiversityConfig
 from qualgate.errors import ConfigError
 from qualgate.findings import MALFORMED
 from qualgate.packs import is_bare_name, pack_names, pack_path
+from qualgate.repair import RepairConfig
 from qualgate.sample import TextSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -89,6 +92,7 @@ class _RawConfig(BaseModel):
     checks: list[dict[str, Any]] = Field(default_factory=list)
     gate: GateConditions | None = None
     diversity: DiversityConfig | None = None
+    repair: RepairConfig | None = None
 
 
 @dataclass
@@ -118,6 +122,8 @@ class GateConfig:
     diversity: DiversityConfig | None = None
     #: how the config was named: ``pack NAME`` for a shipped pack, else the path as given (or ``<dict>``)
     label: str = "<dict>"
+    #: fixes made to records before the checks read them (``qualgate.repair``); None = none
+    repair: RepairConfig | None = None
 
     def digest(self) -> str:
         """SHA-256 of the resolved config and of every file it names: what decided, for a summary or a card."""
@@ -142,6 +148,8 @@ class GateConfig:
         }
         if self.diversity is not None:
             out["diversity"] = self.diversity.model_dump(exclude_defaults=True)
+        if self.repair is not None:
+            out["repair"] = self.repair.model_dump()
         return out
 
     def with_input(self, text: str | None = None, id: str | None = None) -> GateConfig:
@@ -155,7 +163,7 @@ class GateConfig:
         new_input = InputConfig.model_validate({**self.input.model_dump(), **update})
         TextSpec(new_input.text)
         return GateConfig(new_input, self.checks, self.gate, self.description, self.source, self.diversity,
-                          self.label)
+                          self.label, self.repair)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -265,9 +273,11 @@ def _resolve(doc: _Doc, stack: tuple[str, ...]) -> tuple[_RawConfig, list[_Entry
         input_cfg = _merge_model(parent_raw.input, raw.input, InputConfig)
         gate_cfg = _merge_model(parent_raw.gate, raw.gate, GateConditions)
         diversity_cfg = _merge_model(parent_raw.diversity, raw.diversity, DiversityConfig)
+        repair_cfg = _merge_model(parent_raw.repair, raw.repair, RepairConfig)
     else:
-        diversity_cfg = raw.diversity
-    raw = raw.model_copy(update={"input": input_cfg, "gate": gate_cfg, "diversity": diversity_cfg})
+        diversity_cfg, repair_cfg = raw.diversity, raw.repair
+    raw = raw.model_copy(update={"input": input_cfg, "gate": gate_cfg, "diversity": diversity_cfg,
+                                 "repair": repair_cfg})
     by_name = {e.name: e for e in entries}
     from_parent = set(by_name)
     for i, entry in enumerate(raw.checks):
@@ -374,7 +384,7 @@ def load_config(source: str | Path | dict[str, Any] | GateConfig) -> GateConfig:
         raise ConfigError(exc.detail, file=doc.file, key="input.text",
                           line=_line_of(doc.node, ["input", "text"])) from None
     return GateConfig(inp, _build_specs(entries), raw.gate or GateConditions(), raw.description or "", doc.file,
-                      raw.diversity, label)
+                      raw.diversity, label, raw.repair)
 
 
 def named_paths(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
@@ -443,7 +453,7 @@ def config_json_schema() -> dict[str, Any]:
     entries.append({"type": "object", "title": "update of an inherited check", "required": ["name"],
                     "not": {"required": ["check"]},
                     "properties": {"name": {"type": "string"}, "enabled": {"type": "boolean"}}})
-    for model in (InputConfig, GateConditions, DiversityConfig):
+    for model in (InputConfig, GateConditions, DiversityConfig, RepairConfig):
         schema = model.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(schema.pop("$defs", {}))
         defs[model.__name__] = schema
@@ -461,6 +471,7 @@ def config_json_schema() -> dict[str, Any]:
             "checks": {"type": "array", "items": {"anyOf": entries}},
             "gate": {"$ref": "#/$defs/GateConditions"},
             "diversity": {"$ref": "#/$defs/DiversityConfig"},
+            "repair": {"$ref": "#/$defs/RepairConfig"},
         },
         "$defs": defs,
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qualgate.errors import InputError, QualgateError
-from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
+from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, REPAIRS_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
 from qualgate.untrusted import term
 
 
@@ -62,8 +62,8 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
                     rejected[_position(q.get("source") or {})] = rec
     for row in rows:
         where = (row["file"], row["line"])
-        scores = {k: v for k, v in row.items() if k not in ("id", "accepted", "file", "line", *TRACE_COLUMNS)
-                  and not k.startswith(EVIDENCE_PREFIX)}
+        scores = {k: v for k, v in row.items() if k not in ("id", "accepted", "file", "line", *TRACE_COLUMNS,
+                                                            REPAIRS_COLUMN) and not k.startswith(EVIDENCE_PREFIX)}
         occ: dict[str, Any] = {"file": row["file"], "line": row["line"], "accepted": row["accepted"],
                                "scores": {k: v for k, v in scores.items() if v is not None},
                                "not_scored": sorted(k for k, v in scores.items() if v is None)}
@@ -75,6 +75,8 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
             occ["evidence"] = evidence
         if row.get(OVERRIDE_COLUMN):
             occ["override"] = json.loads(row[OVERRIDE_COLUMN])
+        if row.get(REPAIRS_COLUMN):
+            occ["repairs"] = json.loads(row[REPAIRS_COLUMN])
         rec = rejected.get(where)
         if rec is None and not row["accepted"] and len(rejected) == 1:
             rec = next(iter(rejected.values()))
@@ -111,6 +113,9 @@ def render(info: dict[str, Any]) -> str:
             note = f": {term(ov['note'])}" if ov["note"] else ""
             lines.append(f"  overridden: {term(ov['decision'])} by {term(ov['reviewer'])}{note} "
                          "(the findings below stay recorded)")
+        for rep in occ.get("repairs", []):  # made before the checks; "before" is the value as read
+            lines.append(f"  repaired {term(rep['field'])} ({term(', '.join(rep['steps']))}), was: "
+                         f"{term(json.dumps(rep['before'], ensure_ascii=False)[:200])}")
         for f in occ.get("findings", []):
             lines.append(f"  {term(f['check'])} / {term(f['reason'])}: {term(f['message'])}")
             lines.append(f"    score {term(f.get('score'))} vs threshold {term(f.get('threshold'))}")

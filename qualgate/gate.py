@@ -24,6 +24,7 @@ from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
 from qualgate.io import RawRecord, atomic_write, dumps_record, read_records
 from qualgate.preamble import fit_on_input, with_prefixes
+from qualgate.repair import Repairer, content_hash_id, repairs_of
 from qualgate.report import Report, ReportBuilder
 from qualgate.sample import FieldProblem, Sample, SetUsage, Source, TextSpec, make_sample, malformed, unparseable_sample
 
@@ -264,6 +265,8 @@ def rejected_record(d: Decision) -> dict[str, Any]:
     out = dict(rec)
     if "qualgate" in out:
         q["replaced_field"] = out["qualgate"]
+    if repairs := repairs_of(rec):  # the record as the checks read it; ``repair.restore`` gives back the input
+        q["repairs"] = repairs
     out["qualgate"] = q
     return out
 
@@ -298,6 +301,8 @@ class Gate:
         self.workers = default_workers() if workers <= 0 else workers
         self.batch_size = batch_size
         self.spec = TextSpec(config.input.text)
+        #: fixes made to each record before the checks read it (``config.repair``); None = none
+        self.repairer = Repairer(config.repair, config.input.id) if config.repair and config.repair.active else None
         self._specs = {spec.name: spec for spec in config.checks}
         built = [spec.build() for spec in config.checks]
         for check in built:
@@ -354,13 +359,35 @@ class Gate:
             if item.error is not None or item.record is None:
                 reason, msg = item.error or ("not_an_object", "no record")
                 return unparseable_sample(reason, msg, item.source, item.raw or b"")
+            if self.repairer is not None:
+                return self._repaired_sample(item.record, item.source, item.raw if item.verbatim else None,
+                                             id_fallback)
             return make_sample(item.record, self.spec, self.config.input.id, item.source,
                                item.raw if item.verbatim else None, id_fallback=id_fallback)
         src = Source("<records>", n, "item")
         if isinstance(item, Mapping):
+            if self.repairer is not None:
+                return self._repaired_sample(item, src, None, id_fallback)
             return make_sample(item, self.spec, self.config.input.id, src, id_fallback=id_fallback)
         return unparseable_sample("not_an_object", f"expected a mapping, got {type(item).__name__}", src,
                                   dumps_record(item))
+
+    def _repaired_sample(self, record: Mapping[str, Any], source: Source, raw: bytes | None,
+                         id_fallback: bool) -> Sample:
+        """The sample of ``record`` after ``self.repairer``. A repaired record loses its raw line (accepted.jsonl
+        holds the repaired one) and keeps the id of the record as read: a content-hash id names the input, so
+        it does not change when repairs are turned on or change (overrides and scores of earlier runs still
+        find it; an override's sha256 binds to the repaired content the reviewer saw)."""
+        assert self.repairer is not None
+        fixed = self.repairer.repair(record)
+        if fixed is record:
+            return make_sample(record, self.spec, self.config.input.id, source, raw, id_fallback=id_fallback)
+        sample = make_sample(fixed, self.spec, self.config.input.id, source, None, id_fallback=id_fallback)
+        key = self.config.input.id
+        value = record.get(key) if key is not None else None
+        if not isinstance(value, (str, int)) or isinstance(value, bool):  # a content-hash id: of the input
+            sample.id = content_hash_id(record) or sample.id
+        return sample
 
     def read(self, paths: list[str], fmt: str | None = None) -> Iterator[RawRecord]:
         """The records of local ``paths`` under this config's input limits (``input.max_record_bytes``,
@@ -456,8 +483,9 @@ class Gate:
         todo: list[tuple[SetCheck[Any], Path | None]] = []
         usage = SetUsage(self.spec)
         for check in users:
+            repaired = f"|{self.repairer.config.token()}" if self.repairer is not None else ""  # repaired texts
             key = xxhash.xxh3_128_hexdigest(f"{role}|{digest}|{check.cache_token()}|{self.config.input.text}|"
-                                            f"{self.config.input.id}|{_SET_INDEX_VERSION}".encode())
+                                            f"{self.config.input.id}|{_SET_INDEX_VERSION}{repaired}".encode())
             cached = cache_dir / f"{check.kind}-{key}.npz" if cache_dir is not None and digest else None
             if cached is not None and cached.is_file():
                 fresh = self._build_set_check(check.name, role)
@@ -584,6 +612,8 @@ class Gate:
     def finish_report(self, builder: ReportBuilder, **run_info: Any) -> Report:
         if self.overrides is not None:
             builder.override_info = self.overrides.info()
+        if self.repairer is not None:
+            builder.repair_seconds = self.repairer.seconds
         diversity = self.diversity.finish() if self.diversity is not None else None
         limits = {f"{c.name}.{score}": values for c in self.checks for score, values in c.score_limits().items()}
         return builder.finish(sections=self.report_sections(), baseline=self.baseline_info, limits=limits,
@@ -597,6 +627,8 @@ class Gate:
         self._fresh_set_checks()
         if self.diversity is not None:
             self.diversity.reset_run()
+        if self.repairer is not None:
+            self.repairer.seconds = 0.0
         # shared preambles (preamble.py) are detected on the input's head, read ahead once and put back
         samples = fit_on_input(self.set_checks, (self.sample(item, n) for n, item in enumerate(records, start=1)))
         batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])

@@ -2,8 +2,9 @@
 reviewer overruled any sample), report.json/.md/.html/.junit.xml.
 
 ``scores.parquet`` holds, per sample in input order, its final decision, every score, the checks it skipped,
-each check's evidence (JSON, a column per check) and any override: what ``qualgate tune`` and
-``qualgate explain`` read back.
+each check's evidence (JSON, a column per check), any override and the repairs made before the checks (JSON of
+``repair.Repaired.repairs``, with each changed field's value as read; accepted records too): what
+``qualgate tune`` and ``qualgate explain`` read back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from qualgate.findings import Decision
 from qualgate.gate import rejected_record
 from qualgate.io import AtomicFiles, dumps_record
+from qualgate.repair import repairs_of
 from qualgate.report import Report
 
 _ROWS_PER_GROUP = 8192
@@ -29,6 +31,9 @@ TRACE_COLUMNS = (SKIPPED, OVERRIDE_COLUMN, UNIT)
 #: One column per check, ``evidence:<check>``: the JSON of its evidence (one column each, so a reader
 #: such as ``qualgate tune`` decodes only the checks it needs).
 EVIDENCE_PREFIX = "evidence:"
+#: JSON of the repairs made to the record before the checks (null: none); not in TRACE_COLUMNS, so runs written
+#: before repairs existed are still read.
+REPAIRS_COLUMN = "repairs"
 
 
 def _utf8(text: str) -> str:
@@ -70,7 +75,7 @@ class RunWriter:
         self.checks = check_names(score_columns)
         fields = ([pa.field("id", pa.string()), pa.field("accepted", pa.bool_()), pa.field("file", pa.string()),
                    pa.field("line", pa.int64())] + [pa.field(c, pa.float64()) for c in score_columns]
-                  + [pa.field(c, pa.string()) for c in TRACE_COLUMNS]
+                  + [pa.field(c, pa.string()) for c in (*TRACE_COLUMNS, REPAIRS_COLUMN)]
                   + [pa.field(EVIDENCE_PREFIX + n, pa.string()) for n in self.checks])
         self.schema = pa.schema(fields)
         self._rows: dict[str, list[Any]] = {f.name: [] for f in fields}
@@ -102,6 +107,8 @@ class RunWriter:
                 ev = evidence.get(name)
                 rows[EVIDENCE_PREFIX + name].append(dumps_record(ev).decode("utf-8") if ev else None)
         rows[OVERRIDE_COLUMN].append(dumps_record(d.override.to_dict()).decode("utf-8") if d.override else None)
+        repairs = repairs_of(s.record)
+        rows[REPAIRS_COLUMN].append(_utf8(dumps_record(repairs).decode("utf-8")) if repairs else None)
         if d.override is not None:
             if self._overrides is None:
                 self._overrides = self.files.open("overrides.jsonl")

@@ -13,6 +13,7 @@ import numpy as np
 from qualgate.config import GateConditions, GateConfig
 from qualgate.findings import MALFORMED, OVERRIDE, Decision
 from qualgate.preamble import summary
+from qualgate.repair import field_group, repairs_of
 from qualgate.untrusted import md_code, md_text, term
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -52,6 +53,10 @@ class ReportBuilder:
         self._private = {spec.name for spec in config.checks if spec.kind in PRIVATE_KINDS}
         #: what the run's overrides file held (path, entries, ids matching no sample); set by the caller
         self.override_info: dict[str, Any] | None = None
+        #: records repaired (of them accepted), and per step the fields it changed; seconds set by the caller
+        self.repaired = self.repaired_accepted = 0
+        self.repair_steps: dict[str, Counter[str]] = defaultdict(Counter)
+        self.repair_seconds: float | None = None
         # a check counts as having scored a sample when its first score column is present
         self._first: dict[str, _CheckStats] = {}
         for col in score_columns:
@@ -69,6 +74,12 @@ class ReportBuilder:
             self.overrides.append({"id": d.id, "source": str(src) if src else None, **d.override.to_dict(),
                                    "findings": [f"{f.check}/{f.reason}" for f in d.findings
                                                 if f.check != OVERRIDE]})
+        if repairs := repairs_of(d.sample.record):
+            self.repaired += 1
+            self.repaired_accepted += accepted
+            for entry in repairs:
+                for step in entry["steps"]:
+                    self.repair_steps[step][field_group(entry["field"])] += 1
         columns, first, scores = self._scores, self._first, d.scores
         for key, value in scores.items():
             if value is not None and key in columns:
@@ -133,6 +144,7 @@ class ReportBuilder:
             "reference": reference,
             "diversity": diversity,
             "overrides": self.overrides_section(),
+            "repairs": self.repairs_section(),
             "config": {"source": self.config.source, "description": self.config.description,
                        "checks": [c.to_dict() for c in self.config.checks],
                        "resolved": self.config.to_dict()},  # what `qualgate tune` re-decides with
@@ -140,6 +152,16 @@ class ReportBuilder:
         }
         return Report(data)
 
+
+    def repairs_section(self) -> dict[str, Any] | None:
+        """Records repaired before the checks, and per step the fields it changed (chat turns counted under
+        their list's name); None when the config makes no repairs."""
+        cfg = self.config.repair
+        if cfg is None or not cfg.active:
+            return None
+        return {"steps": [s for s in cfg.steps], "records": self.repaired, "accepted": self.repaired_accepted,
+                "by_step": {step: dict(sorted(fields.items())) for step, fields in sorted(self.repair_steps.items())},
+                "seconds": None if self.repair_seconds is None else round(self.repair_seconds, 3)}
 
     def overrides_section(self) -> dict[str, Any] | None:
         if not self.overrides and self.override_info is None:
@@ -381,6 +403,14 @@ class Report:
                                      f"{md_text(m['examples'][0]) if m['examples'] else '-'} |")
         if d.get("warnings"):
             lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in d["warnings"]]
+        rep = d.get("repairs")
+        if rep:
+            changed = "; ".join(f"{md_text(step)}: " + ", ".join(f"{md_text(f)} {n}" for f, n in fields.items())
+                                for step, fields in rep["by_step"].items()) or "none"
+            lines += ["", "## Repairs", "",
+                      f"{rep['records']} records repaired before the checks ({rep['accepted']} of them accepted); "
+                      f"fields changed per step: {changed}. Each record's repairs and original values: "
+                      "`qualgate.repairs` in rejected.jsonl, the `repairs` column of scores.parquet."]
         ov = d.get("overrides")
         if ov:
             lines += ["", "## Reviewer overrides", "",

@@ -32,8 +32,9 @@ from qualgate.config import GateConfig, load_config
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
 from qualgate.io import lines_at, loads_strict
-from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
+from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, REPAIRS_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
 from qualgate.overrides import Overrides, overrule
+from qualgate.repair import Repaired
 from qualgate.report import evaluate_gate, share
 from qualgate.sample import Sample, Source, TextSpec, make_sample
 from qualgate.untrusted import term
@@ -56,6 +57,7 @@ class Row:
     override: dict[str, Any] | None
     findings: list[Finding]
     record: Any = None  # the rejected.jsonl object, or the accepted.jsonl line (bytes) when loaded
+    repairs: list[dict[str, Any]] | None = None  # the repairs made before the checks (``qualgate.repair``)
 
 
 @dataclass
@@ -105,12 +107,13 @@ def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bo
     if missing:
         raise InputError(f"scores.parquet lacks {', '.join(missing)} (written by an older qualgate): run the gate "
                          "again", file=str(run / "scores.parquet"))
-    all_scores = [c for c in names if c not in _FIXED and c not in TRACE_COLUMNS
+    all_scores = [c for c in names if c not in _FIXED and c not in TRACE_COLUMNS and c != REPAIRS_COLUMN
                   and not c.startswith(EVIDENCE_PREFIX)]
     wanted = [c for c in all_scores if checks is None or c.split(".", 1)[0] in checks]
     evidence_cols = [c for c in names if c.startswith(EVIDENCE_PREFIX)
                      and (checks is None or c.removeprefix(EVIDENCE_PREFIX) in checks)]
-    table = parquet.read(columns=[*_FIXED, *TRACE_COLUMNS, *wanted, *evidence_cols])
+    repaired = [REPAIRS_COLUMN] if records and REPAIRS_COLUMN in names else []  # a written run keeps them
+    table = parquet.read(columns=[*_FIXED, *TRACE_COLUMNS, *wanted, *evidence_cols, *repaired])
     cols = {c: table.column(c).to_pylist() for c in table.column_names}
     flags = cols["accepted"]
     n_accepted = sum(bool(a) for a in flags)
@@ -140,9 +143,10 @@ def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bo
         if override is not None:
             ov_i += 1
         skipped = cols[SKIPPED][i].split(",") if cols[SKIPPED][i] else []
+        repairs = json.loads(cols[REPAIRS_COLUMN][i]) if repaired and cols[REPAIRS_COLUMN][i] else None
         rows.append(Row(sid, cols["file"][i], cols["line"][i], cols[UNIT][i] or "line", accepted,
                         {c: v[i] for c, v in score_cols}, skipped, {n: v[i] for n, v in ev_cols}, override,
-                        findings, record))
+                        findings, record, repairs))
     return StoredRun(run, report, config, rows, all_scores)
 
 
@@ -403,8 +407,8 @@ def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None)
     """The row's sample: its record (when loaded) and text view, for writing and the report's examples."""
     source = Source(row.file, row.line, row.unit) if row.file is not None and row.line is not None else None
     rec = row.record
-    if isinstance(rec, bytes):  # an accepted.jsonl line: the record as it was read
-        record = loads_strict(rec)
+    if isinstance(rec, bytes):  # an accepted.jsonl line: the record as it was read (and repaired)
+        record = _with_repairs(loads_strict(rec), row.repairs)
         return Sample(row.id, record, _text(record, spec, id_field), source=source, raw=rec)
     if isinstance(rec, dict):
         q = rec.get("qualgate", {})
@@ -414,6 +418,7 @@ def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None)
         original = {k: v for k, v in rec.items() if k != "qualgate"}
         if "replaced_field" in q:
             original["qualgate"] = q["replaced_field"]
+        original = _with_repairs(original, row.repairs)
         return Sample(row.id, original, _text(original, spec, id_field), source=source)
     return Sample(row.id, None, source=source)
 
@@ -422,6 +427,15 @@ def _text(record: dict[str, Any], spec: TextSpec | None, id_field: str | None) -
     if spec is None:
         return ""
     return make_sample(record, spec, id_field).text
+
+
+def _with_repairs(record: dict[str, Any], repairs: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A repaired record carries its repairs on, so the tuned run records them as the original did."""
+    if not repairs:
+        return record
+    out = Repaired(record)
+    out.repairs = repairs
+    return out
 
 
 def _original_lines(rows: list[Row], decisions: list[Decision]) -> dict[tuple[str, int], bytes]:
