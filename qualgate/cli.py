@@ -168,6 +168,8 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
         raise
     if not quiet:
         click.echo(report.summary_line(), err=True)
+        for n in report.data.get("notes", []):
+            click.echo(f"  note: {term(n)}", err=True)
         for w in [*report["warnings"], *(gate.overrides.problems() if gate.overrides else [])]:
             click.echo(f"  warning: {term(w)}", err=True)
         for c in report["gate"]["conditions"]:
