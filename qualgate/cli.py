@@ -63,6 +63,9 @@ def main() -> None:
               help="Folder for accepted.jsonl, rejected.jsonl, scores.parquet, report.json, report.md.")
 @click.option("--text", default=None, help="Text view: 'auto', a field, or a template like '{instruction}\\n{output}'.")
 @click.option("--id", "id_field", default=None, help="Field holding each record's id (default: content hash).")
+@click.option("--field", "fields", multiple=True, metavar="ROLE=FIELD",
+              help="Read a role the config names (instruction, input, output) from this record field, e.g. "
+                   "--field output=response (repeatable; default: found in each file's first records).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]), default=None,
               help="Input format (default: from the file extension; '-' reads JSONL from stdin).")
 @click.option("--all-findings", is_flag=True, help="Run every check on every sample, even after one failed.")
@@ -91,8 +94,8 @@ def main() -> None:
               help="Write report.html (charts via matplotlib: about a second).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
-               fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
-               baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
+               fields: tuple[str, ...], fmt: str | None, all_findings: bool, strict: bool, workers: int,
+               batch_size: int, baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
                cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
                checkpoint: str | None, html: bool, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
@@ -100,15 +103,16 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     Exit code 0 when the gate passes, 1 when it fails, 2 for usage, config or input errors.
     """
     try:
-        _filter(inputs, config, outdir, text, id_field, fmt, all_findings, strict, workers, batch_size, baseline,
-                private, reference, cache_dir, no_cache, overrides, engine, ray_address, checkpoint, html, quiet)
+        _filter(inputs, config, outdir, text, id_field, fields, fmt, all_findings, strict, workers, batch_size,
+                baseline, private, reference, cache_dir, no_cache, overrides, engine, ray_address, checkpoint, html,
+                quiet)
     except KeyboardInterrupt:  # outside the run's own handler (loading models, indexing sets): a clean stop too
         click.echo("qualgate: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
 def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
-            fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
+            fields: tuple[str, ...], fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
             baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
             cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
             checkpoint: str | None, html: bool, quiet: bool) -> None:
@@ -118,7 +122,8 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
 
     try:
         cache = None if no_cache else (cache_dir or default_cache_dir())
-        gate = Gate.from_config(config, text=text, id=id_field, all_findings=all_findings, strict=strict,
+        gate = Gate.from_config(config, text=text, id=id_field, fields=_role_fields(fields),
+                                all_findings=all_findings, strict=strict,
                                 workers=workers, batch_size=batch_size, cache_dir=cache, engine=engine,
                                 ray_address=ray_address, checkpoint_dir=checkpoint)
         if overrides:
@@ -168,8 +173,10 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
         raise
     if not quiet:
         click.echo(report.summary_line(), err=True)
-        for n in report.data.get("notes", []):
-            click.echo(f"  note: {term(n)}", err=True)
+        from qualgate.sample import FieldMap
+
+        for file, used in report["run"].get("fields", {}).items():  # roles read from other fields
+            click.echo(f"  fields: {term(FieldMap.describe(used))} in {term(file)}", err=True)
         for w in [*report["warnings"], *(gate.overrides.problems() if gate.overrides else [])]:
             click.echo(f"  warning: {term(w)}", err=True)
         for c in report["gate"]["conditions"]:
@@ -179,6 +186,20 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
                 if c.get("message"):
                     click.echo(f"    {term(c['message'])}", err=True)
     sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
+
+
+def _role_fields(items: tuple[str, ...]) -> dict[str, str] | None:
+    """``--field ROLE=FIELD`` options as ``input.fields`` entries."""
+    from qualgate.sample import ROLES
+
+    out: dict[str, str] = {}
+    for item in items:
+        role, sep, name = item.partition("=")
+        if not sep or role.strip() not in ROLES or not name.strip():
+            raise click.BadParameter(f"{item!r}: expected ROLE=FIELD with ROLE one of {', '.join(ROLES)}",
+                                     param_hint="--field")
+        out[role.strip()] = name.strip()
+    return out or None
 
 
 def _progress(quiet: bool) -> Any:
@@ -363,6 +384,8 @@ class _CheckCommand(click.Command):
 @click.option("-c", "--config", "config", default="default", show_default=True, help="Pack name or YAML file.")
 @click.option("--text", default=None, help="Text view (overrides the config).")
 @click.option("--id", "id_field", default=None, help="Field holding each record's id.")
+@click.option("--field", "fields", multiple=True, metavar="ROLE=FIELD",
+              help="Read a role (instruction, input, output) from this record field (repeatable).")
 @click.option("--format", "out_format", type=click.Choice(["markdown", "json"]), default="markdown",
               show_default=True, help="Summary on stdout.")
 @click.option("--input-format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]), default=None,
@@ -380,8 +403,8 @@ class _CheckCommand(click.Command):
               help="Read the config and the overrides from the working tree instead of the base revision. Only where "
                    "the change itself is trusted: otherwise a pull request could bring the rules that judge it.")
 def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str | None, id_field: str | None,
-              out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None, overrides: str | None,
-              hook: bool, trust_worktree: bool) -> None:
+              fields: tuple[str, ...], out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None,
+              overrides: str | None, hook: bool, trust_worktree: bool) -> None:
     """Check only the records a change adds to dataset FILES, against the records already there.
 
     The config and the overrides file come from the base revision (a shipped pack, or the base's version of the
@@ -421,7 +444,8 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
             config_ref = config if trusted is None else trusted.config(config)
             overrides_file = overrides if trusted is None or not overrides else trusted.overrides(overrides)
             with working_dir(None if trusted is None else trusted.cwd()):
-                gate = Gate.from_config(config_ref, text=text, id=id_field, workers=1, cache_dir=cache)
+                gate = Gate.from_config(config_ref, text=text, id=id_field, fields=_role_fields(fields), workers=1,
+                                        cache_dir=cache)
                 if overrides_file:
                     gate.use_overrides(overrides_file, require_hash=not trust_worktree)
             changes = find_changes(list(files), ref, fmt, Path(cache) / "check-base" if cache else Path(tmp),

@@ -4,7 +4,7 @@ Shape (version 1)::
 
     version: 1
     extends: default          # optional: a shipped pack name or a path (relative to this file)
-    input: {text: auto, id: null}
+    input: {text: auto, id: null, fields: {output: response}}
     checks:
       - check: length         # the check kind
         name: short_output    # optional; defaults to the kind; lets a kind appear twice
@@ -48,6 +48,11 @@ class InputConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field("auto", min_length=1, description="auto, a field name, or a template like '{a}\\n{b}'")
     id: str | None = Field(None, description="field holding a sample id; unset = content hash of the record")
+    fields: dict[Literal["instruction", "input", "output"], str] = Field(
+        default_factory=dict, description="the record field each role names, e.g. {output: response}: a check "
+        "parameter or a text template naming instruction, input or output reads it; a role not given is found in "
+        "each file's first records (output: output, response, completion or answer; instruction: instruction, "
+        "prompt or question; input: input or context)")
     max_record_bytes: int = Field(16 << 20, ge=1024, description="longest record read (a JSONL or CSV line, a JSON "
                                   "array item, a Parquet row's text); a longer one is rejected as record_too_large, "
                                   "unparsed, with bounded memory")
@@ -56,6 +61,16 @@ class InputConfig(BaseModel):
     max_record_values: int = Field(1 << 16, ge=16, description="most values one record may hold, counted at every "
                                    "depth (object members, list items, CSV fields, Parquet columns); a record with "
                                    "more is rejected as record_too_large, a CSV header with more is an input error")
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for role, name in v.items():
+            if not name.strip():
+                raise ValueError(f"input.fields.{role} must name a record field")
+        if len(set(v.values())) < len(v):
+            raise ValueError("input.fields maps two roles to the same record field")
+        return v
 
 
 class GateConditions(BaseModel):
@@ -142,7 +157,7 @@ class GateConfig:
         out = {
             "version": 1,
             "description": self.description,
-            "input": self.input.model_dump(),
+            "input": _input_dict(self.input),
             "checks": [c.to_dict() for c in self.checks],
             "gate": self.gate.model_dump(exclude_defaults=True),
         }
@@ -152,18 +167,36 @@ class GateConfig:
             out["repair"] = self.repair.model_dump()
         return out
 
-    def with_input(self, text: str | None = None, id: str | None = None) -> GateConfig:
+    def with_input(self, text: str | None = None, id: str | None = None,
+                   fields: dict[str, str] | None = None) -> GateConfig:
+        """``fields`` (role -> record field) update ``input.fields`` role by role."""
         update: dict[str, Any] = {}
         if text is not None:
             update["text"] = text
         if id is not None:
             update["id"] = id
+        if fields:
+            update["fields"] = {**self.input.fields, **fields}
         if not update:
             return self
-        new_input = InputConfig.model_validate({**self.input.model_dump(), **update})
+        try:
+            new_input = InputConfig.model_validate({**self.input.model_dump(), **update})
+        except ValidationError as exc:  # --text '' or --field role=''
+            err = exc.errors()[0]
+            raise ConfigError(err["msg"].removeprefix("Value error, "),
+                              key=_key_text(["input", *err["loc"]])) from None
         TextSpec(new_input.text)
         return GateConfig(new_input, self.checks, self.gate, self.description, self.source, self.diversity,
                           self.label, self.repair)
+
+
+def _input_dict(inp: InputConfig) -> dict[str, Any]:
+    """``input`` as ``to_dict`` writes it: ``fields`` only when given, so that configs without it keep their
+    digest (checkpoints, set caches and ``qualgate check`` summaries name it)."""
+    out = inp.model_dump()
+    if not out["fields"]:
+        del out["fields"]
+    return out
 
 
 # ------------------------------------------------------------------------------------------ loading

@@ -26,7 +26,19 @@ from qualgate.io import RawRecord, atomic_write, dumps_record, read_records
 from qualgate.preamble import fit_on_input, with_prefixes
 from qualgate.repair import Repairer, content_hash_id, repairs_of
 from qualgate.report import Report, ReportBuilder
-from qualgate.sample import FieldProblem, Sample, SetUsage, Source, TextSpec, make_sample, malformed, unparseable_sample
+from qualgate.sample import (
+    ROLES,
+    FieldMap,
+    FieldProblem,
+    FieldWatch,
+    Sample,
+    SetUsage,
+    Source,
+    TextSpec,
+    make_sample,
+    malformed,
+    unparseable_sample,
+)
 
 if TYPE_CHECKING:
     from qualgate.diversity import DiversityTracker
@@ -38,8 +50,9 @@ Verdict = tuple[list[Finding], dict[str, float | None], list[str], dict[str, dic
 BatchFeatures = dict[str, tuple[list[int], Features]]
 #: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
 SET_ROLES = ("baseline", "private", "reference")
-#: In every set index's cache key: 2 = records of a set without the id field are indexed (by content hash)
-_SET_INDEX_VERSION = 2
+#: In every set index's cache key: 2 = records of a set without the id field are indexed (by content hash),
+#: 3 = the roles a config names are found in each file (``input.fields``, ``FieldMap``)
+_SET_INDEX_VERSION = 3
 
 
 def default_workers() -> int:
@@ -301,6 +314,9 @@ class Gate:
         self.workers = default_workers() if workers <= 0 else workers
         self.batch_size = batch_size
         self.spec = TextSpec(config.input.text)
+        self.field_map = FieldMap(config.input.fields, named_fields(config))
+        #: per input file of the last run: the record field read for each role named otherwise (``FieldMap``)
+        self.fields_used: dict[str, dict[str, str]] = {}
         #: fixes made to each record before the checks read it (``config.repair``); None = none
         self.repairer = Repairer(config.repair, config.input.id) if config.repair and config.repair.active else None
         self._specs = {spec.name: spec for spec in config.checks}
@@ -333,9 +349,11 @@ class Gate:
 
     @classmethod
     def from_config(cls, source: str | Path | dict[str, Any] | GateConfig = "default", *,
-                    text: str | None = None, id: str | None = None, **options: Any) -> Gate:
-        """Build from a pack name, a YAML path, a dict or a GateConfig; ``text``/``id`` override ``input``."""
-        return cls(load_config(source).with_input(text=text, id=id), **options)
+                    text: str | None = None, id: str | None = None, fields: dict[str, str] | None = None,
+                    **options: Any) -> Gate:
+        """Build from a pack name, a YAML path, a dict or a GateConfig; ``text``/``id``/``fields`` override
+        ``input`` (``fields``: role -> record field, role by role)."""
+        return cls(load_config(source).with_input(text=text, id=id, fields=fields), **options)
 
     def use_overrides(self, overrides: str | Path | Overrides | None, *,
                       require_hash: bool = False) -> Overrides | None:
@@ -352,28 +370,30 @@ class Gate:
         return [f"{c.name}.{k}" for c in self.checks for k in c.score_names]
 
     # ------------------------------------------------------------------------------------ samples
-    def sample(self, item: Any, n: int, *, id_fallback: bool = False) -> Sample:
+    def sample(self, item: Any, n: int, *, id_fallback: bool = False, fields: Mapping[str, str] | None = None,
+               ) -> Sample:
         """Turn one input item (a dict, or a RawRecord from a reader) into a Sample. ``id_fallback``: a record
-        without a usable id takes its content hash (``make_sample``), as records of compared-with sets do."""
+        without a usable id takes its content hash (``make_sample``), as records of compared-with sets do.
+        ``fields``: role -> record field for the item's file (``samples`` finds them)."""
         if isinstance(item, RawRecord):
             if item.error is not None or item.record is None:
                 reason, msg = item.error or ("not_an_object", "no record")
                 return unparseable_sample(reason, msg, item.source, item.raw or b"")
             if self.repairer is not None:
                 return self._repaired_sample(item.record, item.source, item.raw if item.verbatim else None,
-                                             id_fallback)
+                                             id_fallback, fields)
             return make_sample(item.record, self.spec, self.config.input.id, item.source,
-                               item.raw if item.verbatim else None, id_fallback=id_fallback)
+                               item.raw if item.verbatim else None, id_fallback=id_fallback, fields=fields)
         src = Source("<records>", n, "item")
         if isinstance(item, Mapping):
             if self.repairer is not None:
-                return self._repaired_sample(item, src, None, id_fallback)
-            return make_sample(item, self.spec, self.config.input.id, src, id_fallback=id_fallback)
+                return self._repaired_sample(item, src, None, id_fallback, fields)
+            return make_sample(item, self.spec, self.config.input.id, src, id_fallback=id_fallback, fields=fields)
         return unparseable_sample("not_an_object", f"expected a mapping, got {type(item).__name__}", src,
                                   dumps_record(item))
 
     def _repaired_sample(self, record: Mapping[str, Any], source: Source, raw: bytes | None,
-                         id_fallback: bool) -> Sample:
+                         id_fallback: bool, fields: Mapping[str, str] | None = None) -> Sample:
         """The sample of ``record`` after ``self.repairer``. A repaired record loses its raw line (accepted.jsonl
         holds the repaired one) and keeps the id of the record as read: a content-hash id names the input, so
         it does not change when repairs are turned on or change (overrides and scores of earlier runs still
@@ -381,13 +401,27 @@ class Gate:
         assert self.repairer is not None
         fixed = self.repairer.repair(record)
         if fixed is record:
-            return make_sample(record, self.spec, self.config.input.id, source, raw, id_fallback=id_fallback)
-        sample = make_sample(fixed, self.spec, self.config.input.id, source, None, id_fallback=id_fallback)
+            return make_sample(record, self.spec, self.config.input.id, source, raw, id_fallback=id_fallback,
+                               fields=fields)
+        sample = make_sample(fixed, self.spec, self.config.input.id, source, None, id_fallback=id_fallback,
+                             fields=fields)
         key = self.config.input.id
         value = record.get(key) if key is not None else None
         if not isinstance(value, (str, int)) or isinstance(value, bool):  # a content-hash id: of the input
             sample.id = content_hash_id(record) or sample.id
         return sample
+
+    def samples(self, records: Iterable[Any], *, id_fallback: bool = False,
+                used: dict[str, dict[str, str]] | None = None) -> Iterator[Sample]:
+        """The Samples of ``records``, in order, each file's roles read from the fields its first records
+        name them by (``FieldMap``); ``used`` collects, per file, the roles read from another field."""
+        for file, group in itertools.groupby(enumerate(records, start=1), key=lambda t: _file_of(t[1])):
+            head = list(itertools.islice(group, FieldMap.LOOK_AT if self.field_map.auto else 0))
+            fields = self.field_map.resolve(item.record if isinstance(item, RawRecord) else item for _, item in head)
+            if fields and used is not None:
+                used[file] = fields
+            for n, item in itertools.chain(head, group):
+                yield self.sample(item, n, id_fallback=id_fallback, fields=fields)
 
     def read(self, paths: list[str], fmt: str | None = None) -> Iterator[RawRecord]:
         """The records of local ``paths`` under this config's input limits (``input.max_record_bytes``,
@@ -485,7 +519,8 @@ class Gate:
         for check in users:
             repaired = f"|{self.repairer.config.token()}" if self.repairer is not None else ""  # repaired texts
             key = xxhash.xxh3_128_hexdigest(f"{role}|{digest}|{check.cache_token()}|{self.config.input.text}|"
-                                            f"{self.config.input.id}|{_SET_INDEX_VERSION}{repaired}".encode())
+                                            f"{self.config.input.id}|{_SET_INDEX_VERSION}{repaired}|"
+                                            f"{sorted(self.config.input.fields.items())}".encode())
             cached = cache_dir / f"{check.kind}-{key}.npz" if cache_dir is not None and digest else None
             if cached is not None and cached.is_file():
                 fresh = self._build_set_check(check.name, role)
@@ -510,7 +545,7 @@ class Gate:
         if todo or tracker is not None:
             restored, usage = usage, SetUsage(self.spec)
             usage.by_user.update(restored.by_user)
-            samples = (self.sample(item, n, id_fallback=role != "input") for n, item in enumerate(records(), start=1))
+            samples = self.samples(records(), id_fallback=role != "input")
             skipped = 0
             not_indexed = {check.name: 0 for check, _ in todo}
             while batch := list(itertools.islice(samples, 4096)):
@@ -630,11 +665,15 @@ class Gate:
         if self.repairer is not None:
             self.repairer.seconds = 0.0
         # shared preambles (preamble.py) are detected on the input's head, read ahead once and put back
-        samples = fit_on_input(self.set_checks, (self.sample(item, n) for n, item in enumerate(records, start=1)))
+        self.fields_used = {}
+        samples = fit_on_input(self.set_checks, self.samples(records, used=self.fields_used))
         batches = iter(lambda: list(itertools.islice(samples, self.batch_size)), [])
         if self.overrides is not None:
             self.overrides.reset()
+        watch = FieldWatch(self.spec, [c.name for c in self.checks], self.config.input.id)
         for batch in self._evaluate(batches):
+            for d in batch:  # a field missing in nearly all of a file's first records: exit 2, not 100% rejected
+                watch.observe(d)
             if self.overrides is not None:  # last: a reviewer's word wins, and diversity sees the final set
                 self.overrides.apply_all(batch)
             if self.diversity is not None:
@@ -650,6 +689,7 @@ class Gate:
                     raise InputError(detail, file=src.file, line=src.line if src.unit == "line" else None,
                                      key=f.evidence.get("key"))
                 yield d
+        watch.finish()
 
     def run(self, records: Iterable[Any], *, engine: str | None = None) -> Result:
         """Evaluate all records in memory; see ``stream`` for a lazy variant. Checks that fit on the input
@@ -700,7 +740,7 @@ class Gate:
                 "engine": self.engine, **({"checkpoint": self.checkpoint.info()} if self.checkpoint else {}),
                 **({"engine_info": self.engine_info} if self.engine_info else {}),
                 "batch_size": self.batch_size, "check_order": [c.name for c in self.checks],
-                "text": self.config.input.text, "id": self.config.input.id}
+                "text": self.config.input.text, "id": self.config.input.id, "fields": self.fields_used}
 
     def _evaluate(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
         first = next(batches, None)
@@ -825,6 +865,23 @@ class Gate:
         decisions = [Decision(s, f, sc, sk, ev) for s, (f, sc, sk, ev) in zip(batch, verdicts, strict=True)]
         apply_checks(self._local, decisions, self.all_findings, features)
         return decisions
+
+
+def _file_of(item: Any) -> str:
+    """The file an input item comes from, as its Sample's source names it."""
+    return item.source.file if isinstance(item, RawRecord) else "<records>"
+
+
+def named_fields(config: GateConfig) -> set[str]:
+    """The roles (``ROLES``) the config's text view, checks and diversity report name as fields."""
+    names = set(TextSpec(config.input.text).fields)
+    for spec in config.checks:
+        for key, value in spec.params.model_dump().items():
+            if key in ("field", "fields") or key.endswith("_field"):
+                names.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+    if config.diversity is not None and config.diversity.field:
+        names.add(config.diversity.field)
+    return names & set(ROLES)
 
 
 def _warn_unusable(role: str, files: list[str], usage: SetUsage) -> None:

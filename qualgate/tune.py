@@ -294,6 +294,7 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
     order = run.check_order
     result = Tuned(run, config, changes, [], {}, {}, 0, 0, changed=changed)
     view = TextSpec(config.input.text) if records else None
+    fields = report.get("run", {}).get("fields") or {}  # per file: the roles the run read from other fields
     decisions: list[Decision] = []
     # samples whose gate decision (before any override) flips: keep-first indexes admit gate-accepted ones
     entering: set[str] = set()
@@ -309,7 +310,7 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
             (leaving if was_passing else entering).add(row.id)
         gone = set(skipped) if records else None  # the report of a written run counts what was scored
         scores = {k: v for k, v in row.scores.items() if k.split(".", 1)[0] not in gone} if gone else row.scores
-        d = Decision(_sample(row, view, config.input.id), findings, scores, skipped)
+        d = Decision(_sample(row, view, config.input.id, fields.get(row.file)), findings, scores, skipped)
         if overrides is not None:
             overrides.apply(d)
         elif row.override is not None:  # the run's own overrides, as it applied them
@@ -403,13 +404,14 @@ def _decide(check: Check[Any], name: str, row: Row) -> list[Finding]:
     return check.decide(Measurement(values, json.loads(stored) if stored else {}))
 
 
-def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None) -> Sample:
+def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None,
+            fields: dict[str, str] | None = None) -> Sample:
     """The row's sample: its record (when loaded) and text view, for writing and the report's examples."""
     source = Source(row.file, row.line, row.unit) if row.file is not None and row.line is not None else None
     rec = row.record
     if isinstance(rec, bytes):  # an accepted.jsonl line: the record as it was read (and repaired)
         record = _with_repairs(loads_strict(rec), row.repairs)
-        return Sample(row.id, record, _text(record, spec, id_field), source=source, raw=rec)
+        return Sample(row.id, record, _text(record, spec, id_field, fields), source=source, raw=rec)
     if isinstance(rec, dict):
         q = rec.get("qualgate", {})
         if "raw" in q:  # unparseable input: its raw text goes back out as it came
@@ -419,14 +421,15 @@ def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None)
         if "replaced_field" in q:
             original["qualgate"] = q["replaced_field"]
         original = _with_repairs(original, row.repairs)
-        return Sample(row.id, original, _text(original, spec, id_field), source=source)
+        return Sample(row.id, original, _text(original, spec, id_field, fields), source=source)
     return Sample(row.id, None, source=source)
 
 
-def _text(record: dict[str, Any], spec: TextSpec | None, id_field: str | None) -> str:
+def _text(record: dict[str, Any], spec: TextSpec | None, id_field: str | None,
+          fields: dict[str, str] | None = None) -> str:
     if spec is None:
         return ""
-    return make_sample(record, spec, id_field).text
+    return make_sample(record, spec, id_field, fields=fields).text
 
 
 def _with_repairs(record: dict[str, Any], repairs: list[dict[str, Any]] | None) -> dict[str, Any]:

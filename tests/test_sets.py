@@ -109,15 +109,15 @@ def test_private_set_without_ids_catches_leaks_and_writes_no_private_text(tmp_pa
 
 @pytest.mark.parametrize("role, check", [("reference", "perplexity"), ("baseline", "near_duplicate")])
 def test_set_missing_the_text_field_is_an_input_error_naming_fields(tmp_path: Path, role: str, check: str) -> None:
-    renamed = [{"response" if k == "output" else k: v for k, v in r.items()} for r in _records("instruct_sample.jsonl")
-               if list(r) == ["instruction", "input", "output"]]
+    renamed = [{"reply" if k == "output" else k: v for k, v in r.items()} for r in _records("instruct_sample.jsonl")
+               if list(r) == ["instruction", "input", "output"]]  # not a common name of output (FieldMap)
     bad = _write(tmp_path / "human.jsonl", renamed)
     cfg = _config(tmp_path / "c.yaml", "{instruction}\n{output}", check)
     res = _filter(tmp_path, FIXTURES / "instruct_sample.jsonl", cfg, "out", f"--{role}", str(bad))
     assert res.exit_code == 2, res.output
     n = len(renamed)
     assert f"{bad}: {role} set: 0 of {n} records usable: field 'output' missing in all {n} " in res.output
-    assert "(fields present: instruction, input, response;" in res.output
+    assert "(fields present: instruction, input, reply;" in res.output
     assert not (tmp_path / "out").exists()
 
 

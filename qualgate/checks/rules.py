@@ -209,11 +209,12 @@ class EmptyField(Check[EmptyFieldParams]):
     def score(self, sample: Sample) -> Measurement:
         record = sample.record or {}
         empty = []
-        for key in self.params.fields:
+        for role in self.params.fields:
+            key = sample.key(role)  # a role such as output: the field its file holds it in (input.fields)
             if key not in record:
                 raise FieldProblem("missing_field", key, f"field '{key}' is missing")
             value = record[key]
-            blank = len(value) == 0 if isinstance(value, (list, Mapping)) else not sample.view(key).strip()
+            blank = len(value) == 0 if isinstance(value, (list, Mapping)) else not sample.view(role).strip()
             if blank:
                 empty.append(key)
         return Measurement({"empty": float(len(empty))}, {"fields": empty})

@@ -98,6 +98,8 @@ class Checkpoint:
             body = s.raw if s.raw is not None else json.dumps(s.record, sort_keys=True, default=str).encode(
                 "utf-8", "surrogatepass")
             h.update(f"\x00{s.id}\x00{s.source}\x00{len(body)}\x00".encode("utf-8", "surrogatepass"))
+            if s.fields:  # roles read from other fields (input.fields, found per file): they change the scores
+                h.update(json.dumps(sorted(s.fields.items())).encode("utf-8", "surrogatepass"))
             h.update(body)
         return h.hexdigest()
 
