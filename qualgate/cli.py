@@ -177,6 +177,8 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
 
         for file, used in report["run"].get("fields", {}).items():  # roles read from other fields
             click.echo(f"  fields: {term(FieldMap.describe(used))} in {term(file)}", err=True)
+        for n in report.data.get("notes", []):
+            click.echo(f"  note: {term(n)}", err=True)
         for w in [*report["warnings"], *(gate.overrides.problems() if gate.overrides else [])]:
             click.echo(f"  warning: {term(w)}", err=True)
         for c in report["gate"]["conditions"]:

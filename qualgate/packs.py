@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 
@@ -65,3 +67,33 @@ def list_param(name: str) -> str:
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
     return name
+
+
+#: chat lists and (request, answer) field pairs the ``auto`` text view reads, and the pack made for each
+_CHAT_KEYS = ("messages", "conversations", "conversation")
+_REQUEST_ANSWER = (("instruction", ("output", "response", "answer")), ("prompt", ("completion", "response", "chosen")),
+                   ("question", ("answer", "response")))
+_PACK_FOR = {"chat": "chats (a messages list): the chat pack also checks roles, turn order and empty turns",
+             "instruct": "request/answer records (instruction/input/output, prompt/completion ...): the instruct "
+                         "pack judges the answer by itself (refusals, prompt echo, repetition of the answer alone)"}
+
+
+def suggested_pack(record: Mapping[str, Any]) -> str | None:
+    """The shipped pack that reads ``record`` better than ``default``'s generic text view: ``chat`` for a
+    messages list, ``instruct`` for a request with its answer; None for plain text."""
+    if any(isinstance(record.get(k), list) for k in _CHAT_KEYS):
+        return "chat"
+    if any(request in record and any(a in record for a in answers) for request, answers in _REQUEST_ANSWER):
+        return "instruct"
+    return None
+
+
+def pack_notes(counts: Mapping[str, int], total: int) -> list[str]:
+    """A one-line suggestion when most records (counted by ``suggested_pack``) fit another pack."""
+    if not counts or not total:
+        return []
+    pack, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    if n * 2 < total:
+        return []
+    return [f"{n:,} of {total:,} records are {_PACK_FOR[pack]}; the default pack reads them as one text: "
+            f"try -c {pack}"]

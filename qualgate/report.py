@@ -12,6 +12,7 @@ import numpy as np
 
 from qualgate.config import GateConditions, GateConfig
 from qualgate.findings import MALFORMED, OVERRIDE, Decision
+from qualgate.packs import pack_notes, suggested_pack
 from qualgate.preamble import summary
 from qualgate.repair import field_group, repairs_of
 from qualgate.untrusted import md_code, md_text, term
@@ -53,6 +54,9 @@ class ReportBuilder:
         self._private = {spec.name for spec in config.checks if spec.kind in PRIVATE_KINDS}
         #: what the run's overrides file held (path, entries, ids matching no sample); set by the caller
         self.override_info: dict[str, Any] | None = None
+        #: records another shipped pack reads better, counted while the default pack's auto view is in use
+        self._fits: Counter[str] | None = (Counter() if config.label == "pack default" and config.input.text == "auto"
+                                          else None)
         #: records repaired (of them accepted), and per step the fields it changed; seconds set by the caller
         self.repaired = self.repaired_accepted = 0
         self.repair_steps: dict[str, Counter[str]] = defaultdict(Counter)
@@ -80,6 +84,8 @@ class ReportBuilder:
             for entry in repairs:
                 for step in entry["steps"]:
                     self.repair_steps[step][field_group(entry["field"])] += 1
+        if self._fits is not None and d.sample.record is not None and (pack := suggested_pack(d.sample.record)):
+            self._fits[pack] += 1
         columns, first, scores = self._scores, self._first, d.scores
         for key, value in scores.items():
             if value is not None and key in columns:
@@ -139,6 +145,7 @@ class ReportBuilder:
             "gate": evaluate_gate(self.config.gate, self.total, self.accepted, by_check, diversity),
             "sets": sections or {},
             "warnings": [w for sec in (sections or {}).values() for w in sec.get("warnings", [])],
+            "notes": pack_notes(self._fits or {}, self.total),
             "baseline": baseline,
             "private": private,  # file names and counts only: private text is never written
             "reference": reference,
@@ -401,6 +408,8 @@ class Report:
                         lines.append(f"| {_fmt(m['cluster'])} | {m['reference_share']:.1%} | "
                                      f"{m['accepted_share']:.1%} | "
                                      f"{md_text(m['examples'][0]) if m['examples'] else '-'} |")
+        if d.get("notes"):
+            lines += ["", "## Notes", ""] + [f"- {md_text(n)}" for n in d["notes"]]
         if d.get("warnings"):
             lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in d["warnings"]]
         rep = d.get("repairs")

@@ -64,8 +64,10 @@ def test_repetition_rejects_looping_text_with_ngram_evidence() -> None:
 
 def test_repetition_rejects_repeated_lines_with_the_line_as_evidence() -> None:
     text = "Here is the list:\n" + "Buy milk and eggs from the shop.\n" * 4 + "That's all."
-    assert set(reasons({"check": "repetition", "min_words": 20}, text)) == {"duplicate_lines", "top_ngram",
-                                                                           "duplicated_ngrams"}
+    # short lines one after another are list items: only the line measures judge them
+    assert set(reasons({"check": "repetition", "min_words": 20}, text)) == {"duplicate_lines"}
+    assert set(reasons({"check": "repetition", "min_words": 20, "max_list_share": None}, text)) == {
+        "duplicate_lines", "top_ngram", "duplicated_ngrams"}
     assert set(reasons({"check": "repetition"}, text)) == {"duplicate_lines"}  # n-grams: 100+ words only
     f = findings({"check": "repetition", "min_words": 1000}, text)
     assert [x.reason for x in f] == ["duplicate_lines"]
@@ -88,7 +90,8 @@ def test_repetition_ignores_short_texts_for_ngrams_and_symbol_only_lines() -> No
     assert reasons({"check": "repetition"}, "yes yes yes yes yes yes") == []
     code = "def f(x):\n    if x:\n        return 1\n    }\n}\n}\n}\n---\n---\nreturn 2"
     assert reasons({"check": "repetition"}, code) == []
-    assert "duplicate_lines" in reasons({"check": "repetition", "skip_symbol_lines": False}, code)
+    assert "duplicate_lines" in reasons({"check": "repetition", "skip_symbol_lines": False, "max_code_share": None},
+                                        code)
 
 
 def test_repetition_scores_none_below_min_words_and_thresholds_are_configurable() -> None:
@@ -116,7 +119,8 @@ def test_quality_heuristics_rejects_symbol_heavy_text() -> None:
 
 def test_quality_heuristics_rejects_number_soup_and_long_tokens() -> None:
     numbers = " ".join(str(i * 37 % 1000) for i in range(60))
-    f = {x.reason: x for x in findings({"check": "quality_heuristics"}, numbers)}
+    assert reasons({"check": "quality_heuristics"}, numbers) == []  # numbers only: an answer, not web junk
+    f = {x.reason: x for x in findings({"check": "quality_heuristics", "max_numeric_share": None}, numbers)}
     assert set(f) >= {"alphabetic_share", "missing_stop_words"}
     assert f["alphabetic_share"].evidence["alphabetic_share"] == 0.0
     assert f["missing_stop_words"].evidence["stop_words"] == 0.0
@@ -135,13 +139,198 @@ def test_quality_heuristics_ignores_markdown_markers_and_code_blocks() -> None:
                                    for i in range(8))
           + "\n```python\n" + "print('...')  # TODO ...\n" * 10 + "```\n")
     assert reasons({"check": "quality_heuristics"}, md) == []
-    assert "symbol_ratio" in reasons({"check": "quality_heuristics", "skip_code_blocks": False}, md)
+    assert "symbol_ratio" in reasons({"check": "quality_heuristics", "skip_code_blocks": False,
+                                      "max_list_share": None, "max_code_share": None}, md)
 
 
 def test_quality_heuristics_min_words_is_a_threshold_on_a_stored_score() -> None:
     text = "#a #b #c #d #e #f #g #h #i #j"
     assert reasons({"check": "quality_heuristics"}, text) == []
     assert "symbol_ratio" in reasons({"check": "quality_heuristics", "min_words": 5}, text)
+
+
+# ------------------------------------------------------ issue 19: lists, numbers, code, prompts, tasks
+def record_findings(check: dict[str, Any], record: dict[str, Any]) -> dict[str, Finding]:
+    """Findings on an instruction record read through the default pack's ``auto`` view."""
+    gate = Gate.from_config({"version": 1, "input": {"text": "auto"}, "checks": [check]}, cache_dir=None,
+                            all_findings=True)
+    return {f.reason: f for f in gate.run([record]).decisions[0].findings}
+
+
+def evidence(check: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    gate = Gate.from_config({"version": 1, "input": {"text": "auto"}, "checks": [check]}, cache_dir=None)
+    return gate.run([record]).decisions[0].evidence.get(check["check"], {})
+
+
+BUDGET = {"instruction": "Create an example monthly budget for a family of four with an income of $6,000.",
+          "input": "",
+          "output": "A monthly budget for a family of four earning $6,000 could look like this:\n"
+                    + "\n".join(f"{item}: ${amount:,} ({amount / 60:.0f}%)" for item, amount in
+                                [("Housing", 1800), ("Utilities", 300), ("Food", 900), ("Transportation", 500),
+                                 ("Insurance", 400), ("Health", 300), ("Childcare", 600), ("Savings", 600),
+                                 ("Debt payments", 300), ("Entertainment", 150), ("Clothing", 100),
+                                 ("Miscellaneous", 50)])
+                    + "\nTotal: $6,000 (100%)"}
+CODE = {"instruction": "Write a function in Python that returns the nth Fibonacci number.", "input": "",
+        "output": "def fibonacci(n):\n    a = 0\n    b = 1\n    if n < 0:\n        print('Incorrect input')\n"
+                  "    elif n == 0:\n        return a\n    elif n == 1:\n        return b\n    else:\n"
+                  "        for i in range(2, n + 1):\n            c = a + b\n            a = b\n            b = c\n"
+                  "        return b\n\nprint(fibonacci(9))  # 34\nprint(fibonacci(10))  # 55\n"
+                  "print(fibonacci(1))  # 1\nprint(fibonacci(0))  # 0\nprint(fibonacci(2))  # 1"}
+PARAGRAPH = ("Machine learning is a field of computer science that uses statistical techniques to give computer "
+             "systems the ability to learn from data, progressively improving their performance on a specific "
+             "task without being explicitly programmed. Machine learning algorithms build a mathematical model "
+             "based on sample data, known as training data, in order to make predictions or decisions without "
+             "being explicitly programmed to perform the task, and they are used in email filtering and vision.")
+TRIM = {"instruction": "Rewrite the paragraph to make it more concise without changing the content.",
+        "input": PARAGRAPH,
+        "output": "Machine learning is a field of computer science that uses statistical techniques to give computer "
+                  "systems the ability to learn from data, progressively improving their performance on a specific "
+                  "task. Machine learning algorithms build a mathematical model based on sample data, known as "
+                  "training data, to make predictions or decisions without being explicitly programmed."}
+RESTATED = {"instruction": "Explain why science fiction is a genre of literature that is relevant today.",
+            "input": "",
+            "output": "Science fiction is a genre of literature that is relevant today because it explores "
+                      "contemporary issues such as climate change, surveillance and inequality in imaginative "
+                      "ways. Through its metaphors, science fiction allows readers to examine political, social "
+                      "and ethical questions from a distance, which makes them easier to discuss. Science fiction "
+                      "is a genre of literature that also inspires scientists and engineers, and many of the "
+                      "devices we use every day were first imagined in its stories. Finally, it asks what it "
+                      "means to be human, a question that grows more urgent as machines learn to think."}
+REPEAT = {"instruction": "Repeat the sentence 5 times.", "input": "I will always try my best.",
+          "output": "\n".join(["I will always try my best."] * 5)}
+PLANETS = {"instruction": "Name the planets of the solar system with one fact about each.", "input": "",
+           "output": "\n".join(f"{i}. {name} is the {nth} planet from the sun and it {fact}." for i, (name, nth, fact)
+                               in enumerate([("Mercury", "first", "has no moons at all"),
+                                             ("Venus", "second", "is the hottest of them all"),
+                                             ("Earth", "third", "is the only one known to host life"),
+                                             ("Mars", "fourth", "has the tallest volcano we know"),
+                                             ("Jupiter", "fifth", "is the largest of them all"),
+                                             ("Saturn", "sixth", "has the most visible rings"),
+                                             ("Uranus", "seventh", "rotates on its side"),
+                                             ("Neptune", "eighth", "has the strongest winds")], 1))}
+SONG = {"instruction": "Compose a song about staying positive in difficult times.", "input": "",
+        "output": "Verse 1:\nWhen the darkness shows its face\nAnd all you see is fear\nTake a breath and trust\n"
+                  "That brighter days are near\n\nChorus:\nKeep your head high, you are strong\nFind the place "
+                  "where you belong\nOne day at a time\nYou will be fine\n\nVerse 2:\nWhen the road is long and "
+                  "steep\nAnd the night is cold and deep\nHold on to the light\nIt will be all right\n\nChorus:\n"
+                  "Keep your head high, you are strong\nFind the place where you belong\nOne day at a time\n"
+                  "You will be fine"}
+LOOPING = {"instruction": "Describe the benefits of regular exercise.", "input": "",
+           "output": "Regular exercise improves your health. " + "It is important to exercise every day because "
+                     "exercise is good for your body and your mind. " * 8 + "In conclusion, exercise is good."}
+SYMBOL_SOUP = {"instruction": "Write a short welcome message for new members of the club.", "input": "",
+               "output": " ".join(["@@## $$%% &&** ~~^^ !!?? ==++ <<>> ||\\\\ welcome"] * 7)}
+
+
+def test_numeric_list_answer_is_not_judged_by_quality_heuristics() -> None:
+    assert record_findings({"check": "quality_heuristics"}, BUDGET) == {}
+    assert evidence({"check": "quality_heuristics"}, BUDGET)["skipped"] == {"answer": "numeric"}
+    # the skip is a parameter: unset, Gopher's alphabetic share rejects the budget as before
+    assert "alphabetic_share" in record_findings({"check": "quality_heuristics", "max_numeric_share": None,
+                                                  "max_list_share": None}, BUDGET)
+
+
+def test_a_table_given_as_input_is_left_out_and_the_prose_answer_measured() -> None:
+    rows = " ".join(f"{name} | {units} | ${price} | {year}" for name, units, price, year in
+                    [("Shoes", 1000, 50, 2019), ("T-shirts", 500, 15, 2019), ("Jackets", 150, 80, 2020),
+                     ("Hats", 90, 12, 2020), ("Socks", 1200, 5, 2021), ("Scarves", 60, 25, 2021)])
+    record = {"instruction": "Evaluate the sales data provided in this table.",
+              "input": "Product | Units Sold | Price | Year ------- | ------- | ------- | ------- " + rows,
+              "output": "Socks and shoes sell the most units, while scarves and hats sell the fewest. Jackets "
+                        "have the highest price, so they may still earn a good share of the revenue."}
+    assert record_findings({"check": "quality_heuristics"}, record) == {}
+    assert evidence({"check": "quality_heuristics"}, record)["skipped"] == {"input": "numeric"}
+    # as one text it is a third numbers and table rules: not judged at all, or (skips unset) rejected
+    assert record_findings({"check": "quality_heuristics", "prompt_fields": []}, record) == {}
+    assert "alphabetic_share" in record_findings({"check": "quality_heuristics", "prompt_fields": [],
+                                                  "max_numeric_share": None, "max_list_share": None}, record)
+
+
+def test_code_answer_is_not_judged_by_either_gopher_check() -> None:
+    assert record_findings({"check": "quality_heuristics"}, CODE) == {}
+    assert record_findings({"check": "repetition"}, CODE) == {}
+    assert evidence({"check": "repetition"}, CODE)["skipped"]["answer"] == "code"
+    assert "alphabetic_share" in record_findings({"check": "quality_heuristics", "max_code_share": None,
+                                                  "max_numeric_share": None}, CODE)
+
+
+def test_edit_task_and_restated_question_are_measured_part_by_part() -> None:
+    # the composed view (instruction + input + answer) repeats the input's 5-grams; each part alone does not
+    for record in (TRIM, RESTATED):
+        assert record_findings({"check": "repetition"}, record) == {}, record["instruction"]
+        assert "duplicated_ngrams" in record_findings({"check": "repetition", "prompt_fields": []}, record)
+    assert evidence({"check": "repetition"}, TRIM)["parts"] == ["instruction", "input", "answer"]
+
+
+def test_repeat_five_times_task_is_not_judged_for_repetition() -> None:
+    assert record_findings({"check": "repetition"}, REPEAT) == {}
+    ev = evidence({"check": "repetition"}, REPEAT)
+    assert ev["skipped"] == {"text": "transformation_task"} and "5 times" in ev["task"]
+    assert "duplicate_lines" in record_findings({"check": "repetition", "instruction_field": None}, REPEAT)
+    no_task = {"prompt": REPEAT["instruction"], "completion": REPEAT["output"]}  # no instruction field: no task
+    assert "duplicate_lines" in record_findings({"check": "repetition", "instruction_field": "instruction",
+                                                 "prompt_fields": []}, no_task)
+
+
+def test_parallel_list_items_and_a_chorus_are_not_repetition() -> None:
+    assert record_findings({"check": "repetition", "min_words": 50}, PLANETS) == {}
+    assert evidence({"check": "repetition", "min_words": 50}, PLANETS)["skipped"]["answer"] == "list"
+    assert record_findings({"check": "repetition"}, SONG) == {}
+    assert evidence({"check": "repetition"}, SONG)["skipped"]["answer"] == "lyrics"
+    assert "duplicate_paragraphs" in record_findings({"check": "repetition", "skip_lyrics": False}, SONG)
+
+
+def test_degenerate_loop_and_symbol_soup_are_still_rejected() -> None:
+    loop = record_findings({"check": "repetition"}, LOOPING)
+    assert {"duplicated_ngrams", "top_ngram"} <= set(loop)
+    assert loop["duplicated_ngrams"].score is not None and loop["duplicated_ngrams"].score > 0.8
+    soup = record_findings({"check": "quality_heuristics"}, SYMBOL_SOUP)
+    assert {"alphabetic_share", "symbol_ratio"} <= set(soup)
+
+
+def test_layout_shares_on_real_like_snippets() -> None:
+    from qualgate.checks.text_quality import layout_shares
+    assert layout_shares(PROSE) == {"list": 0.0, "numeric": 0.0, "code": 0.0}
+    assert layout_shares(CODE["output"])["code"] > 0.9
+    assert layout_shares(BUDGET["output"])["numeric"] > 0.3
+    assert layout_shares(PLANETS["output"])["list"] == 1.0
+    assert layout_shares("baby, shower, joy, love, family, bundle, party, rattle")["list"] == 1.0
+    assert layout_shares("Country | Capital\nCanada | Ottawa\nMexico | Mexico City")["list"] == 1.0
+    assert layout_shares("<no input>")["code"] == 0.0  # an Alpaca placeholder, not an HTML tag
+
+
+def test_default_pack_suggests_the_pack_that_fits_instruction_and_chat_records(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from qualgate.cli import main
+    from qualgate.packs import suggested_pack
+
+    assert suggested_pack({"instruction": "Name a color.", "input": "", "output": "Blue."}) == "instruct"
+    assert suggested_pack({"prompt": "Name a color.", "completion": "Blue."}) == "instruct"
+    assert suggested_pack({"messages": [{"role": "user", "content": "Hi"}]}) == "chat"
+    assert suggested_pack({"text": "Blue is a color."}) is None
+    instruct = tmp_path / "alpaca.jsonl"
+    instruct.write_text("".join(json.dumps({"instruction": f"Name a color that starts with {c}.", "input": "",
+                                            "output": f"{c}: a color I like."}) + "\n" for c in "ABCDE"))
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                                                      {"role": "assistant", "content": f"It is {2 * i}."}]}) + "\n"
+                             for i in range(4)))
+    for src, pack in ((instruct, "instruct"), (chats, "chat")):
+        out = tmp_path / f"out_{pack}"
+        result = CliRunner().invoke(main, ["filter", str(src), "-c", "default", "-o", str(out), "--no-html",
+                                           "--no-cache", "-j", "1"], catch_exceptions=False)
+        notes = [line for line in result.output.splitlines() if line.startswith("  note:")]
+        assert len(notes) == 1 and f"try -c {pack}" in notes[0], result.output
+        report = json.loads((out / "report.json").read_text())
+        assert len(report["notes"]) == 1 and f"-c {pack}" in report["notes"][0]
+        assert "## Notes" in (out / "report.md").read_text()
+    # the pack it suggests says nothing more
+    result = CliRunner().invoke(main, ["filter", str(instruct), "-c", "instruct", "-o", str(tmp_path / "i"),
+                                       "--no-html", "--no-cache", "-j", "1"], catch_exceptions=False)
+    assert "note:" not in result.output
+    assert json.loads((tmp_path / "i" / "report.json").read_text())["notes"] == []
 
 
 # -------------------------------------------------------------------------------------- flagged_words

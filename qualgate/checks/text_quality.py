@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
 from qualgate.checks.rules import FIELD_DOC, FieldName, phrase_regex
+from qualgate.checks.tasks import transformation_task
 from qualgate.findings import Finding
 from qualgate.packs import list_param, read_list
 from qualgate.sample import Sample
@@ -30,6 +31,93 @@ def _where(field: str | None) -> str:
 
 def _fmt(x: float) -> str:
     return f"{x:.2f}".rstrip("0").rstrip(".") if x == x else "nan"
+
+
+# ------------------------------------------------------------------------------------------- layout
+# Gopher's heuristics were tuned on web prose. Lists (parallel items share their phrasing), numbers and code
+# (few letters, few stop words, repeated statements) fail them without being degenerate, so a text whose
+# measured layout is mostly one of these is not judged by them, as short texts are not.
+_FENCE = re.compile(r"^[ \t]*(?:```|~~~)")
+_LIST_LINE = re.compile(
+    r"^[ \t]*(?:[-*+•▪◦–]|\(?\d{1,3}[.):]|\(?[A-Za-z][.)]|\(?[ivxIVX]{1,4}[.)]|\|)[ \t]*\S"  # bullet, item, row
+    r"|[^|\w\n]*\w[^|\n]*\|[^|\w\n]*\w"                                                # "cell | cell"
+    r"|^[ \t]*[^\W\d_][^:.!?\n]{0,40}:[ \t]+\S"  # "Label: value", "Day 1: ...", "Person 2: ..."
+    r"|^[ \t]*\w[^-–—:.!?\n]{0,40}[ \t][-–—]{1,2}[ \t]+\S")  # "Nile - River", "1564 - Born in Pisa"
+_CODE_LINE = re.compile(
+    r"^[ \t]*(?:def|class|import|from|return|elif|else|try|except|finally|while|for|if|switch|case|break|"
+    r"continue|public|private|protected|static|void|int|float|double|char|bool|boolean|String|const|let|var|"
+    r"function|print|printf|println|console|System|SELECT|INSERT|UPDATE|DELETE|CREATE|WHERE|FROM|package|"
+    r"using|namespace|struct|async|await|fn|func|echo)\b.*[:;{}()=\]]"
+    r"|^[ \t]*(?:SET|READ|PRINT|DECLARE|WHILE|IF|ELSE|ELSEIF|END\w*|FOR|RETURN|FUNCTION|BEGIN|START|STOP|INPUT|"
+    r"OUTPUT|CALL|REPEAT|UNTIL|DO)\b"                                                       # pseudocode
+    r"|^[ \t]*(?:return|break|continue|pass|else|end|done|fi)\b[^.!?]*$"                   # bare statements
+    r"|^[ \t]*(?://|/\*|#include\b)"                                                      # comments
+    r"|^[ \t]*</?[A-Za-z][\w-]*(?:\s+[\w:-]+=[^>]*)?/?>"
+    r"|[;{}][ \t]*(?://.*)?$|^[ \t]*[}\])]"
+    r"|^[ \t]*[A-Za-z_][\w.\[\]'\"]*[ \t]*(?:[-+*/%|&]|//|\*\*)?=[ \t]*[^=\s]"
+    r"|^[ \t]*[A-Za-z_][\w.]*\(.*\)[ \t]*[:,;]?[ \t]*$")
+_CHORUS = re.compile(r"(?im)^[ \t]*[\[(*]*(?:chorus|refrain|hook|pre-chorus)\b[^\n]{0,20}$")
+_MATH = frozenset("+-=*/×÷±√^<>≤≥≈−")
+
+
+#: a line of at most this many words, in a text of at least SHORT_LINES lines, is an item (or a verse line)
+SHORT_LINE_WORDS, SHORT_LINES = 8, 4
+
+
+def _comma_list(line: str) -> bool:
+    """A line of short comma-separated items ("baby, shower, joy, love, ...")."""
+    items = [i for i in line.split(",") if i.strip()]
+    return len(items) >= 5 and sum(len(i.split()) for i in items) / len(items) <= 3
+
+
+def layout_shares(text: str) -> dict[str, float]:
+    """Share of words in list-like lines (bullets, numbered or lettered items, table rows, "Label: value" and
+    "Term - value" lines, short comma-separated items, short lines one after another), share of whitespace
+    tokens that are numbers or math (no letter; a digit, or an operator such as '+' or '='), and share of
+    non-blank lines that look like code (fenced lines, statements, pseudocode, braces, assignments, calls)."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    words = list_words = code = 0
+    fenced = False
+    short_lines_are_items = len(lines) >= SHORT_LINES
+    for line in lines:
+        n = len(line.split())
+        words += n
+        if _FENCE.match(line):
+            fenced = not fenced
+            code += 1
+            continue
+        if fenced:
+            code += 1
+        elif _LIST_LINE.match(line) or _comma_list(line):  # an item ending in ';' is still an item
+            list_words += n
+        elif _CODE_LINE.search(line):
+            code += 1
+        elif short_lines_are_items and n <= SHORT_LINE_WORDS:  # "Paris is a city." one per line, verse
+            list_words += n
+    tokens = text.split()
+    numeric = sum(1 for t in tokens if not any(c.isalpha() for c in t)
+                  and (any(c.isdigit() for c in t) or t.strip("()[]") in _MATH))
+    return {"list": list_words / words if words else 0.0,
+            "numeric": numeric / len(tokens) if tokens else 0.0,
+            "code": code / len(lines) if lines else 0.0}
+
+
+def structured_layout(shares: dict[str, float], limits: dict[str, float | None]) -> str | None:
+    """The first layout whose share reaches its limit (None: prose, or every limit unset)."""
+    for kind in ("code", "numeric", "list"):
+        limit = limits.get(kind)
+        if limit is not None and shares[kind] >= limit:
+            return kind
+    return None
+
+
+LIST_DOC = ("texts whose words are at least this share in list-like lines (bullets, numbered items, table "
+            "rows, 'Label: value' lines, comma-separated items, runs of short lines) are not judged by {what}; "
+            "unset = always judged")
+NUMERIC_DOC = ("texts whose whitespace tokens are at least this share numbers or math (no letter; a digit or an "
+               "operator: '42', '$2.50', '(33%)', '+', '=') are not judged by {what}; unset = always judged")
+CODE_DOC = ("texts whose non-blank lines are at least this share code-like (fenced, statements, braces, "
+            "assignments, calls) are not judged by {what}; unset = always judged")
 
 
 # ----------------------------------------------------------------------------------------- repetition
@@ -103,6 +191,42 @@ def _check_limits(v: dict[int, float], allowed: tuple[int, ...]) -> dict[int, fl
     return v
 
 
+PROMPT_FIELDS = ("instruction", "input", "context", "prompt", "question", "system")
+_EVIDENCE_KEY = {"dup_line_frac": "line", "dup_line_char_frac": "line", "dup_para_frac": "paragraph",
+                 "dup_para_char_frac": "paragraph"}
+
+
+def view_parts(sample: Sample, text: str, field: str | None, prompt_fields: list[str]) -> list[tuple[str, str]]:
+    """The text view cut into the prompt fields found in it (in view order) and the rest ('answer'); the whole
+    text as one part ('text') when a field is read or no prompt field is found."""
+    if field is not None or sample.record is None or not prompt_fields:
+        return [("text", text)]
+    spans: list[tuple[int, int, str]] = []
+    for key in dict.fromkeys(prompt_fields):
+        value = sample.record.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        start = text.find(value)
+        while start >= 0 and any(start < e and s < start + len(value) for s, e, _ in spans):
+            start = text.find(value, start + 1)
+        if start >= 0:
+            spans.append((start, start + len(value), key))
+    if not spans:
+        return [("text", text)]
+    spans.sort()
+    rest, pos = [], 0
+    for start, end, _ in spans:
+        rest.append(text[pos:start])
+        pos = end
+    rest.append(text[pos:])
+    answer = "\n".join(r.strip("\n") for r in rest if r.strip())
+    return [(key, text[s:e]) for s, e, key in spans] + [("answer", answer)]
+
+
+PROMPT_FIELDS_DOC = ("when the check reads the text view (no field): record fields whose text, where it appears "
+                     "in the view, is measured apart from the rest{why}; [] = the view as one text")
+
+
 class RepetitionParams(Params):
     field: FieldName = Field(None, description=FIELD_DOC)
     max_dup_line_frac: float | None = Field(0.30, ge=0, le=1,
@@ -125,6 +249,21 @@ class RepetitionParams(Params):
                                                  "words (short answers are never judged by them)")
     skip_symbol_lines: bool = Field(True, description="ignore lines and paragraphs without a letter or digit "
                                                       "(closing braces, '---' rules) when counting repeats")
+    max_list_share: float | None = Field(0.5, ge=0, le=1, description=LIST_DOC.format(what="the n-gram measures"))
+    max_numeric_share: float | None = Field(0.2, ge=0, le=1,
+                                            description=NUMERIC_DOC.format(what="the n-gram measures"))
+    max_code_share: float | None = Field(0.5, ge=0, le=1, description=CODE_DOC.format(what="any measure "
+                                         "(code repeats statements such as 'return a' or 'break;')"))
+    prompt_fields: list[str] = Field(
+        default_factory=lambda: list(PROMPT_FIELDS),
+        description=PROMPT_FIELDS_DOC.format(why=", so an answer that quotes, restates or edits its prompt is "
+                                                 "not counted as repeating itself"))
+    skip_lyrics: bool = Field(True, description="do not judge songs with a labelled chorus or refrain (a line "
+                                                "'Chorus:', '[Refrain]'): they repeat it by design")
+    instruction_field: str | None = Field(
+        "instruction", description="record field holding the request: a transformation task there ('repeat "
+                                   "the input 5 times', 'sort these items') is not judged, its answer may "
+                                   "repeat by design; a record without the field has no task; unset = never")
 
     @field_validator("max_top_ngram_frac")
     @classmethod
@@ -139,7 +278,12 @@ class RepetitionParams(Params):
 
 @register
 class Repetition(Check[RepetitionParams]):
-    """Text repeats itself: duplicate lines or paragraphs, or dominant word n-grams (Gopher thresholds)."""
+    """Text repeats itself: duplicate lines or paragraphs, or dominant word n-grams (Gopher thresholds).
+
+    Not judged: n-grams of short, list-like or numeric texts; code; songs with a chorus; transformation tasks.
+    In a composed view (instruction + input + answer) each part is measured alone: an answer restating its
+    question is not a loop.
+    """
 
     kind = "repetition"
     decision_params = frozenset({"max_dup_line_frac", "max_dup_line_char_frac", "max_dup_para_frac",
@@ -152,28 +296,68 @@ class Repetition(Check[RepetitionParams]):
     def score(self, sample: Sample) -> Measurement:
         p = self.params
         text = sample.view(p.field)
-        values: dict[str, float | None] = {}
+        task = None
+        if p.instruction_field is not None and sample.record is not None:
+            request = sample.record.get(p.instruction_field)
+            task = transformation_task(request) if isinstance(request, str) else None
+        if task is not None:
+            return Measurement(dict.fromkeys(self.score_names), {"skipped": {"text": "transformation_task"},
+                                                                 "task": task[:EVIDENCE_CHARS]})
+        parts = view_parts(sample, text, p.field, p.prompt_fields)
+        values: dict[str, float | None] = dict.fromkeys(self.score_names)
+        evidence: dict[str, Any] = {"words": 0}
+        skipped: dict[str, str] = {}
+        for part, part_text in parts:
+            v, ev, skip = self._measure(part_text)
+            evidence["words"] += ev.pop("words")
+            if skip is not None:
+                skipped[part] = skip
+            for name, value in v.items():  # the worst part decides, and gives the evidence
+                old = values[name]
+                if value is not None and (old is None or value > old):
+                    values[name] = value
+                    key = _EVIDENCE_KEY.get(name) or f"ngram_{name.split('_')[1][:-4]}"
+                    if key in ev:
+                        evidence[key] = ev[key]
+        if len(parts) > 1:
+            evidence["parts"] = [part for part, _ in parts]
+        if skipped:
+            evidence["skipped"] = skipped
+        return Measurement(values, evidence)
+
+    def _measure(self, text: str) -> tuple[dict[str, float | None], dict[str, Any], str | None]:
+        """Scores of one text, their evidence, and why the n-gram measures (or all, for code) were skipped."""
+        p = self.params
+        values: dict[str, float | None] = dict.fromkeys(self.score_names)
         evidence: dict[str, Any] = {}
+        words = [w.lower() for w in _WORD.findall(text)]
+        total_chars = sum(map(len, words))
+        evidence["words"] = len(words)
+        skip = None if len(words) >= p.min_words and total_chars > 0 else "too_short"
+        if p.skip_lyrics and _CHORUS.search(text):
+            return values, evidence, "lyrics"
+        if text.strip():
+            shares = layout_shares(text)
+            layout = structured_layout(shares, {"list": p.max_list_share, "numeric": p.max_numeric_share,
+                                                "code": p.max_code_share})
+            skip = layout or skip
+            if layout == "code":
+                return values, evidence, skip
         for unit, parts in (("line", text.split("\n")), ("para", _PARAGRAPH_BREAK.split(text))):
             frac, char_frac, top = _duplicates(_units(parts, p.skip_symbol_lines))
             values[f"dup_{unit}_frac"] = round(frac, 6)
             values[f"dup_{unit}_char_frac"] = round(char_frac, 6)
             if top is not None:
                 evidence["line" if unit == "line" else "paragraph"] = top[:EVIDENCE_CHARS]
-        words = [w.lower() for w in _WORD.findall(text)]
-        total_chars = sum(map(len, words))
-        evidence["words"] = len(words)
-        long_enough = len(words) >= p.min_words and total_chars > 0
+        if skip is not None:
+            return values, evidence, skip
         for n in (*TOP_NS, *DUP_NS):
             name = f"top_{n}gram_frac" if n in TOP_NS else f"dup_{n}gram_frac"
-            if not long_enough:
-                values[name] = None
-                continue
             frac, gram = (_top_ngram if n in TOP_NS else _duplicated_ngrams)(words, n, total_chars)
             values[name] = round(frac, 6)
             if gram is not None:
                 evidence[f"ngram_{n}"] = gram[:EVIDENCE_CHARS]
-        return Measurement(values, evidence)
+        return values, evidence, None
 
     def decide(self, m: Measurement) -> list[Finding]:
         p, where = self.params, _where(self.params.field)
@@ -241,6 +425,13 @@ class QualityHeuristicsParams(Params):
     strip_markdown: bool = Field(True, description="drop markdown heading, bullet and numbered-list markers at "
                                                    "line starts before measuring")
     skip_code_blocks: bool = Field(True, description="drop fenced ``` code blocks before measuring")
+    max_list_share: float | None = Field(0.5, ge=0, le=1, description=LIST_DOC.format(what="this check"))
+    max_numeric_share: float | None = Field(0.2, ge=0, le=1, description=NUMERIC_DOC.format(what="this check"))
+    max_code_share: float | None = Field(0.3, ge=0, le=1, description=CODE_DOC.format(what="this check"))
+    prompt_fields: list[str] = Field(
+        default_factory=lambda: list(PROMPT_FIELDS),
+        description=PROMPT_FIELDS_DOC.format(why=": a list-like, numeric or code part (a table given as input) "
+                                                 "is left out, the prose parts are measured"))
 
     @model_validator(mode="after")
     def _bounds(self) -> QualityHeuristicsParams:
@@ -252,7 +443,8 @@ class QualityHeuristicsParams(Params):
 
 @register
 class QualityHeuristics(Check[QualityHeuristicsParams]):
-    """Long text fails Gopher's quality filters: symbols per word, mean word length, alphabetic words, stop words."""
+    """Long prose fails Gopher's quality filters: symbols per word, mean word length, alphabetic words, stop
+    words. List-like, numeric and code texts are not judged (they fail these filters by their nature)."""
 
     kind = "quality_heuristics"
     decision_params = frozenset({"min_words", "min_stop_words", "max_symbol_ratio", "min_mean_word_length",
@@ -267,7 +459,19 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
 
     def score(self, sample: Sample) -> Measurement:
         p = self.params
-        text = sample.view(p.field)
+        whole = sample.view(p.field)
+        limits = {"list": p.max_list_share, "numeric": p.max_numeric_share, "code": p.max_code_share}
+        prose, skipped = [], {}
+        for part, part_text in view_parts(sample, whole, p.field, p.prompt_fields):
+            layout = structured_layout(layout_shares(part_text), limits) if part_text.strip() else None
+            if layout is None:
+                prose.append(part_text)
+            else:
+                skipped[part] = layout
+        evidence: dict[str, Any] = {"skipped": skipped} if skipped else {}
+        if not prose:
+            return Measurement({**dict.fromkeys(self.score_names), "words": float(len(whole.split()))}, evidence)
+        text = "\n".join(prose)
         if p.skip_code_blocks:
             text = _CODE_BLOCK.sub(" ", text)
         if p.strip_markdown:
@@ -287,7 +491,7 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
             "alphabetic_share": ratio(sum(any(ch.isalpha() for ch in t) for t in tokens), n),
             "stop_words": float(len({c.lower() for c in cores} & self._stop)),
         }
-        return Measurement(values)
+        return Measurement(values, evidence)
 
     def score_limits(self) -> dict[str, list[float]]:
         out = super().score_limits()
