@@ -155,7 +155,8 @@ class ReportBuilder:
             "config": {"source": self.config.source, "description": self.config.description,
                        "checks": [c.to_dict() for c in self.config.checks],
                        "resolved": self.config.to_dict()},  # what `qualgate tune` re-decides with
-            "run": run_info,
+            "run": {**run_info, "repair_seconds": round(self.repair_seconds, 3)}
+            if self.repair_seconds is not None else run_info,  # timing: differs between two runs of one command
         }
         return Report(data)
 
@@ -167,8 +168,7 @@ class ReportBuilder:
         if cfg is None or not cfg.active:
             return None
         return {"steps": [s for s in cfg.steps], "records": self.repaired, "accepted": self.repaired_accepted,
-                "by_step": {step: dict(sorted(fields.items())) for step, fields in sorted(self.repair_steps.items())},
-                "seconds": None if self.repair_seconds is None else round(self.repair_seconds, 3)}
+                "by_step": {step: dict(sorted(fields.items())) for step, fields in sorted(self.repair_steps.items())}}
 
     def overrides_section(self) -> dict[str, Any] | None:
         if not self.overrides and self.override_info is None:
