@@ -268,9 +268,12 @@ def test_repeat_five_times_task_is_not_judged_for_repetition() -> None:
     ev = evidence({"check": "repetition"}, REPEAT)
     assert ev["skipped"] == {"text": "transformation_task"} and "5 times" in ev["task"]
     assert "duplicate_lines" in record_findings({"check": "repetition", "instruction_field": None}, REPEAT)
-    no_task = {"prompt": REPEAT["instruction"], "completion": REPEAT["output"]}  # no instruction field: no task
-    assert "duplicate_lines" in record_findings({"check": "repetition", "instruction_field": "instruction",
-                                                 "prompt_fields": []}, no_task)
+    no_task = {"text": REPEAT["instruction"] + "\n" + REPEAT["output"]}  # no instruction field: no task
+    assert "duplicate_lines" in record_findings({"check": "repetition"}, no_task)
+    # the instruction role is read from the field a file names it by (prompt/completion here)
+    prompt = {"prompt": REPEAT["instruction"], "completion": REPEAT["output"]}
+    assert record_findings({"check": "repetition", "prompt_fields": []}, prompt) == {}
+    assert evidence({"check": "repetition"}, prompt)["skipped"] == {"text": "transformation_task"}
 
 
 def test_parallel_list_items_and_a_chorus_are_not_repetition() -> None:

@@ -202,7 +202,7 @@ def view_parts(sample: Sample, text: str, field: str | None, prompt_fields: list
     if field is not None or sample.record is None or not prompt_fields:
         return [("text", text)]
     spans: list[tuple[int, int, str]] = []
-    for key in dict.fromkeys(prompt_fields):
+    for key in dict.fromkeys(sample.key(f) for f in prompt_fields):  # a role reads the field it maps to
         value = sample.record.get(key)
         if not isinstance(value, str) or not value.strip():
             continue
@@ -261,9 +261,10 @@ class RepetitionParams(Params):
     skip_lyrics: bool = Field(True, description="do not judge songs with a labelled chorus or refrain (a line "
                                                 "'Chorus:', '[Refrain]'): they repeat it by design")
     instruction_field: str | None = Field(
-        "instruction", description="record field holding the request: a transformation task there ('repeat "
-                                   "the input 5 times', 'sort these items') is not judged, its answer may "
-                                   "repeat by design; a record without the field has no task; unset = never")
+        "instruction", description="record field (or role, see input.fields) holding the request: a "
+                                   "transformation task there ('repeat the input 5 times', 'sort these items') is "
+                                   "not judged, its answer may repeat by design; a record without the field has no "
+                                   "task; unset = never")
 
     @field_validator("max_top_ngram_frac")
     @classmethod
@@ -298,7 +299,7 @@ class Repetition(Check[RepetitionParams]):
         text = sample.view(p.field)
         task = None
         if p.instruction_field is not None and sample.record is not None:
-            request = sample.record.get(p.instruction_field)
+            request = sample.record.get(sample.key(p.instruction_field))
             task = transformation_task(request) if isinstance(request, str) else None
         if task is not None:
             return Measurement(dict.fromkeys(self.score_names), {"skipped": {"text": "transformation_task"},
