@@ -20,7 +20,7 @@ from qualgate.io import AtomicFiles
 from qualgate.outputs import OUTPUT_NAMES
 from tests.conftest import require_embed, write_mixed
 
-RUN_FIELDS = ("seconds", "samples_per_second", "repair_seconds", "checkpoint")  # what may differ between two runs of one command
+RUN_FIELDS = ("seconds", "samples_per_second", "repair_seconds", "checkpoint")  # may differ between runs
 
 
 def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
