@@ -50,6 +50,27 @@ def test_code_pack() -> None:
     assert got == {"ok": None, "syntax": "syntax_error", "brace": "unbalanced"}
 
 
+def test_code_pack_reads_template_syntax_and_code_edits_as_code() -> None:
+    """Code Alpaca false positives: Angular/Jinja ``{{var}}`` and Lorem ipsum filler are not placeholders in code,
+    and a fix that keeps most lines of the given code is not an echo; a left-over <noinput> still is."""
+    angular = ("import { Component } from '@angular/core';\n@Component({selector: 'book-list', template: `<ul>"
+               "<li *ngFor=\"let book of books\">{{book.title}} by {{book.author}}</li></ul>`})\n"
+               "export class BookListComponent { books = BOOKS; }")
+    code = "arr = [2, 3, 7, 5, 10]\n\nfor i in range(len(arr)):\n    print(arr)"
+    got = first_reasons("code", [
+        {"id": "angular", "instruction": "Create an Angular component to display a list of books.", "input": "",
+         "output": angular},
+        {"id": "lorem", "instruction": "Write an HTML page that shows the given text in two columns.",
+         "input": "<p>Lorem ipsum dolor sit amet.</p>",
+         "output": "<html><body><div class=\"col\"><p>Lorem ipsum dolor sit amet.</p></div></body></html>"},
+        {"id": "fix", "instruction": "Modify the following code to make it print each element separately.",
+         "input": code, "output": code.replace("print(arr)", "print(arr[i])")},
+        {"id": "noinput", "instruction": "Write a SQL query for the maximum salary.",
+         "input": "Table: Salary\n<noinput>", "output": "SELECT MAX(Salary) FROM Salary"},
+    ])
+    assert got == {"angular": None, "lorem": None, "fix": None, "noinput": "placeholder"}
+
+
 def test_tinystories_pack() -> None:
     simple = ("Tom had a big red ball. He liked to play with it in the park. One day the ball went up a tree. "
               "Tom was sad. His mom came and got the ball down. Tom was happy again and said thank you.")
