@@ -33,3 +33,8 @@ class InputError(QualgateError):
 
     label = "input error"
     default_file = "<input>"
+
+
+class FieldsMissingError(InputError):
+    """A field the text view, the id or a check needs is missing in nearly every one of a file's first records:
+    a wrong config or dataset layout, stopped early instead of rejecting every record as malformed."""

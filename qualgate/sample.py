@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from qualgate.errors import ConfigError, InputError
+from qualgate.errors import ConfigError, FieldsMissingError
 from qualgate.findings import MALFORMED, Finding
 
 if TYPE_CHECKING:
@@ -508,7 +508,7 @@ class FieldWatch:
         for (who, key), n in self.missing.most_common():
             total = self.tried[who] if who not in ("", "id") else self.parsed
             if total >= self.MIN_RECORDS and n >= self.SHARE * total:
-                raise InputError(self._message(who, key, n, total), file=self.file)
+                raise FieldsMissingError(self._message(who, key, n, total), file=self.file)
 
     def _message(self, who: str, key: str, n: int, total: int) -> str:
         share = f"in {'all ' if n == total else ''}{n} of the first {total} records"

@@ -23,7 +23,7 @@ with atheris.instrument_imports(include=["qualgate"]):
 
     from qualgate import Gate
     from qualgate.config import load_config
-    from qualgate.errors import QualgateError
+    from qualgate.errors import FieldsMissingError, QualgateError
 
 #: every shipped pack that needs no model or reference set: together they hold every rule check
 _GATES = [Gate.from_config(pack, cache_dir=None) for pack in ("instruct", "chat", "code", "json", "tinystories")]
@@ -33,7 +33,8 @@ _TMP = tempfile.mkdtemp(prefix="qualgate-fuzz-")
 def _records(fmt: str, body: bytes, gate: Gate) -> None:
     raws = read_fuzzed(fmt, body)
     if raws is not None:
-        assert_decided(raws, list(gate.stream(raws)))
+        with contextlib.suppress(FieldsMissingError):  # a layout the pack cannot read at all: exit 2, documented
+            assert_decided(raws, list(gate.stream(raws)))
 
 
 def _config(body: bytes) -> None:
