@@ -84,8 +84,11 @@ def test_sigint_stops_a_run_cleanly(tmp_path: Path, delay: float) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text(body * 40)  # tens of thousands of records: seconds of work
     out = tmp_path / "out"
+    # SIGINT as a terminal delivers it: a test runner started in the background (``cmd &`` in a script) ignores
+    # SIGINT, its children inherit that, and Python then installs no KeyboardInterrupt handler at all
     job = subprocess.Popen([sys.executable, "-m", "qualgate", "filter", str(path), "-o", str(out), "-j", "1"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(out.glob(".*")) and job.poll() is None:
         time.sleep(0.01)  # until the writer has opened its temporary files: the run is under way
