@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from qualgate.sample import CHAT_FIELDS
+
 _HERE = Path(__file__).resolve().parent
 
 
@@ -69,8 +71,7 @@ def list_param(name: str) -> str:
     return name
 
 
-#: chat lists and (request, answer) field pairs the ``auto`` text view reads, and the pack made for each
-_CHAT_KEYS = ("messages", "conversations", "conversation")
+#: (request, answer) field pairs the ``auto`` text view reads (chat lists: ``CHAT_FIELDS``), and the pack made for each
 _REQUEST_ANSWER = (("instruction", ("output", "response", "answer")), ("prompt", ("completion", "response", "chosen")),
                    ("question", ("answer", "response")))
 _PACK_FOR = {"chat": "chats (a messages list): the chat pack also checks roles, turn order and empty turns",
@@ -81,7 +82,7 @@ _PACK_FOR = {"chat": "chats (a messages list): the chat pack also checks roles, 
 def suggested_pack(record: Mapping[str, Any]) -> str | None:
     """The shipped pack that reads ``record`` better than ``default``'s generic text view: ``chat`` for a
     messages list, ``instruct`` for a request with its answer; None for plain text."""
-    if any(isinstance(record.get(k), list) for k in _CHAT_KEYS):
+    if any(isinstance(record.get(k), list) for k in CHAT_FIELDS):
         return "chat"
     if any(request in record and any(a in record for a in answers) for request, answers in _REQUEST_ANSWER):
         return "instruct"

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from qualgate.findings import Decision
 
 AUTO = "auto"
-_CHAT_FIELDS = ("messages", "conversations", "conversation")
+#: the record fields that hold a chat (a list of messages), in the order the ``auto`` view tries them
+CHAT_FIELDS = ("messages", "conversations", "conversation")
 _PAIRS = (
     ("instruction", ("input", "context"), ("output", "response", "answer")),
     ("prompt", (), ("completion", "response", "chosen")),
@@ -189,7 +190,7 @@ def chat_messages(value: list[Any], key: str) -> list[dict[str, str]]:
 
 
 def _auto_view(record: Mapping[str, Any]) -> tuple[str, list[dict[str, str]] | None]:
-    for key in _CHAT_FIELDS:
+    for key in CHAT_FIELDS:
         if isinstance(record.get(key), list):
             return _field_view(record, key)
     for key in _TEXT_FIELDS:

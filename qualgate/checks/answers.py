@@ -10,13 +10,13 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
+from qualgate.checks.common import WORD_RE, where
 from qualgate.checks.rules import (
     FIELD_DOC,
     BoilerplateParams,
     FieldName,
     PhraseCheck,
     _compile_all,
-    _where,
     phrase_regex,
 )
 from qualgate.checks.tasks import transformation_task
@@ -71,7 +71,7 @@ class Refusal(PhraseCheck[RefusalParams]):
         hits = m.evidence.get("matches", [])
         first = hits[0] if hits else {}
         return [self.finding("refusal", n, self.params.max_matches,
-                             f"{_where(self.params.field)} refuses or deflects: {first.get('match')!r}",
+                             f"{where(self.params.field)} refuses or deflects: {first.get('match')!r}",
                              phrase=first.get("match"), span=[first.get("start"), first.get("end")],
                              matches=hits)]
 
@@ -226,7 +226,7 @@ class Unanswerable(Check[UnanswerableParams]):
         if pretends > 0:
             first = ev.get("pretend_matches", [{}])[0]
             out.append(self.finding("pretends_capability", pretends, 0,
-                                    f"{_where(p.answer_field)} pretends to deliver what a text model cannot: "
+                                    f"{where(p.answer_field)} pretends to deliver what a text model cannot: "
                                     f"{first.get('match')!r}",
                                     phrase=first.get("match"), span=[first.get("start"), first.get("end")],
                                     matches=ev.get("pretend_matches", [])))
@@ -234,7 +234,6 @@ class Unanswerable(Check[UnanswerableParams]):
 
 
 # ---------------------------------------------------------------------------------------- prompt echo
-_WORD = re.compile(r"\w+(?:['’]\w+)*")
 REWRITE_VERBS = [
     "fix", "correct", "proofread", "paraphrase", "rephrase", "reword", "rewrite", "translate", "edit", "revise",
     "convert", "transform", "change", "improve", "polish", "simplify", "shorten", "format", "reformat",
@@ -256,7 +255,7 @@ COPY_WORDS = ["transcribe", "transcription", "recite", "handwriting", "handwritt
 
 def words(text: str) -> list[str]:
     """Normalised words: NFKC, case-folded, punctuation dropped, curly apostrophes straightened."""
-    return [w.replace("’", "'") for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold())]
+    return [w.replace("’", "'") for w in WORD_RE.findall(unicodedata.normalize("NFKC", text).casefold())]
 
 
 def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
@@ -375,22 +374,22 @@ class PromptEcho(Check[PromptEchoParams]):
         common = {"field": field, "overlap": overlap, "rewrite_task": (v["rewrite_task"] or 0) > 0}
         if m.evidence.get("transform_task"):
             common["transform_task"] = m.evidence["transform_task"]
-        where = _where(p.answer_field)
+        place = where(p.answer_field)
         if (v["copy_task"] or 0) > 0:  # "transcribe this": the input itself may be the right answer
             return []
         if p.transform_tasks and (v.get("transform_task") or 0) > 0 and field == "input":
             return []  # "sort these items": the input, already in order, may be the right answer
         if (v["identical"] or 0) > 0:
-            return [self.finding("prompt_echo", 1.0, p.max_overlap, f"{where} is a copy of field '{field}'",
+            return [self.finding("prompt_echo", 1.0, p.max_overlap, f"{place} is a copy of field '{field}'",
                                  rule="identical", **common)]
         if (v["prefix"] or 0) >= p.min_prefix_share:
             return [self.finding("prompt_echo", 1.0, p.max_overlap,
-                                 f"{where} starts by repeating the whole instruction, which makes up "
+                                 f"{place} starts by repeating the whole instruction, which makes up "
                                  f"{v['prefix']:.0%} of it", rule="prefix", **common)]
         if (v["rewrite_task"] or 0) > 0 or overlap is None or (v["words"] or 0) < p.min_words:
             return []
         if overlap >= p.max_overlap:
             return [self.finding("prompt_echo", overlap, p.max_overlap,
-                                 f"{where} repeats field '{field}': {overlap:.0%} of its word {p.ngram}-grams are "
+                                 f"{place} repeats field '{field}': {overlap:.0%} of its word {p.ngram}-grams are "
                                  f"copied from it and cover it (max {p.max_overlap:.0%})", rule="overlap", **common)]
         return []

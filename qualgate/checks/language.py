@@ -30,7 +30,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.rules import FIELD_DOC, FieldName, _where
+from qualgate.checks.common import where
+from qualgate.checks.rules import FIELD_DOC, FieldName
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 from qualgate.sample import FieldProblem, Sample, as_text
@@ -361,5 +362,5 @@ class Language(Check[LanguageParams]):
         other = f" (p={other_prob:.2f})" if other_prob is not None else ""
         allowed = ", ".join(sorted(set(self.params.allowed) | set(m.evidence.get("requested", ()))))
         return [self.finding("wrong_language", prob, self.params.min_prob,
-                             f"{_where(self.params.field)} looks like '{det}'{other}, not {allowed} "
+                             f"{where(self.params.field)} looks like '{det}'{other}, not {allowed} "
                              f"(p={prob:.2f} < {self.params.min_prob})", **m.evidence)]

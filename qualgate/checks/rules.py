@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
+from qualgate.checks.common import where
 from qualgate.findings import Finding
 from qualgate.packs import list_param, read_list
 from qualgate.regex import compile_pattern, user_patterns
@@ -21,10 +22,6 @@ FIELD_DOC = "record field to read; unset = the configured text view"
 def _compile_all(patterns: list[str], ignore_case: bool = False, trusted: bool = False) -> list[Any]:
     """Config patterns run on RE2 (``qualgate.regex``): linear time, so no pattern can hang the gate."""
     return [compile_pattern(p, ignore_case, trusted) for p in patterns]
-
-
-def _where(field: str | None) -> str:
-    return f"field '{field}'" if field else "text"
 
 
 # --------------------------------------------------------------------------------------------- length
@@ -61,16 +58,16 @@ class Length(Check[LengthParams]):
         return Measurement({"chars": float(len(text)), "words": float(len(text.split()))})
 
     def decide(self, m: Measurement) -> list[Finding]:
-        p, out, where = self.params, [], _where(self.params.field)
+        p, out, place = self.params, [], where(self.params.field)
         for unit, lo, hi in (("chars", p.min_chars, p.max_chars), ("words", p.min_words, p.max_words)):
             v = m.values[unit]
             assert v is not None
             if lo is not None and v < lo:
                 out.append(self.finding(f"too_few_{unit}", v, lo,
-                                        f"{where} has {int(v)} {unit}, fewer than the minimum {lo}"))
+                                        f"{place} has {int(v)} {unit}, fewer than the minimum {lo}"))
             if hi is not None and v > hi:
                 out.append(self.finding(f"too_many_{unit}", v, hi,
-                                        f"{where} has {int(v)} {unit}, more than the maximum {hi}"))
+                                        f"{place} has {int(v)} {unit}, more than the maximum {hi}"))
         return out
 
 
@@ -116,17 +113,17 @@ class Pattern(Check[PatternParams]):
                            {"matches": hits, "missing": missing})
 
     def decide(self, m: Measurement) -> list[Finding]:
-        out, where = [], _where(self.params.field)
+        out, place = [], where(self.params.field)
         forbidden, missing = m.values["forbidden"] or 0.0, m.values["required_missing"] or 0.0
         if forbidden > 0:
             first = m.evidence.get("matches", [{}])[0]
             out.append(self.finding("forbidden_pattern", forbidden, 0,
-                                    f"{where} matches forbidden pattern {first.get('pattern')!r}: "
+                                    f"{place} matches forbidden pattern {first.get('pattern')!r}: "
                                     f"{first.get('match')!r}", matches=m.evidence.get("matches", [])))
         if missing > 0:
             pats = m.evidence.get("missing", [])
             out.append(self.finding("missing_required_pattern", missing, 0,
-                                    f"{where} does not match required pattern(s) {pats}", missing=pats))
+                                    f"{place} does not match required pattern(s) {pats}", missing=pats))
         return out
 
 
@@ -188,7 +185,7 @@ class Boilerplate(PhraseCheck[BoilerplateParams]):
             return []
         first = m.evidence.get("matches", [{}])[0].get("match")
         return [self.finding("boilerplate_phrase", n, self.params.max_matches,
-                             f"{_where(self.params.field)} contains boilerplate phrase {first!r}",
+                             f"{where(self.params.field)} contains boilerplate phrase {first!r}",
                              matches=m.evidence.get("matches", []))]
 
 
@@ -272,7 +269,7 @@ class Placeholder(Check[PlaceholderParams]):
             return []
         first = m.evidence.get("matches", [{}])[0].get("match")
         return [self.finding("placeholder", n, 0,
-                             f"{_where(self.params.field)} contains unfilled placeholder {first!r}",
+                             f"{where(self.params.field)} contains unfilled placeholder {first!r}",
                              matches=m.evidence.get("matches", []))]
 
 
@@ -442,17 +439,17 @@ class Truncated(Check[TruncatedParams]):
         return {"unterminated_words": [float(self.params.min_words)]}
 
     def decide(self, m: Measurement) -> list[Finding]:
-        v, where, ev = m.values, _where(self.params.field), m.evidence
+        v, place, ev = m.values, where(self.params.field), m.evidence
         ending = ev.get("ending", "")
         if (v["open_fence"] or 0) > 0:
             return [self.finding("unclosed_code_block", v["open_fence"], 0,
-                                 f"{where} ends inside an unclosed ``` code block", ending=ending)]
+                                 f"{place} ends inside an unclosed ``` code block", ending=ending)]
         if (v["dangling"] or 0) > 0:
             return [self.finding("dangling_ending", v["dangling"], 0,
-                                 f"{where} ends on {ev.get('last')!r}, as if cut off", ending=ending)]
+                                 f"{place} ends on {ev.get('last')!r}, as if cut off", ending=ending)]
         words = v["unterminated_words"] or 0.0
         if words >= self.params.min_words:
             return [self.finding("ends_mid_sentence", words, self.params.min_words,
-                                 f"{where} ends mid-sentence: a final sentence of {int(words)} words with no "
+                                 f"{place} ends mid-sentence: a final sentence of {int(words)} words with no "
                                  "closing punctuation", ending=ending)]
         return []

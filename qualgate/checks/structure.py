@@ -20,18 +20,15 @@ import yaml
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
+from qualgate.checks.common import where
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 from qualgate.packs import data_file, list_param, read_list
 from qualgate.regex import compile_pattern, user_patterns
-from qualgate.sample import FieldProblem, Sample
+from qualgate.sample import CHAT_FIELDS, FieldProblem, Sample
 
 FieldName = str | None
 OUTPUT_DOC = "record field to read; null = the configured text view"
-
-
-def _where(field: str | None) -> str:
-    return f"field '{field}'" if field else "text"
 
 
 def _line_of(text: str, pos: int) -> int:
@@ -39,7 +36,6 @@ def _line_of(text: str, pos: int) -> int:
 
 
 # -------------------------------------------------------------------------------------- chat structure
-_CHAT_FIELDS = ("messages", "conversations", "conversation")
 DEFAULT_LEAKS = [
     r"(?m)^[ \t]*(?:#{1,4}[ \t]*)?(?:User|Assistant|Human|System)[ \t]*:",
     r"(?m)^[ \t]*#{2,4}[ \t]*(?:Instruction|Response)[ \t]*:",
@@ -100,7 +96,7 @@ class ChatStructure(Check[ChatStructureParams]):
     def score(self, sample: Sample) -> Measurement:
         p = self.params
         record = sample.record or {}
-        keys = [p.field] if p.field else list(_CHAT_FIELDS)
+        keys = [p.field] if p.field else list(CHAT_FIELDS)
         key = next((k for k in keys if k in record), keys[0])
         value = record.get(key)
         if not isinstance(value, list):
@@ -288,17 +284,17 @@ class JsonValid(Check[JsonValidParams]):
         return Measurement({"invalid_json": 0.0, "schema_errors": float(len(errors))}, evidence)
 
     def decide(self, m: Measurement) -> list[Finding]:
-        where, ev = _where(self.params.field), m.evidence
+        place, ev = where(self.params.field), m.evidence
         if m.values["invalid_json"]:
             return [self.finding("invalid_json", 1.0, 0,
-                                 f"{where} is not valid JSON: {ev.get('error')} "
+                                 f"{place} is not valid JSON: {ev.get('error')} "
                                  f"(line {ev.get('line')}, column {ev.get('column')})", **ev)]
         n = m.values["schema_errors"] or 0.0
         if n <= 0:
             return []
         first = ev["errors"][0]
         return [self.finding("schema_violation", n, 0,
-                             f"{where} does not match the schema at {first['path']}: {first['error']}",
+                             f"{place} does not match the schema at {first['path']}: {first['error']}",
                              path=first["path"], error=first["error"], errors=ev["errors"])]
 
 
@@ -528,19 +524,19 @@ class CodeValid(Check[CodeValidParams]):
                            {"syntax": syntax[:10], "unbalanced": unbalanced[:10]})
 
     def decide(self, m: Measurement) -> list[Finding]:
-        v, ev, where, out = m.values, m.evidence, _where(self.params.field), []
+        v, ev, place, out = m.values, m.evidence, where(self.params.field), []
         if v["syntax_errors"]:
             e = ev["syntax"][0]
             out.append(self.finding("syntax_error", v["syntax_errors"], 0,
-                                    f"{where}: {e['language']} block {e['block']} does not parse: {e['error']} "
+                                    f"{place}: {e['language']} block {e['block']} does not parse: {e['error']} "
                                     f"(line {e['line']})", **e, errors=ev["syntax"]))
         if v["unbalanced"]:
             e = ev["unbalanced"][0]
             out.append(self.finding("unbalanced", v["unbalanced"], 0,
-                                    f"{where}: {e['language'] or 'code'} block {e['block']}: {e['error']}",
+                                    f"{place}: {e['language'] or 'code'} block {e['block']}: {e['error']}",
                                     **e, errors=ev["unbalanced"]))
         if self.params.require_code and not v["blocks"]:
-            out.append(self.finding("no_code", 0.0, 1, f"{where} contains no code block to check"))
+            out.append(self.finding("no_code", 0.0, 1, f"{place} contains no code block to check"))
         return out
 
 
@@ -717,17 +713,17 @@ class Vocabulary(Check[VocabularyParams]):
                            evidence)
 
     def decide(self, m: Measurement) -> list[Finding]:
-        out, where, ev = [], _where(self.params.field), m.evidence
+        out, place, ev = [], where(self.params.field), m.evidence
         share = m.values["outside_share"]
         if share is not None and share > self.params.max_outside_share:
             out.append(self.finding("outside_vocabulary", share, self.params.max_outside_share,
-                                    f"{where}: {share:.0%} of words are outside the word list "
+                                    f"{place}: {share:.0%} of words are outside the word list "
                                     f"(most allowed {self.params.max_outside_share:.0%}), e.g. "
                                     f"{', '.join(ev['unknown'][:5])}",
                                     unknown=ev["unknown"], share=share, outside=ev["outside"]))
         if m.values["missing_required"]:
             missing = ev["missing"]
             out.append(self.finding("missing_required_word", m.values["missing_required"], 0,
-                                    f"{where} does not use required word(s): {', '.join(missing)}",
+                                    f"{place} does not use required word(s): {', '.join(missing)}",
                                     missing=missing, required=ev["required"]))
         return out

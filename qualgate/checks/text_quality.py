@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
+from qualgate.checks.common import WORD_RE, where
 from qualgate.checks.rules import FIELD_DOC, FieldName, phrase_regex
 from qualgate.checks.tasks import transformation_task
 from qualgate.findings import Finding
@@ -23,10 +24,6 @@ from qualgate.packs import list_param, read_list
 from qualgate.sample import Sample
 
 EVIDENCE_CHARS = 80
-
-
-def _where(field: str | None) -> str:
-    return f"field '{field}'" if field else "text"
 
 
 def _fmt(x: float) -> str:
@@ -121,7 +118,6 @@ CODE_DOC = ("texts whose non-blank lines are at least this share code-like (fenc
 
 
 # ----------------------------------------------------------------------------------------- repetition
-_WORD = re.compile(r"\w+(?:['’]\w+)*")
 _ALNUM = re.compile(r"[^\W_]")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 TOP_NS = (2, 3, 4)
@@ -331,7 +327,7 @@ class Repetition(Check[RepetitionParams]):
         p = self.params
         values: dict[str, float | None] = dict.fromkeys(self.score_names)
         evidence: dict[str, Any] = {}
-        words = [w.lower() for w in _WORD.findall(text)]
+        words = [w.lower() for w in WORD_RE.findall(text)]
         total_chars = sum(map(len, words))
         evidence["words"] = len(words)
         skip = None if len(words) >= p.min_words and total_chars > 0 else "too_short"
@@ -361,7 +357,7 @@ class Repetition(Check[RepetitionParams]):
         return values, evidence, None
 
     def decide(self, m: Measurement) -> list[Finding]:
-        p, where = self.params, _where(self.params.field)
+        p, place = self.params, where(self.params.field)
         # reason, [(score name, limit, n, what the value measures)], evidence key
         families: list[tuple[str, list[tuple[str, float | None, int | None, str]], str]] = [
             ("duplicate_lines", [("dup_line_frac", p.max_dup_line_frac, None, "of lines are repeats"),
@@ -390,12 +386,12 @@ class Repetition(Check[RepetitionParams]):
                 example = m.evidence.get(f"ngram_{n}")
                 parts = [f"{h[3]}-gram {_fmt(h[1])} (limit {_fmt(h[2])})" for h in hits]
                 label = "the most frequent n-gram" if reason == "top_ngram" else "repeated n-grams"
-                message = f"{where} has too many word characters in {label}: {', '.join(parts)}"
+                message = f"{place} has too many word characters in {label}: {', '.join(parts)}"
                 evidence: dict[str, Any] = {"ngram": example, "exceeded": exceeded}
             else:
                 example = m.evidence.get(key)
                 parts = [f"{_fmt(h[1])} {h[4]} (limit {_fmt(h[2])})" for h in hits]
-                message = f"{where} repeats {key}s: {'; '.join(parts)}"
+                message = f"{place} repeats {key}s: {'; '.join(parts)}"
                 evidence = {key: example, "exceeded": exceeded}
             if example is not None:
                 message += f"; e.g. {example!r}"
@@ -501,7 +497,7 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
         return out
 
     def decide(self, m: Measurement) -> list[Finding]:
-        p, v, where = self.params, m.values, _where(self.params.field)
+        p, v, place = self.params, m.values, where(self.params.field)
         if (v["words"] or 0) < p.min_words:
             return []
         out = []
@@ -511,7 +507,7 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
             if worst > p.max_symbol_ratio:
                 out.append(self.finding(
                     "symbol_ratio", worst, p.max_symbol_ratio,
-                    f"{where} has {_fmt(hashes)} '#' and {_fmt(ellipses)} ellipses per word "
+                    f"{place} has {_fmt(hashes)} '#' and {_fmt(ellipses)} ellipses per word "
                     f"(limit {_fmt(p.max_symbol_ratio)})", hash_ratio=hashes, ellipsis_ratio=ellipses))
         length = v["mean_word_length"]
         if length is not None:
@@ -520,17 +516,17 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
             if bound is not None:
                 side = "below the minimum" if bound == lo and length < bound else "above the maximum"
                 out.append(self.finding("mean_word_length", length, bound,
-                                        f"{where} has mean word length {_fmt(length)}, {side} {_fmt(bound)}",
+                                        f"{place} has mean word length {_fmt(length)}, {side} {_fmt(bound)}",
                                         mean_word_length=length))
         alpha = v["alphabetic_share"]
         if p.min_alphabetic_share is not None and alpha is not None and alpha < p.min_alphabetic_share:
             out.append(self.finding("alphabetic_share", alpha, p.min_alphabetic_share,
-                                    f"only {_fmt(alpha)} of the words in {where} contain a letter "
+                                    f"only {_fmt(alpha)} of the words in {place} contain a letter "
                                     f"(minimum {_fmt(p.min_alphabetic_share)})", alphabetic_share=alpha))
         stops = v["stop_words"]
         if stops is not None and stops < p.min_stop_words:
             out.append(self.finding("missing_stop_words", stops, p.min_stop_words,
-                                    f"{where} contains {int(stops)} of the stop words "
+                                    f"{place} contains {int(stops)} of the stop words "
                                     f"({', '.join(p.stop_words)}), fewer than {p.min_stop_words}",
                                     stop_words=stops))
         return out
@@ -595,7 +591,7 @@ class FlaggedWords(Check[FlaggedWordsParams]):
         matches = m.evidence.get("matches", [])
         words = list(dict.fromkeys(str(x["word"]).lower() for x in matches))
         return [self.finding("flagged_word", score, limit,
-                             f"{_where(p.field)} contains {what}: {', '.join(repr(w) for w in words[:10])}",
+                             f"{where(p.field)} contains {what}: {', '.join(repr(w) for w in words[:10])}",
                              words=words, matches=matches)]
 
 
@@ -734,5 +730,5 @@ class Pii(Check[PiiParams]):
             listed += f" and {int(n) - 10} more"
         counts = {k: int(m.values.get(k) or 0) for k in kinds if m.values.get(k)}
         return [self.finding("pii", n, p.max_matches,
-                             f"{_where(p.field)} contains {int(n)} personal data item{'' if n == 1 else 's'}: "
+                             f"{where(p.field)} contains {int(n)} personal data item{'' if n == 1 else 's'}: "
                              f"{listed}", matches=matches, counts=counts)]
