@@ -14,6 +14,7 @@ from qualgate.untrusted import term
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a SIGINT stop
+EXIT_BROKEN_PIPE = 141  # ... and for a SIGPIPE one
 
 
 def _fail(exc: QualgateError) -> None:
@@ -34,6 +35,11 @@ class _Commands(click.Group):
         except KeyboardInterrupt:
             click.echo("qualgate: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # the reader went away (`qualgate rules | head`): the shell's SIGPIPE status, quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail
+            sys.exit(EXIT_BROKEN_PIPE)
         except QualgateError as exc:
             _fail(exc)
         except Exception as exc:
