@@ -129,3 +129,29 @@ def test_library_accepts_plain_dicts_and_bad_items() -> None:
     reasons = [[f.reason for f in d.findings] for d in result.decisions]
     assert reasons == [[], ["not_an_object"], [], ["missing_field"]]
     assert result.rejected[0]["qualgate"]["raw"] == '"not a dict"'
+
+
+def test_help_imports_neither_numpy_nor_the_checks() -> None:
+    """`qualgate --help` must start fast: the package's public names load on first use (PEP 562)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, qualgate.cli; print(sorted(m for m in ('numpy', 'qualgate.checks', 'qualgate.gate') "
+            "if m in sys.modules)); from qualgate import Gate, load_config; print(Gate.__name__, 'qualgate.gate' "
+            "in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]" and out[1] == "Gate True"
+
+
+def test_a_closed_pipe_is_a_quiet_sigpipe_exit() -> None:
+    """`qualgate schema | head -0`: the reader going away is no internal error (it closes the pipe before the
+    schema, which takes a moment to build, is written)."""
+    import subprocess
+    import sys
+
+    job = subprocess.Popen([sys.executable, "-m", "qualgate", "schema"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    assert job.stdout is not None
+    job.stdout.close()  # the reader is gone before the first write
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 141 and b"internal error" not in err and b"Traceback" not in err, err
