@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qualgate.sample import CHAT_FIELDS
+from qualgate.sample import CHAT_FIELDS, REQUEST_ANSWER
 
 _HERE = Path(__file__).resolve().parent
 
@@ -71,9 +71,7 @@ def list_param(name: str) -> str:
     return name
 
 
-#: (request, answer) field pairs the ``auto`` text view reads (chat lists: ``CHAT_FIELDS``), and the pack made for each
-_REQUEST_ANSWER = (("instruction", ("output", "response", "answer")), ("prompt", ("completion", "response", "chosen")),
-                   ("question", ("answer", "response")))
+#: the pack made for each kind of record the ``auto`` text view recognises (sample.CHAT_FIELDS, REQUEST_ANSWER)
 _PACK_FOR = {"chat": "chats (a messages list): the chat pack also checks roles, turn order and empty turns",
              "instruct": "request/answer records (instruction/input/output, prompt/completion ...): the instruct "
                          "pack judges the answer by itself (refusals, prompt echo, repetition of the answer alone)"}
@@ -84,7 +82,7 @@ def suggested_pack(record: Mapping[str, Any]) -> str | None:
     messages list, ``instruct`` for a request with its answer; None for plain text."""
     if any(isinstance(record.get(k), list) for k in CHAT_FIELDS):
         return "chat"
-    if any(request in record and any(a in record for a in answers) for request, answers in _REQUEST_ANSWER):
+    if any(request in record and any(a in record for a in answers) for request, _, answers in REQUEST_ANSWER):
         return "instruct"
     return None
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 AUTO = "auto"
 #: the record fields that hold a chat (a list of messages), in the order the ``auto`` view tries them
 CHAT_FIELDS = ("messages", "conversations", "conversation")
-_PAIRS = (
+#: (request, optional context fields, answers): the request/answer layouts the ``auto`` view recognises
+REQUEST_ANSWER = (
     ("instruction", ("input", "context"), ("output", "response", "answer")),
     ("prompt", (), ("completion", "response", "chosen")),
     ("question", ("context",), ("answer", "response")),
@@ -196,7 +197,7 @@ def _auto_view(record: Mapping[str, Any]) -> tuple[str, list[dict[str, str]] | N
     for key in _TEXT_FIELDS:
         if key in record:
             return as_text(record, key), None
-    for first, optional, answers in _PAIRS:
+    for first, optional, answers in REQUEST_ANSWER:
         answer = next((a for a in answers if a in record), None)
         if first in record and answer is not None:
             parts = [as_text(record, first)]
