@@ -379,27 +379,21 @@ class Gate:
             if item.error is not None or item.record is None:
                 reason, msg = item.error or ("not_an_object", "no record")
                 return unparseable_sample(reason, msg, item.source, item.raw or b"")
-            if self.repairer is not None:
-                return self._repaired_sample(item.record, item.source, item.raw if item.verbatim else None,
-                                             id_fallback, fields)
-            return make_sample(item.record, self.spec, self.config.input.id, item.source,
-                               item.raw if item.verbatim else None, id_fallback=id_fallback, fields=fields)
+            return self._sample_of(item.record, item.source, item.raw if item.verbatim else None,
+                                   id_fallback, fields)
         src = Source("<records>", n, "item")
         if isinstance(item, Mapping):
-            if self.repairer is not None:
-                return self._repaired_sample(item, src, None, id_fallback, fields)
-            return make_sample(item, self.spec, self.config.input.id, src, id_fallback=id_fallback, fields=fields)
+            return self._sample_of(item, src, None, id_fallback, fields)
         return unparseable_sample("not_an_object", f"expected a mapping, got {type(item).__name__}", src,
                                   dumps_record(item))
 
-    def _repaired_sample(self, record: Mapping[str, Any], source: Source, raw: bytes | None,
-                         id_fallback: bool, fields: Mapping[str, str] | None = None) -> Sample:
-        """The sample of ``record`` after ``self.repairer``. A repaired record loses its raw line (accepted.jsonl
-        holds the repaired one) and keeps the id of the record as read: a content-hash id names the input, so
-        it does not change when repairs are turned on or change (overrides and scores of earlier runs still
-        find it; an override's sha256 binds to the repaired content the reviewer saw)."""
-        assert self.repairer is not None
-        fixed = self.repairer.repair(record)
+    def _sample_of(self, record: Mapping[str, Any], source: Source, raw: bytes | None,
+                   id_fallback: bool, fields: Mapping[str, str] | None = None) -> Sample:
+        """The sample of ``record`` after ``self.repairer`` (if any). A repaired record loses its raw line
+        (accepted.jsonl holds the repaired one) and keeps the id of the record as read: a content-hash id names
+        the input, so it does not change when repairs are turned on or change (overrides and scores of earlier
+        runs still find it; an override's sha256 binds to the repaired content the reviewer saw)."""
+        fixed = self.repairer.repair(record) if self.repairer is not None else record
         if fixed is record:
             return make_sample(record, self.spec, self.config.input.id, source, raw, id_fallback=id_fallback,
                                fields=fields)
