@@ -51,7 +51,7 @@ def originals() -> list[str]:
 
 
 def shingle_set(text: str) -> set[str]:
-    from qualgate.checks.minhash import Shingler
+    from qualgate.minhashing import Shingler
 
     sh = Shingler(5)
     return {" ".join(s) for s in sh.shingles(sh.normalize(text))}
@@ -102,7 +102,7 @@ def build_corpus(path: Path, n_docs: int, seed: int = 0) -> dict[str, Any]:
 def run_datasketch(corpus: Path, out: Path) -> None:
     from datasketch import MinHash, MinHashLSH
 
-    from qualgate.checks.minhash import Shingler
+    from qualgate.minhashing import Shingler
 
     sh = Shingler(5)
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qualgate import Gate
-from qualgate.checks.minhash import Shingler, optimal_bands, permutations, shingle_hash, signatures
 from qualgate.cli import main
 from qualgate.index import KeyIndex, jaccard
+from qualgate.minhashing import Shingler, optimal_bands, permutations, shingle_hash, signatures
 
 WORDS = [f"w{i}" for i in range(5000)]
 

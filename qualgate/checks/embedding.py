@@ -28,18 +28,11 @@ from qualgate.checks.base import (
     source_tuple,
     unpack_sources,
 )
-from qualgate.checks.minhash import (
-    Found,
-    Shingler,
-    band_keys,
-    count_found,
-    optimal_bands,
-    permutations,
-    signatures_flat,
-)
+from qualgate.checks.minhash import Found, count_found
 from qualgate.embed import F32, Embedder, shared_embedder
 from qualgate.findings import Finding
 from qualgate.index import BandCandidates, KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
+from qualgate.minhashing import Shingler, band_keys, optimal_bands, permutations, signatures_flat
 from qualgate.models import require_modules
 from qualgate.preamble import Preamble, drop_field, given_field
 from qualgate.sample import FieldProblem, Sample, Source

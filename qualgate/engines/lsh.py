@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from qualgate.checks.minhash import MinhashFeatures, NearDuplicate, PairFeatures, band_keys, signatures_flat
+from qualgate.checks.minhash import MinhashFeatures, NearDuplicate, PairFeatures
 from qualgate.index import I64, U32, U64, csr_find, fingerprints, jaccard, ranges
+from qualgate.minhashing import band_keys, signatures_flat
 
 if TYPE_CHECKING:
     import pyarrow as pa
