@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from qualgate import Gate
-from qualgate.checks.structure import bracket_error, looks_like_python, python_error
+from qualgate.checks.code import bracket_error, looks_like_python, python_error
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 

@@ -2,13 +2,16 @@
 
 from qualgate.checks import (  # noqa: F401  (registers the checks)
     answers,
+    chat,
+    code,
     embedding,
+    json_format,
     language,
     minhash,
     perplexity,
     rules,
-    structure,
     text_quality,
+    vocabulary,
 )
 from qualgate.checks.base import REGISTRY, Check, Measurement, Params, SetCheck, register
 
