@@ -15,10 +15,16 @@ ids, timed by wall clock, with the peak RSS of its whole process tree sampled ev
 
 - qualgate: ``qualgate filter`` with only the ``near_duplicate`` check, 2 workers (signatures in the
   workers, index lookups and keep-first decisions in the main process), and with 1 process;
-- datasketch: ``MinHash.update`` per shingle (sha1) + ``MinHashLSH(threshold=0.8)``, keep-first,
-  no verification — the plain pipeline people write, on the same shingles as qualgate;
-- datatrove 0.10: the four-stage ``MinhashDedup*`` pipeline with 2 workers (its default 14 buckets x 8
-  hashes), whitespace word tokens (its NLTK tokenizer needs data that cannot be downloaded here).
+- datasketch 2.x as its docs recommend for many documents: ``MinHash.bulk`` (its batch API, default sha1
+  hash) on 1,024 documents at a time + ``MinHashLSH(threshold=0.8)`` filled in an ``insertion_session``,
+  keep-first (query, then insert the misses), no verification, on the same shingles as qualgate;
+- datatrove 0.10: the four-stage ``MinhashDedup*`` pipeline with 2 workers and the config of its own
+  example (``examples/minhash_deduplication.py``: 14 buckets x 8 hashes, 64-bit xxhash, which are also
+  ``MinhashConfig``'s defaults), whitespace word tokens (its NLTK tokenizer needs data that cannot be
+  downloaded here).
+
+``--repeat N`` runs every method N times, interleaved (A, B, C, A, B, C, ...), and reports the median wall
+time, so a loaded machine slows all methods alike; ``--reuse`` keeps the corpus of an earlier run.
 
 Needs psutil and datatrove[processing,io] in the benchmark's environment (not qualgate's).
 """
@@ -31,6 +37,7 @@ import itertools
 import json
 import random
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -107,16 +114,25 @@ def run_datasketch(corpus: Path, out: Path) -> None:
     sh = Shingler(5)
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)
     removed = []
-    with corpus.open(encoding="utf-8") as fh:
+
+    def flush(ids: list[str], shingles: list[list[bytes]]) -> None:
+        for key, m in zip(ids, MinHash.bulk(shingles, num_perm=128), strict=True):
+            if lsh.query(m):
+                removed.append(key)
+            else:
+                session.insert(key, m)
+
+    with corpus.open(encoding="utf-8") as fh, lsh.insertion_session() as session:
+        ids: list[str] = []
+        shingles: list[list[bytes]] = []
         for line in fh:
             r = json.loads(line)
-            m = MinHash(num_perm=128)
-            for s in sh.shingles(sh.normalize(r["text"])):
-                m.update(" ".join(s).encode("utf-8"))
-            if lsh.query(m):
-                removed.append(r["id"])
-            else:
-                lsh.insert(r["id"], m)
+            ids.append(r["id"])
+            shingles.append([" ".join(s).encode("utf-8") for s in sh.shingles(sh.normalize(r["text"]))])
+            if len(ids) == 1024:
+                flush(ids, shingles)
+                ids, shingles = [], []
+        flush(ids, shingles)
     (out / "removed.json").write_text(json.dumps(removed))
 
 
@@ -131,6 +147,7 @@ def run_datatrove(corpus: Path, out: Path) -> None:
     )
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.utils.hashing import HashConfig
     from datatrove.utils.word_tokenizers import WordTokenizer
 
     class Whitespace(WordTokenizer):
@@ -143,7 +160,7 @@ def run_datatrove(corpus: Path, out: Path) -> None:
         def span_tokenize(self, text: str) -> list[tuple[int, int]]:
             return [(0, len(text))]
 
-    cfg = MinhashConfig()
+    cfg = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=14, hashes_per_bucket=8)  # its example's
     workers = 2
     data = out / "input"
     data.mkdir(parents=True)
@@ -285,6 +302,8 @@ def main() -> None:
     ap.add_argument("--src", help="with --buckets: the qualgate checkout to run (default: this one)")
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--work", default="/tmp/qualgate-bench-minhash")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per method, interleaved; the median wall is reported")
+    ap.add_argument("--reuse", action="store_true", help="keep the corpus of an earlier run with the same --docs")
     ap.add_argument("--methods", nargs="+", default=["qualgate", "qualgate-1proc", "datasketch", "datatrove"])
     ap.add_argument("--run-datasketch", nargs=2, metavar=("CORPUS", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--run-datatrove", nargs=2, metavar=("CORPUS", "OUT"), help=argparse.SUPPRESS)
@@ -295,43 +314,61 @@ def main() -> None:
         return run_datatrove(Path(args.run_datatrove[0]), Path(args.run_datatrove[1]))
 
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
     if args.scale:
         return scale(args.scale, work)
     if args.buckets:
         return buckets(args.buckets, work, args.src)
-    work.mkdir(parents=True)
-    corpus = work / "corpus.jsonl"
+    work.mkdir(parents=True, exist_ok=True)
+    corpus, saved = work / "corpus.jsonl", work / "corpus-info.json"
     t0 = time.perf_counter()
-    info = build_corpus(corpus, args.docs)
+    if args.reuse and saved.exists() and json.loads(saved.read_text())["docs"] == args.docs:
+        info = json.loads(saved.read_text())
+    else:
+        info = build_corpus(corpus, args.docs)
+        saved.write_text(json.dumps(info))
     print(f"corpus: {info['docs']} docs ({info['originals']} originals, {info['variants']} variants, "
-          f"{info['positives']} with Jaccard >= {THRESHOLD}), built in {time.perf_counter() - t0:.0f} s")
+          f"{info['positives']} with Jaccard >= {THRESHOLD}), ready in {time.perf_counter() - t0:.0f} s")
     cfg = work / "nd.yaml"
     cfg.write_text(f"version: 1\ninput: {{text: text, id: id}}\nchecks:\n  - check: near_duplicate\n"
                    f"    threshold: {THRESHOLD}\n")
     me = [sys.executable, __file__]
     commands = {
         "qualgate": [sys.executable, "-m", "qualgate.cli", "filter", str(corpus), "-c", str(cfg), "-o",
-                     str(work / "qualgate" / "qg"), "-q", "-j", "2"],
+                     str(work / "qualgate" / "qg"), "-q", "-j", "2", "--no-html", "--no-cache"],
         "qualgate-1proc": [sys.executable, "-m", "qualgate.cli", "filter", str(corpus), "-c", str(cfg), "-o",
-                           str(work / "qualgate-1proc" / "qg"), "-q", "-j", "1"],
+                           str(work / "qualgate-1proc" / "qg"), "-q", "-j", "1", "--no-html", "--no-cache"],
         "datasketch": [*me, "--run-datasketch", str(corpus), str(work / "datasketch")],
         "datatrove": [*me, "--run-datatrove", str(corpus), str(work / "datatrove")],
     }
+    walls: dict[str, list[float]] = {name: [] for name in args.methods}
+    rsss: dict[str, list[float]] = {name: [] for name in args.methods}
+    for rep in range(args.repeat):
+        for name in args.methods:
+            shutil.rmtree(work / name, ignore_errors=True)
+            (work / name).mkdir(parents=True)
+            wall, rss = measure(commands[name])
+            walls[name].append(wall)
+            rsss[name].append(rss)
+            print(f"run {rep + 1}: {name} {wall:.1f} s, {rss:.0f} MiB", flush=True)
     results = {}
     for name in args.methods:
-        (work / name).mkdir(parents=True, exist_ok=True)
-        wall, rss = measure(commands[name])
         if name.startswith("qualgate"):
             qualgate_removed(work / name)
         removed = json.loads((work / name / "removed.json").read_text())
-        results[name] = {"wall": wall, "rss": rss, "removed": removed, **evaluate(removed, info["labels"])}
+        results[name] = {"wall": statistics.median(walls[name]), "rss": max(rsss[name]), "removed": removed,
+                         **evaluate(removed, info["labels"])}
     base = results.get("qualgate")
-    print("\n| method | wall s | docs/s | qualgate speed-up | peak RSS MiB | removed | precision | recall | F1 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\nwall = median of {args.repeat} interleaved run(s); peak RSS = the largest of them")
+    one = results.get("qualgate-1proc")
+    print("\n| method | wall s | docs/s | qualgate -j 2 faster by | qualgate -j 1 faster by | peak RSS MiB | removed "
+          "| precision | recall | F1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        ratio = f"{r['wall'] / base['wall']:.1f}x" if base else "-"
-        print(f"| {name} | {r['wall']:.1f} | {info['docs'] / r['wall']:,.0f} | {ratio} | {r['rss']:.0f} | "
+        ratio = f"{r['wall'] / base['wall']:.2f}x" if base else "-"
+        ratio1 = f"{r['wall'] / one['wall']:.2f}x" if one else "-"
+        print(f"| {name} | {r['wall']:.1f} | {info['docs'] / r['wall']:,.0f} | {ratio} | {ratio1} | {r['rss']:.0f} | "
               f"{len(r['removed'])} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} |")
     print("\nerrors: " + "; ".join(f"{n}: {r['fp_variants']} variants below the threshold removed, "
                                    f"{r['fp_originals']} originals removed, {r['fn']} true duplicates kept"
