@@ -5,28 +5,44 @@ the same file at the base revision; removed and reordered records are not findin
 content appears more often than before counts its extra copies as added (the near-duplicate check then
 names the copy it repeats). The base version of every file is the baseline of the duplicate checks,
 so a new record that copies or paraphrases an existing one is caught, and its cached index makes a
-second run fast.
+second run fast. A JSON Lines file is compared by the hashes of its raw lines first, so only lines the base
+does not have are parsed; the base's hashes are cached too.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import xxhash
 
+from qualgate import __version__
 from qualgate.errors import InputError
 from qualgate.findings import Decision
-from qualgate.io import RawRecord, atomic_write, detect_format, read_records
-from qualgate.overrides import content_sha256
-from qualgate.sample import canonical_json
+from qualgate.io import (
+    MAX_DOCUMENT_BYTES,
+    MAX_RECORD_BYTES,
+    MAX_RECORD_VALUES,
+    Oversized,
+    RawRecord,
+    atomic_write,
+    check_encoding,
+    detect_format,
+    jsonl_lines,
+    parse_line,
+    read_records,
+)
+from qualgate.io import _bounded_lines as bounded_lines
+from qualgate.io import _open_binary as open_binary
+from qualgate.sample import Source, canonical_json
 
 
 @dataclass
@@ -40,11 +56,13 @@ class FileChange:
     added: list[RawRecord] = field(default_factory=list)
     base_file: str | None = None  # the base version, written to a temporary file (None: new file)
     changed: bool = True  # the file's bytes differ from the base version (or it is new)
+    parsed: int = 0  # records parsed: a JSONL line with the bytes of a base line that is left is not
+    base_parsed: int = 0  # base records parsed (0 when the cache folder had their keys)
 
 
-def _git(args: Sequence[str], cwd: str) -> subprocess.CompletedProcess[bytes]:
+def _git(args: Sequence[str], cwd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+        return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
     except FileNotFoundError:
         raise InputError("git is not installed: qualgate check compares files with a git revision") from None
 
@@ -157,44 +175,191 @@ def stored_suffix(path: str, kind: str) -> str:
 
 
 def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdir: Path,
-                 read: Callable[[list[str], str | None], Iterable[RawRecord]] = read_records) -> list[FileChange]:
+                 limits: InputLimits | None = None) -> list[FileChange]:
     """For each file, its records that are not in its base version; base versions are written to ``workdir``
     under a name made of their content (so a cache folder keeps them, and their indexes, between runs).
-    ``read``: how files are read (``Gate.read``: under the config's input limits)."""
+    ``limits``: the config's input limits (``input.max_record_bytes`` ...; None: the defaults), as ``Gate.read``
+    applies them.
+
+    A JSON Lines file is compared line by line first: a line with the bytes of a base line holds that line's
+    record, so only the other lines are parsed. The base's line and content hashes are kept in ``workdir``
+    under the base blob's id, so a second run neither reads the base from git nor parses it (:func:`base_keys`).
+    """
+    max_bytes = limits.max_record_bytes if limits else MAX_RECORD_BYTES
+    max_doc = limits.max_document_bytes if limits else MAX_DOCUMENT_BYTES
+    max_values = limits.max_record_values if limits else MAX_RECORD_VALUES
     changes = []
     for path in paths:
         if not os.path.isfile(path):
             raise InputError("file not found", file=path)
         root = repo_root(path)
+        rel = repo_path(path, root)  # before anything reads it: a symlink out of the repository is an error
         ref = base or default_base(root)
         change = FileChange(path, ref)
-        old = base_bytes(path, ref)
-        seen: Counter[str] = Counter()
-        if old is not None:
-            kind = fmt or detect_format(path)
-            change.changed = os.path.getsize(path) != len(old) or Path(path).read_bytes() != old
+        kind = fmt or detect_format(path)
+        known: dict[bytes, bytes] = {}  # a base line's hash -> its record's content hash (JSONL)
+        seen: Counter[bytes] = Counter()  # content hashes of the base's records, with their copies
+        suffix = stored_suffix(path, kind)
+        blob = _blob(root, ref, rel) if kind == "jsonl" else None
+        keys = _keys_file(workdir, blob[0], suffix, max_bytes, max_values) if blob else None
+        cached = _cached_keys(keys, workdir, suffix, blob[1]) if keys and blob else None
+        if cached is not None:
+            base_file, change.base_records, known, seen = cached
+        elif (old := show(root, ref, rel, path)) is not None:
             # a path that depends only on the content, so the baseline index cached for it is found next run
             digest = xxhash.xxh3_128_hexdigest(old)
-            base_file = workdir / digest[:2] / f"{digest}{stored_suffix(path, kind)}"
+            base_file = workdir / digest[:2] / f"{digest}{suffix}"
             if base_file.is_symlink() or not base_file.is_file() or base_file.stat().st_size != len(old):
                 write_new(base_file, old)
-            for raw in read([str(base_file)], kind):
-                change.base_records += 1
-                if raw.record is not None:
-                    seen[content_key(raw.record)] += 1
-            change.base_file = str(base_file)
-        for raw in read([path], fmt):
-            change.records += 1
-            if raw.record is None:  # unparseable lines are new problems the gate reports as malformed
-                change.added.append(raw)
-                continue
-            key = content_key(raw.record)
-            if seen[key] > 0:
-                seen[key] -= 1
+            if kind == "jsonl":
+                change.base_records, known, seen = base_keys(base_file, max_bytes, max_values, keys)
+                change.base_parsed = change.base_records
             else:
-                change.added.append(raw)
+                for raw in read_records([str(base_file)], kind, max_bytes, max_doc, max_values):
+                    change.base_records += 1
+                    change.base_parsed += 1
+                    if raw.record is not None:
+                        seen[_content_digest(raw.record)] += 1
+        else:
+            base_file = None
+        if base_file is not None:
+            change.base_file = str(base_file)
+            change.changed = os.path.getsize(path) != base_file.stat().st_size \
+                or Path(path).read_bytes() != base_file.read_bytes()
+        if kind == "jsonl":
+            for n, line in _numbered_lines(path, max_bytes):
+                change.records += 1
+                key = None if isinstance(line, Oversized) else known.get(xxhash.xxh3_128_digest(line))
+                if key is not None and seen[key] > 0:  # the bytes of a base line: its record, left unparsed
+                    seen[key] -= 1
+                    continue
+                change.parsed += 1
+                _take(change, _parse(path, n, line, max_values), seen)
+        else:
+            for raw in read_records([path], kind, max_bytes, max_doc, max_values):
+                change.records += 1
+                change.parsed += 1
+                _take(change, raw, seen)
         changes.append(change)
     return changes
+
+
+class InputLimits(Protocol):
+    """What ``find_changes`` reads of a config's ``input`` section."""
+
+    max_record_bytes: int
+    max_document_bytes: int
+    max_record_values: int
+
+
+_KEYS_FORMAT = b"qualgate check keys 1\n"
+
+
+def _content_digest(record: Any) -> bytes:
+    return xxhash.xxh3_128_digest(canonical_json(record))
+
+
+def _numbered_lines(path: str, max_bytes: int) -> Iterator[tuple[int, bytes | Oversized]]:
+    """The numbered lines ``read_jsonl`` parses (BOM and line end removed, blank lines skipped, an over-long
+    line as its summary), unparsed; a UTF-16/32 file is the same InputError."""
+    fh = open_binary(path)
+    try:
+        lines = bounded_lines(fh, max_bytes)
+        first = next(lines, None)
+        if first is None:
+            return
+        check_encoding(first.preview if isinstance(first, Oversized) else first, path)
+        yield from jsonl_lines(itertools.chain([first], lines))
+    finally:
+        fh.close()
+
+
+def _parse(path: str, n: int, line: bytes | Oversized, max_values: int) -> RawRecord:
+    """Line ``n`` of ``path`` as ``read_jsonl`` gives it."""
+    src = Source(path, n)
+    return line.record(src) if isinstance(line, Oversized) else parse_line(line, src, max_values)
+
+
+def _take(change: FileChange, raw: RawRecord, seen: Counter[bytes]) -> None:
+    """Count ``raw`` as added unless a base copy of its content is left (then that copy is used up). An
+    unparseable line is always added: a new problem the gate reports as malformed."""
+    if raw.record is not None:
+        key = _content_digest(raw.record)
+        if seen[key] > 0:
+            seen[key] -= 1
+            return
+    change.added.append(raw)
+
+
+def _blob(root: str, rev: str, rel: str) -> tuple[str, int] | None:
+    """The id and size of the blob at ``rev:rel``, without reading it; None when git names no blob there
+    (``show`` then says why, or that there is no such file)."""
+    spec = os.fsencode(f"{rev}:{rel}")
+    if b"\n" in spec:  # one request per line
+        return None
+    proc = _git(["cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"], root, spec + b"\n")
+    parts = proc.stdout.split()
+    if proc.returncode != 0 or len(parts) != 3 or parts[1] != b"blob" or not parts[2].isdigit():
+        return None
+    return parts[0].decode("ascii"), int(parts[2])
+
+
+def _keys_file(workdir: Path, oid: str, suffix: str, max_bytes: int, max_values: int) -> Path:
+    """Where the keys of the base blob ``oid`` are kept: its id, the suffix its copy is read by, the input limits
+    and qualgate's version name it (each changes what the lines parse to)."""
+    return workdir / oid[:2] / f"{oid}{suffix}.keys-{max_bytes}-{max_values}-{__version__}"
+
+
+_KEYS_HEAD = len(_KEYS_FORMAT) + 32 + 16  # the format line, the copy's content hash (hex), records, pairs
+
+
+def _cached_keys(keys: Path, workdir: Path, suffix: str, size: int
+                 ) -> tuple[Path, int, dict[bytes, bytes], Counter[bytes]] | None:
+    """The base copy (``size`` bytes) and its keys from an earlier run (None when either is missing or does not
+    fit: the caller reads the base from git again)."""
+    if not keys.is_file() or keys.is_symlink():
+        return None
+    data = keys.read_bytes()
+    parsed = _read_keys(data)
+    if parsed is None:
+        return None
+    digest = data[len(_KEYS_FORMAT):len(_KEYS_FORMAT) + 32].decode("ascii", "replace")
+    copy = workdir / digest[:2] / f"{digest}{suffix}"
+    if copy.is_symlink() or not copy.is_file() or copy.stat().st_size != size:
+        return None
+    return (copy, *parsed)
+
+
+def _read_keys(data: bytes) -> tuple[int, dict[bytes, bytes], Counter[bytes]] | None:
+    head = _KEYS_HEAD
+    if not data.startswith(_KEYS_FORMAT) or len(data) < head \
+            or int.from_bytes(data[head - 8:head], "little") * 32 != len(data) - head:
+        return None
+    records = int.from_bytes(data[head - 16:head - 8], "little")
+    lines = [data[at:at + 16] for at in range(head, len(data), 32)]
+    keys = [data[at:at + 16] for at in range(head + 16, len(data), 32)]
+    return records, dict(zip(lines, keys, strict=True)), Counter(keys)
+
+
+def base_keys(base_file: Path, max_bytes: int, max_values: int, keys: Path | None = None
+              ) -> tuple[int, dict[bytes, bytes], Counter[bytes]]:
+    """A JSONL base copy's records: how many, each parsed line's hash -> its record's content hash, and the
+    content hashes with their copies. Written to ``keys`` (atomically; in the cache folder, which the change
+    under test never writes) for the next run."""
+    records, pairs = 0, bytearray()
+    for n, line in _numbered_lines(str(base_file), max_bytes):
+        records += 1
+        raw = _parse(str(base_file), n, line, max_values)
+        if raw.record is not None and isinstance(line, bytes):
+            pairs += xxhash.xxh3_128_digest(line) + _content_digest(raw.record)
+    digest = base_file.name.split(".")[0].encode("ascii")
+    data = b"".join([_KEYS_FORMAT, digest, records.to_bytes(8, "little"), (len(pairs) // 32).to_bytes(8, "little"),
+                     bytes(pairs)])
+    if keys is not None and len(digest) == 32:
+        write_new(keys, data)
+    parsed = _read_keys(data)
+    assert parsed is not None
+    return parsed
 
 
 def added_records(changes: Sequence[FileChange]) -> Iterator[RawRecord]:
@@ -265,11 +430,13 @@ def _findings(d: Decision, bases: dict[str, str]) -> list[dict[str, Any]]:
 
 def summary_json(changes: Sequence[FileChange], decisions: Sequence[Decision], passed: bool,
                  report: dict[str, Any]) -> dict[str, Any]:
+    from qualgate.overrides import content_sha256
+
     bases = {c.base_file: f"{c.path}@{c.base}" for c in changes if c.base_file}
     return {
         "passed": passed,
         "files": [{"path": c.path, "base": c.base, "base_records": c.base_records, "records": c.records,
-                   "added": len(c.added)} for c in changes],
+                   "added": len(c.added), "parsed": c.parsed, "base_parsed": c.base_parsed} for c in changes],
         "added": sum(len(c.added) for c in changes),
         "rejected": [{"id": d.id, "sha256": content_sha256(d.sample),
                       **(d.sample.source.to_dict() if d.sample.source else {}), "findings": _findings(d, bases),

@@ -457,7 +457,7 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
                 if overrides_file:
                     gate.use_overrides(overrides_file, require_hash=not trust_worktree)
             changes = find_changes(list(files), ref, fmt, Path(cache) / "check-base" if cache else Path(tmp),
-                                   gate.read)
+                                   gate.config.input)
             if why := vacuous_base(changes):
                 raise InputError(why, file=changes[0].path)
             base_files = [c.base_file for c in changes if c.base_file]

@@ -161,3 +161,34 @@ def test_the_configs_record_limit_applies_to_the_pull_request_check(repo: Path, 
     out = json.loads(check(repo, "-c", str(config), "--format", "json").output)
     assert out["added"] == 2
     assert {r["line"]: r["findings"][0]["reason"] for r in out["rejected"]} == {41: "record_too_large"}
+
+
+def test_only_lines_the_base_lacks_are_parsed_and_a_warm_run_parses_no_base_line(repo: Path, tmp_path: Path) -> None:
+    """Lines are matched by their bytes first; content decides the rest, as before: a reformatted copy of a base
+    record uses up that record, so the unchanged line holding it becomes the added (extra) copy."""
+    from qualgate.check import find_changes
+
+    lines = (repo / "data.jsonl").read_text().splitlines(keepends=True)
+    first = json.loads(lines[0])
+    reformatted = json.dumps(dict(reversed(list(first.items()))), indent=None, separators=(",", ":")) + "\n"
+    new = json.dumps({"id": "new", "text": PARAS[50]["text"]}) + "\n"
+    (repo / "data.jsonl").write_text(reformatted + "".join(lines) + "{not json\n" + new)
+    cache = tmp_path / "cache"
+    for run in ("cold", "warm"):
+        [change] = find_changes([str(repo / "data.jsonl")], "HEAD", None, cache)
+        assert [r.source.line for r in change.added] == [2, 42, 43], run  # not line 1: its content is in the base
+        assert change.added[1].error is not None and change.added[2].record == {"id": "new", "text": PARAS[50]["text"]}
+        assert (change.records, change.base_records) == (43, 40)
+        assert change.parsed == 4, run  # the reformatted line, line 2 (the extra copy), the broken and the new line
+        assert change.base_parsed == (40 if run == "cold" else 0)
+
+
+def test_a_warm_check_reports_how_few_lines_it_parsed(repo: Path, tmp_path: Path) -> None:
+    records = [{"id": p["id"], "text": p["text"]} for p in PARAS[:40]]
+    added = [{"id": "copy", "text": PARAS[3]["text"]}, {"id": "ok", "text": PARAS[50]["text"]}]
+    write(repo / "data.jsonl", [*records, *added])
+    cache = str(tmp_path / "cache")
+    outs = [json.loads(check(repo, "--cache-dir", cache, "--format", "json").output) for _ in range(2)]
+    assert [o["files"][0]["base_parsed"] for o in outs] == [40, 0]
+    assert [o["files"][0]["parsed"] for o in outs] == [2, 2]
+    assert outs[0]["rejected"] == outs[1]["rejected"] and [r["line"] for r in outs[1]["rejected"]] == [41]
