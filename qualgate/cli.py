@@ -123,8 +123,8 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
             cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
             checkpoint: str | None, html: bool, quiet: bool) -> None:
     from qualgate.gate import Gate, default_cache_dir
-    from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
+    from qualgate.runfolder import RunWriter
 
     try:
         cache = None if no_cache else (cache_dir or default_cache_dir())

@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from qualgate.errors import InputError, QualgateError
-from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, REPAIRS_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
+from qualgate.runfolder import (
+    EVIDENCE_PREFIX,
+    OVERRIDE_COLUMN,
+    QUALGATE_FIELD,
+    REPAIRS_COLUMN,
+    SCORES,
+    SKIPPED,
+    UNIT,
+    read_rejected,
+    score_columns,
+)
 from qualgate.untrusted import term
 
 
@@ -43,27 +53,24 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     run = Path(run_dir)
-    if not (run / "scores.parquet").is_file():
-        raise InputError("not a qualgate run folder (no scores.parquet)", file=str(run))
-    table = pq.read_table(run / "scores.parquet").to_pylist()
+    if not (run / SCORES).is_file():
+        raise InputError(f"not a qualgate run folder (no {SCORES})", file=str(run))
+    parquet = pq.read_table(run / SCORES)
+    columns = score_columns(parquet.column_names)
+    table = parquet.to_pylist()
     rows = [r for r in table if r["id"] == sample_id]
     if not rows:
-        raise InputError(f"no sample with id {sample_id!r} in this run", file=str(run / "scores.parquet"))
+        raise InputError(f"no sample with id {sample_id!r} in this run", file=str(run / SCORES))
     by_id = {r["id"]: r for r in table}
     out: dict[str, Any] = {"id": sample_id, "occurrences": []}
     rejected = {}
-    rejected_path = run / "rejected.jsonl"
-    if rejected_path.is_file():
-        with open(rejected_path, encoding="utf-8") as fh:
-            for text in fh:
-                rec = json.loads(text)
-                q = rec.get("qualgate", {})
-                if q.get("id") == sample_id:
-                    rejected[_position(q.get("source") or {})] = rec
+    for line in read_rejected(run):
+        q = line.get(QUALGATE_FIELD, {})
+        if q.get("id") == sample_id:
+            rejected[_position(q.get("source") or {})] = line
     for row in rows:
         where = (row["file"], row["line"])
-        scores = {k: v for k, v in row.items() if k not in ("id", "accepted", "file", "line", *TRACE_COLUMNS,
-                                                            REPAIRS_COLUMN) and not k.startswith(EVIDENCE_PREFIX)}
+        scores = {k: row[k] for k in columns}
         occ: dict[str, Any] = {"file": row["file"], "line": row["line"], "accepted": row["accepted"],
                                "scores": {k: v for k, v in scores.items() if v is not None},
                                "not_scored": sorted(k for k, v in scores.items() if v is None)}
@@ -81,7 +88,7 @@ def explain(run_dir: str | Path, sample_id: str) -> dict[str, Any]:
         if rec is None and not row["accepted"] and len(rejected) == 1:
             rec = next(iter(rejected.values()))
         if rec is not None:
-            occ["findings"] = rec["qualgate"].get("findings", [])
+            occ["findings"] = rec[QUALGATE_FIELD].get("findings", [])
             for f in occ["findings"]:
                 kept_id: str | None = (f.get("evidence") or {}).get("duplicate_of")
                 if not kept_id:

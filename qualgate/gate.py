@@ -24,8 +24,9 @@ from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
 from qualgate.io import RawRecord, atomic_write, dumps_record, read_records
 from qualgate.preamble import fit_on_input, with_prefixes
-from qualgate.repair import Repairer, content_hash_id, repairs_of
+from qualgate.repair import Repairer, content_hash_id
 from qualgate.report import Report, ReportBuilder
+from qualgate.runfolder import rejected_record
 from qualgate.sample import (
     ROLES,
     FieldMap,
@@ -259,29 +260,6 @@ class Result:
     @property
     def rejected(self) -> list[dict[str, Any]]:
         return [rejected_record(d) for d in self.decisions if not d.accepted]
-
-
-def rejected_record(d: Decision) -> dict[str, Any]:
-    """The record's own fields plus ``qualgate`` (id, findings, source). Unparseable input keeps its raw text."""
-    q = d.qualgate_field()
-    rec = d.sample.record
-    if rec is None:
-        raw = d.sample.raw or b""
-        try:
-            q["raw"] = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            import base64
-
-            q["raw"] = raw.decode("utf-8", "replace")
-            q["raw_base64"] = base64.b64encode(raw).decode("ascii")
-        return {"qualgate": q}
-    out = dict(rec)
-    if "qualgate" in out:
-        q["replaced_field"] = out["qualgate"]
-    if repairs := repairs_of(rec):  # the record as the checks read it; ``repair.restore`` gives back the input
-        q["repairs"] = repairs
-    out["qualgate"] = q
-    return out
 
 
 class Gate:

@@ -36,7 +36,8 @@ from qualgate.config import CheckSpec
 from qualgate.errors import ConfigError
 from qualgate.findings import MALFORMED, OVERRIDE, Finding
 from qualgate.overrides import _jsonl_items, _yaml_items, content_sha256
-from qualgate.tune import Row, Tuned, _owner, _sample
+from qualgate.runfolder import QUALGATE_FIELD, Row
+from qualgate.tune import Tuned, _owner, _sample
 from qualgate.untrusted import term
 
 #: Fewer labelled rejects than this behind a suggested threshold: it is reported with a warning (and not
@@ -426,8 +427,8 @@ class _RunCounter:
 
 def _hash(row: Row) -> str:
     rec = row.record
-    if isinstance(rec, dict) and isinstance(rec.get("qualgate", {}).get("sha256"), str):
-        return str(rec["qualgate"]["sha256"])
+    if isinstance(rec, dict) and isinstance(rec.get(QUALGATE_FIELD, {}).get("sha256"), str):
+        return str(rec[QUALGATE_FIELD]["sha256"])
     return content_sha256(_sample(row)) if rec is not None else ""
 
 

@@ -15,8 +15,6 @@ result equals a full re-run with the same parameters.
 
 from __future__ import annotations
 
-import base64
-import copy
 import json
 import re
 from collections import Counter
@@ -32,146 +30,12 @@ from qualgate.config import GateConfig, load_config
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
 from qualgate.io import lines_at, loads_strict
-from qualgate.outputs import EVIDENCE_PREFIX, OVERRIDE_COLUMN, REPAIRS_COLUMN, SKIPPED, TRACE_COLUMNS, UNIT
 from qualgate.overrides import Overrides, overrule
 from qualgate.repair import Repaired
 from qualgate.report import evaluate_gate, share
+from qualgate.runfolder import Row, RunWriter, StoredRun, load_run, original_record, read_report
 from qualgate.sample import Sample, Source, TextSpec, make_sample
 from qualgate.untrusted import term
-
-_FIXED = ("id", "accepted", "file", "line")
-
-
-@dataclass
-class Row:
-    """One sample of the stored run (scores and evidence of the checks that were loaded)."""
-
-    id: str
-    file: str | None
-    line: int | None
-    unit: str  # what ``line`` counts: "line", "item" (JSON array) or "row" (CSV, Parquet)
-    accepted: bool
-    scores: dict[str, float | None]
-    skipped: list[str]
-    evidence: dict[str, str | None]  # check -> its evidence as stored (JSON text), decoded when needed
-    override: dict[str, Any] | None
-    findings: list[Finding]
-    record: Any = None  # the rejected.jsonl object, or the accepted.jsonl line (bytes) when loaded
-    repairs: list[dict[str, Any]] | None = None  # the repairs made before the checks (``qualgate.repair``)
-
-
-@dataclass
-class StoredRun:
-    """A run folder read back: its report, config and rows in input order."""
-
-    path: Path
-    report: dict[str, Any]
-    config: GateConfig
-    rows: list[Row]
-    score_columns: list[str]
-
-    @property
-    def check_order(self) -> list[str]:
-        order = self.report.get("run", {}).get("check_order")
-        return list(order) if order else [c.name for c in self.config.checks]
-
-    @property
-    def all_findings(self) -> bool:
-        return bool(self.report.get("run", {}).get("all_findings"))
-
-
-def read_report(run_dir: str | Path) -> tuple[Path, dict[str, Any], GateConfig]:
-    run = Path(run_dir)
-    for name in ("scores.parquet", "report.json"):
-        if not (run / name).is_file():
-            raise InputError(f"not a qualgate run folder (no {name})", file=str(run))
-    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
-    resolved = report.get("config", {}).get("resolved")
-    if resolved is None:
-        raise InputError("report.json has no resolved config (written by an older qualgate): run the gate again",
-                         file=str(run / "report.json"))
-    config = load_config(copy.deepcopy(resolved))
-    config.source = str(report.get("config", {}).get("source") or config.source)
-    return run, report, config
-
-
-def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bool = False) -> StoredRun:
-    """Read a run back: ``scores.parquet`` (the score and evidence columns of ``checks`` only; None = all),
-    ``report.json``, every finding, and (``records``) the records themselves."""
-    import pyarrow.parquet as pq
-
-    run, report, config = read_report(run_dir)
-    parquet = pq.ParquetFile(run / "scores.parquet")
-    names = parquet.schema_arrow.names
-    missing = [c for c in TRACE_COLUMNS if c not in names]
-    if missing:
-        raise InputError(f"scores.parquet lacks {', '.join(missing)} (written by an older qualgate): run the gate "
-                         "again", file=str(run / "scores.parquet"))
-    all_scores = [c for c in names if c not in _FIXED and c not in TRACE_COLUMNS and c != REPAIRS_COLUMN
-                  and not c.startswith(EVIDENCE_PREFIX)]
-    wanted = [c for c in all_scores if checks is None or c.split(".", 1)[0] in checks]
-    evidence_cols = [c for c in names if c.startswith(EVIDENCE_PREFIX)
-                     and (checks is None or c.removeprefix(EVIDENCE_PREFIX) in checks)]
-    repaired = [REPAIRS_COLUMN] if records and REPAIRS_COLUMN in names else []  # a written run keeps them
-    table = parquet.read(columns=[*_FIXED, *TRACE_COLUMNS, *wanted, *evidence_cols, *repaired])
-    cols = {c: table.column(c).to_pylist() for c in table.column_names}
-    flags = cols["accepted"]
-    n_accepted = sum(bool(a) for a in flags)
-    n_overridden = sum(1 for o in cols[OVERRIDE_COLUMN] if o)
-    rejected = _read_jsonl(run / "rejected.jsonl", len(flags) - n_accepted)
-    overridden = _read_jsonl(run / "overrides.jsonl", n_overridden)
-    accepted_lines = _read_lines(run / "accepted.jsonl", n_accepted) if records else None
-    rows: list[Row] = []
-    rej_i = ov_i = acc_i = 0
-    score_cols = [(c, cols[c]) for c in wanted]
-    ev_cols = [(c.removeprefix(EVIDENCE_PREFIX), cols[c]) for c in evidence_cols]
-    for i, sid in enumerate(cols["id"]):
-        accepted = bool(cols["accepted"][i])
-        override = json.loads(cols[OVERRIDE_COLUMN][i]) if cols[OVERRIDE_COLUMN][i] else None
-        findings: list[Finding] = []
-        record: Any = None
-        if not accepted:
-            record = rejected[rej_i]
-            rej_i += 1
-            findings = [Finding.from_dict(f) for f in record.get("qualgate", {}).get("findings", [])]
-        else:
-            if accepted_lines is not None:
-                record = accepted_lines[acc_i]
-                acc_i += 1
-            if override is not None:
-                findings = [Finding.from_dict(f) for f in overridden[ov_i].get("findings", [])]
-        if override is not None:
-            ov_i += 1
-        skipped = cols[SKIPPED][i].split(",") if cols[SKIPPED][i] else []
-        repairs = json.loads(cols[REPAIRS_COLUMN][i]) if repaired and cols[REPAIRS_COLUMN][i] else None
-        rows.append(Row(sid, cols["file"][i], cols["line"][i], cols[UNIT][i] or "line", accepted,
-                        {c: v[i] for c, v in score_cols}, skipped, {n: v[i] for n, v in ev_cols}, override,
-                        findings, record, repairs))
-    return StoredRun(run, report, config, rows, all_scores)
-
-
-def _read_lines(path: Path, expected: int) -> list[bytes]:
-    """The non-empty lines of a run's output file, which must be as many as scores.parquet says."""
-    if not path.is_file():
-        if expected == 0:
-            return []
-        raise InputError(f"missing: scores.parquet says it holds {expected} record(s)", file=str(path))
-    with open(path, "rb") as fh:
-        lines = [line.rstrip(b"\n") for line in fh if line.strip()]
-    if len(lines) != expected:
-        raise InputError(f"holds {len(lines)} record(s), scores.parquet says {expected}: the run folder is "
-                         "inconsistent", file=str(path))
-    return lines
-
-
-def _read_jsonl(path: Path, expected: int) -> list[dict[str, Any]]:
-    out = []
-    for n, line in enumerate(_read_lines(path, expected), start=1):
-        try:
-            out.append(loads_strict(line))
-        except ValueError as exc:
-            raise InputError(f"not valid JSON: {exc}", file=str(path), line=n) from None
-    return out
 
 
 def parse_settings(config: GateConfig, settings: list[str]) -> tuple[GateConfig, dict[str, Any]]:
@@ -413,13 +277,10 @@ def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None,
         record = _with_repairs(loads_strict(rec), row.repairs)
         return Sample(row.id, record, _text(record, spec, id_field, fields), source=source, raw=rec)
     if isinstance(rec, dict):
-        q = rec.get("qualgate", {})
-        if "raw" in q:  # unparseable input: its raw text goes back out as it came
-            raw = base64.b64decode(q["raw_base64"]) if "raw_base64" in q else q["raw"].encode("utf-8")
-            return Sample(row.id, None, q["raw"][:400], source=source, raw=raw)
-        original = {k: v for k, v in rec.items() if k != "qualgate"}
-        if "replaced_field" in q:
-            original["qualgate"] = q["replaced_field"]
+        original, raw = original_record(rec)
+        if original is None:  # unparseable input: its raw text goes back out as it came
+            assert raw is not None
+            return Sample(row.id, None, raw.decode("utf-8", "replace")[:400], source=source, raw=raw)
         original = _with_repairs(original, row.repairs)
         return Sample(row.id, original, _text(original, spec, id_field, fields), source=source)
     return Sample(row.id, None, source=source)
@@ -459,7 +320,6 @@ def _original_lines(rows: list[Row], decisions: list[Decision]) -> dict[tuple[st
 
 def write(tuned: Tuned, outdir: str | Path) -> Any:
     """Write the tuned decisions as a full run folder (accepted/rejected records, scores, reports)."""
-    from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
 
     run, report = tuned.run, tuned.run.report

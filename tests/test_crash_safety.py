@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from qualgate.io import AtomicFiles
-from qualgate.outputs import OUTPUT_NAMES
+from qualgate.runfolder import OUTPUT_NAMES
 from tests.conftest import require_embed, write_mixed
 
 RUN_FIELDS = ("seconds", "samples_per_second", "repair_seconds", "checkpoint")  # may differ between runs

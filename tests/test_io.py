@@ -671,8 +671,8 @@ def test_overflowing_number_is_malformed_and_output_is_strict_json(tmp_path: Pat
 
 def test_library_non_finite_floats_are_written_as_strict_json(tmp_path: Path) -> None:
     from qualgate import Gate
-    from qualgate.outputs import RunWriter
     from qualgate.report import ReportBuilder
+    from qualgate.runfolder import RunWriter
 
     gate = Gate.from_config("default")
     writer = RunWriter(tmp_path / "out", gate.score_columns)

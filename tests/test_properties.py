@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from qualgate.cli import main
 from qualgate.gate import Gate
 from qualgate.io import read_records
-from qualgate.outputs import RunWriter
 from qualgate.report import ReportBuilder
+from qualgate.runfolder import RunWriter
 from qualgate.sample import Source
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from qualgate.cli import main
 from qualgate.embed import EmbeddingCache
-from qualgate.outputs import OUTPUT_NAMES
+from qualgate.runfolder import OUTPUT_NAMES
 from tests.conftest import FIXTURES
 
 DATA = FIXTURES / "instruct_sample.jsonl"

@@ -1,0 +1,357 @@
+"""A run folder: the files one ``qualgate filter`` (or ``qualgate tune --output``) writes, their names and
+columns, the writer and the reader, so that filter, check, explain, tune and labels agree on one layout.
+
+Written atomically (``RunWriter``): accepted.jsonl, rejected.jsonl, scores.parquet, overrides.jsonl (when a
+reviewer overruled any sample), report.json/.md/.html/.junit.xml. A rejected.jsonl line is the record plus a
+``qualgate`` field (``rejected_record``); ``original_record`` is its inverse.
+
+``scores.parquet`` holds, per sample in input order, its final decision, every score, the checks it skipped,
+each check's evidence (JSON, a column per check), any override and the repairs made before the checks (JSON of
+``repair.Repaired.repairs``, with each changed field's value as read; accepted records too): what
+``qualgate tune`` and ``qualgate explain`` read back (``load_run``, ``read_rejected``).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qualgate.errors import InputError
+from qualgate.findings import Decision, Finding
+from qualgate.io import AtomicFiles, dumps_record, loads_strict
+from qualgate.repair import repairs_of
+
+if TYPE_CHECKING:
+    from qualgate.config import GateConfig
+    from qualgate.report import Report
+
+ACCEPTED, REJECTED, SCORES, OVERRIDES = "accepted.jsonl", "rejected.jsonl", "scores.parquet", "overrides.jsonl"
+REPORT_JSON = "report.json"
+#: Every file a run may write; report.json is written last and means the folder holds one complete run.
+OUTPUT_NAMES = (ACCEPTED, REJECTED, SCORES, OVERRIDES, REPORT_JSON, "report.md", "report.html", "report.junit.xml")
+#: The field a rejected.jsonl line adds to the record: id, findings, source, skipped (``Decision.qualgate_field``).
+QUALGATE_FIELD = "qualgate"
+
+_ROWS_PER_GROUP = 8192
+#: The first columns of scores.parquet: the sample's id, its final decision and where it was read.
+FIXED_COLUMNS = ("id", "accepted", "file", "line")
+SKIPPED, OVERRIDE_COLUMN, UNIT = "skipped", "override", "unit"
+#: Columns of scores.parquet besides id/accepted/file/line, the scores and the evidence: comma-joined
+#: skipped checks, JSON of the override, and what ``line`` counts when it is not a file line ("item" of a
+#: JSON array, "row" of CSV/Parquet; null = line).
+TRACE_COLUMNS = (SKIPPED, OVERRIDE_COLUMN, UNIT)
+#: One column per check, ``evidence:<check>``: the JSON of its evidence (one column each, so a reader
+#: such as ``qualgate tune`` decodes only the checks it needs).
+EVIDENCE_PREFIX = "evidence:"
+#: JSON of the repairs made to the record before the checks (null: none); not in TRACE_COLUMNS, so runs written
+#: before repairs existed are still read.
+REPAIRS_COLUMN = "repairs"
+
+
+def _utf8(text: str) -> str:
+    """Parquet strings must be valid UTF-8: a lone surrogate (from a JSON escape) is written as its escape."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def check_names(score_columns: list[str]) -> list[str]:
+    """The checks behind ``<check>.<score>`` columns, in order."""
+    return list(dict.fromkeys(c.split(".", 1)[0] for c in score_columns))
+
+
+def score_columns(names: list[str]) -> list[str]:
+    """The ``<check>.<score>`` columns among scores.parquet's column ``names``, in order."""
+    return [c for c in names if c not in FIXED_COLUMNS and c not in TRACE_COLUMNS and c != REPAIRS_COLUMN
+            and not c.startswith(EVIDENCE_PREFIX)]
+
+
+# ------------------------------------------------------------------------------------- rejected records
+def rejected_record(d: Decision) -> dict[str, Any]:
+    """The record's own fields plus ``qualgate`` (id, findings, source). Unparseable input keeps its raw text."""
+    q = d.qualgate_field()
+    rec = d.sample.record
+    if rec is None:
+        raw = d.sample.raw or b""
+        try:
+            q["raw"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            q["raw"] = raw.decode("utf-8", "replace")
+            q["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        return {QUALGATE_FIELD: q}
+    out = dict(rec)
+    if QUALGATE_FIELD in out:
+        q["replaced_field"] = out[QUALGATE_FIELD]
+    if repairs := repairs_of(rec):  # the record as the checks read it; ``repair.restore`` gives back the input
+        q["repairs"] = repairs
+    out[QUALGATE_FIELD] = q
+    return out
+
+
+def original_record(rec: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The inverse of ``rejected_record``: (the record without the ``qualgate`` field, a field of that name the
+    record had itself back in its place; None) or, for input that could not be parsed, (None, its raw bytes).
+    The record is as the checks read it: repairs (``qualgate.repairs``) are not undone (``repair.restore`` does)."""
+    q = rec.get(QUALGATE_FIELD, {})
+    if "raw" in q:
+        return None, base64.b64decode(q["raw_base64"]) if "raw_base64" in q else q["raw"].encode("utf-8")
+    if "replaced_field" in q:
+        return {k: q["replaced_field"] if k == QUALGATE_FIELD else v for k, v in rec.items()}, None
+    return {k: v for k, v in rec.items() if k != QUALGATE_FIELD}, None
+
+
+class RunWriter:
+    """Streams decisions to files under temporary names; ``close`` writes the report and renames all."""
+
+    def __init__(self, outdir: str | Path, score_columns: list[str], *, html: bool = True) -> None:
+        """``html``: also write report.html (matplotlib; about 0.3 s a run, 1 s with the import)."""
+        import pyarrow as pa
+
+        self.files = AtomicFiles(outdir, marker=REPORT_JSON)
+        self._overrides: Any = None
+        self._parquet: Any = None
+        self.accepted: Any = None
+        self.rejected: Any = None
+        self._parquet_file: Any = None
+        try:  # interrupted while opening (Ctrl-C), the files opened so far are removed
+            self.accepted = self.files.open(ACCEPTED)
+            self.rejected = self.files.open(REJECTED)
+            self._parquet_file = self.files.open(SCORES)
+        except BaseException:
+            self.abort()
+            raise
+        self.columns = score_columns
+        self.html = html
+        self.checks = check_names(score_columns)
+        fixed = dict(zip(FIXED_COLUMNS, (pa.string(), pa.bool_(), pa.string(), pa.int64()), strict=True))
+        fields = ([pa.field(c, t) for c, t in fixed.items()] + [pa.field(c, pa.float64()) for c in score_columns]
+                  + [pa.field(c, pa.string()) for c in (*TRACE_COLUMNS, REPAIRS_COLUMN)]
+                  + [pa.field(EVIDENCE_PREFIX + n, pa.string()) for n in self.checks])
+        self.schema = pa.schema(fields)
+        self._rows: dict[str, list[Any]] = {f.name: [] for f in fields}
+
+    def write(self, d: Decision, stored_evidence: Mapping[str, str | None] | None = None) -> None:
+        """``stored_evidence``: evidence already as JSON text per check (``qualgate tune`` passes on what it
+        read instead of decoding and encoding it again)."""
+        s, accepted = d.sample, d.accepted
+        if accepted:
+            line = s.raw if s.raw is not None else dumps_record(s.record)
+            self.accepted.write(line + b"\n")
+        else:
+            self.rejected.write(dumps_record(rejected_record(d)) + b"\n")
+        rows, src, scores = self._rows, s.source, d.scores
+        rows["id"].append(_utf8(s.id))
+        rows["accepted"].append(accepted)
+        rows["file"].append(_utf8(src.file) if src else None)
+        rows["line"].append(src.line if src else None)
+        for c in self.columns:
+            rows[c].append(scores.get(c))
+        rows[SKIPPED].append(",".join(d.skipped) if d.skipped else None)
+        rows[UNIT].append(src.unit if src is not None and src.unit != "line" else None)
+        if stored_evidence is not None:
+            for name in self.checks:
+                rows[EVIDENCE_PREFIX + name].append(stored_evidence.get(name))
+        else:
+            evidence = d.evidence
+            for name in self.checks:
+                ev = evidence.get(name)
+                rows[EVIDENCE_PREFIX + name].append(dumps_record(ev).decode("utf-8") if ev else None)
+        rows[OVERRIDE_COLUMN].append(dumps_record(d.override.to_dict()).decode("utf-8") if d.override else None)
+        repairs = repairs_of(s.record)
+        rows[REPAIRS_COLUMN].append(_utf8(dumps_record(repairs).decode("utf-8")) if repairs else None)
+        if d.override is not None:
+            if self._overrides is None:
+                self._overrides = self.files.open(OVERRIDES)
+            self._overrides.write(dumps_record({"id": s.id, "source": src.to_dict() if src else None,
+                                                **d.override.to_dict(),
+                                                "findings": [f.to_dict() for f in d.findings]}) + b"\n")
+        if len(rows["id"]) >= _ROWS_PER_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        created = self._parquet is None
+        if created:
+            self._parquet = pq.ParquetWriter(self._parquet_file, self.schema)  # our handle: never reopened by name
+        if self._rows["id"] or created:
+            self._parquet.write_table(pa.table(self._rows, schema=self.schema))
+        self._rows = {k: [] for k in self._rows}
+
+    def close(self, report: Report) -> None:
+        self._flush()
+        self._parquet.close()
+        self._parquet_file.close()
+        self.accepted.close()
+        self.rejected.close()
+        if self._overrides is not None:
+            self._overrides.close()
+        with self.files.open(REPORT_JSON) as fh:
+            fh.write(report.to_json().encode("utf-8"))
+        with self.files.open("report.md") as fh:
+            fh.write(report.to_markdown().encode("utf-8"))
+        if self.html:
+            from qualgate.html import render_html  # imports matplotlib: only when a run writes its report
+
+            with self.files.open("report.html") as fh:
+                fh.write(render_html(report.data).encode("utf-8"))
+        with self.files.open("report.junit.xml") as fh:
+            fh.write(report.to_junit().encode("utf-8"))
+        self.files.commit(stale=OUTPUT_NAMES)
+
+    def abort(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        for fh in (self.accepted, self.rejected, self._overrides, self._parquet_file):
+            if fh is not None:
+                fh.close()
+        self.files.abort()
+
+
+# ------------------------------------------------------------------------------------------ reading back
+@dataclass
+class Row:
+    """One sample of the stored run (scores and evidence of the checks that were loaded)."""
+
+    id: str
+    file: str | None
+    line: int | None
+    unit: str  # what ``line`` counts: "line", "item" (JSON array) or "row" (CSV, Parquet)
+    accepted: bool
+    scores: dict[str, float | None]
+    skipped: list[str]
+    evidence: dict[str, str | None]  # check -> its evidence as stored (JSON text), decoded when needed
+    override: dict[str, Any] | None
+    findings: list[Finding]
+    record: Any = None  # the rejected.jsonl object, or the accepted.jsonl line (bytes) when loaded
+    repairs: list[dict[str, Any]] | None = None  # the repairs made before the checks (``qualgate.repair``)
+
+
+@dataclass
+class StoredRun:
+    """A run folder read back: its report, config and rows in input order."""
+
+    path: Path
+    report: dict[str, Any]
+    config: GateConfig
+    rows: list[Row]
+    score_columns: list[str]
+
+    @property
+    def check_order(self) -> list[str]:
+        order = self.report.get("run", {}).get("check_order")
+        return list(order) if order else [c.name for c in self.config.checks]
+
+    @property
+    def all_findings(self) -> bool:
+        return bool(self.report.get("run", {}).get("all_findings"))
+
+
+def read_report(run_dir: str | Path) -> tuple[Path, dict[str, Any], GateConfig]:
+    """A run folder's path, report.json and the config it ran with (resolved, as report.json records it)."""
+    from qualgate.config import load_config  # imports the check registry: only when a run is read back
+
+    run = Path(run_dir)
+    for name in (SCORES, REPORT_JSON):
+        if not (run / name).is_file():
+            raise InputError(f"not a qualgate run folder (no {name})", file=str(run))
+    report = json.loads((run / REPORT_JSON).read_text(encoding="utf-8"))
+    resolved = report.get("config", {}).get("resolved")
+    if resolved is None:
+        raise InputError("report.json has no resolved config (written by an older qualgate): run the gate again",
+                         file=str(run / REPORT_JSON))
+    config = load_config(copy.deepcopy(resolved))
+    config.source = str(report.get("config", {}).get("source") or config.source)
+    return run, report, config
+
+
+def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bool = False) -> StoredRun:
+    """Read a run back: ``scores.parquet`` (the score and evidence columns of ``checks`` only; None = all),
+    ``report.json``, every finding, and (``records``) the records themselves."""
+    import pyarrow.parquet as pq
+
+    run, report, config = read_report(run_dir)
+    parquet = pq.ParquetFile(run / SCORES)
+    names = parquet.schema_arrow.names
+    missing = [c for c in TRACE_COLUMNS if c not in names]
+    if missing:
+        raise InputError(f"scores.parquet lacks {', '.join(missing)} (written by an older qualgate): run the gate "
+                         "again", file=str(run / SCORES))
+    all_scores = score_columns(names)
+    wanted = [c for c in all_scores if checks is None or c.split(".", 1)[0] in checks]
+    evidence_cols = [c for c in names if c.startswith(EVIDENCE_PREFIX)
+                     and (checks is None or c.removeprefix(EVIDENCE_PREFIX) in checks)]
+    repaired = [REPAIRS_COLUMN] if records and REPAIRS_COLUMN in names else []  # a written run keeps them
+    table = parquet.read(columns=[*FIXED_COLUMNS, *TRACE_COLUMNS, *wanted, *evidence_cols, *repaired])
+    cols = {c: table.column(c).to_pylist() for c in table.column_names}
+    flags = cols["accepted"]
+    n_accepted = sum(bool(a) for a in flags)
+    n_overridden = sum(1 for o in cols[OVERRIDE_COLUMN] if o)
+    rejected = read_rejected(run, len(flags) - n_accepted)
+    overridden = _read_jsonl(run / OVERRIDES, n_overridden)
+    accepted_lines = _read_lines(run / ACCEPTED, n_accepted) if records else None
+    rows: list[Row] = []
+    rej_i = ov_i = acc_i = 0
+    score_cols = [(c, cols[c]) for c in wanted]
+    ev_cols = [(c.removeprefix(EVIDENCE_PREFIX), cols[c]) for c in evidence_cols]
+    for i, sid in enumerate(cols["id"]):
+        accepted = bool(cols["accepted"][i])
+        override = json.loads(cols[OVERRIDE_COLUMN][i]) if cols[OVERRIDE_COLUMN][i] else None
+        findings: list[Finding] = []
+        record: Any = None
+        if not accepted:
+            record = rejected[rej_i]
+            rej_i += 1
+            findings = [Finding.from_dict(f) for f in record.get(QUALGATE_FIELD, {}).get("findings", [])]
+        else:
+            if accepted_lines is not None:
+                record = accepted_lines[acc_i]
+                acc_i += 1
+            if override is not None:
+                findings = [Finding.from_dict(f) for f in overridden[ov_i].get("findings", [])]
+        if override is not None:
+            ov_i += 1
+        skipped = cols[SKIPPED][i].split(",") if cols[SKIPPED][i] else []
+        repairs = json.loads(cols[REPAIRS_COLUMN][i]) if repaired and cols[REPAIRS_COLUMN][i] else None
+        rows.append(Row(sid, cols["file"][i], cols["line"][i], cols[UNIT][i] or "line", accepted,
+                        {c: v[i] for c, v in score_cols}, skipped, {n: v[i] for n, v in ev_cols}, override,
+                        findings, record, repairs))
+    return StoredRun(run, report, config, rows, all_scores)
+
+
+def read_rejected(run_dir: str | Path, expected: int | None = None) -> list[dict[str, Any]]:
+    """The rejected.jsonl records of a run, in order; ``expected``: as many as scores.parquet says (None: any
+    number, and a missing file is none)."""
+    return _read_jsonl(Path(run_dir) / REJECTED, expected)
+
+
+def _read_lines(path: Path, expected: int | None) -> list[bytes]:
+    """The non-empty lines of a run's output file, which must be as many as scores.parquet says."""
+    if not path.is_file():
+        if not expected:
+            return []
+        raise InputError(f"missing: scores.parquet says it holds {expected} record(s)", file=str(path))
+    with open(path, "rb") as fh:
+        lines = [line.rstrip(b"\n") for line in fh if line.strip()]
+    if expected is not None and len(lines) != expected:
+        raise InputError(f"holds {len(lines)} record(s), scores.parquet says {expected}: the run folder is "
+                         "inconsistent", file=str(path))
+    return lines
+
+
+def _read_jsonl(path: Path, expected: int | None) -> list[dict[str, Any]]:
+    out = []
+    for n, line in enumerate(_read_lines(path, expected), start=1):
+        try:
+            out.append(loads_strict(line))
+        except ValueError as exc:
+            raise InputError(f"not valid JSON: {exc}", file=str(path), line=n) from None
+    return out
