@@ -53,13 +53,19 @@ _FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"
 
 @dataclass
 class RawRecord:
-    """One record as read. ``raw`` is the exact line for JSONL (written back verbatim when accepted)."""
+    """One record as read. ``raw`` is the exact line for JSONL (written back verbatim when accepted).
+    ``deferred``: a JSONL line not parsed yet (``read_records(defer=True)``); ``parsed()`` gives the record."""
 
     source: Source
     record: dict[str, Any] | None
     raw: bytes | None = None
     error: tuple[str, str] | None = None
     verbatim: bool = False
+    deferred: bool = False
+
+    def parsed(self, max_values: int = MAX_RECORD_VALUES) -> RawRecord:
+        """This record parsed (``parse_line``) if it is ``deferred``, else itself."""
+        return parse_line(self.raw or b"", self.source, max_values) if self.deferred else self
 
 
 def detect_format(path: str) -> str:
@@ -75,8 +81,11 @@ def detect_format(path: str) -> str:
 
 def read_records(paths: list[str], fmt: str | None = None, max_record_bytes: int = MAX_RECORD_BYTES,
                  max_document_bytes: int = MAX_DOCUMENT_BYTES,
-                 max_record_values: int = MAX_RECORD_VALUES) -> Iterator[RawRecord]:
-    """All records of all inputs, in order. A record over ``max_record_bytes`` (a JSONL or CSV line, a JSON
+                 max_record_values: int = MAX_RECORD_VALUES, defer: bool = False) -> Iterator[RawRecord]:
+    """All records of all inputs, in order. ``defer``: JSONL lines come unparsed (``RawRecord.deferred``), for
+    worker processes to parse; oversized lines are still summarised here.
+
+    A record over ``max_record_bytes`` (a JSONL or CSV line, a JSON
     array item, a Parquet row's values) or holding more than ``max_record_values`` values is a
     ``record_too_large`` record (rejected as malformed), never shown to the checks; a JSON document over
     ``max_document_bytes`` is an InputError."""
@@ -87,7 +96,7 @@ def read_records(paths: list[str], fmt: str | None = None, max_record_bytes: int
         if kind in ("csv", "tsv"):
             yield from read_csv(path, "\t" if kind == "tsv" else ",", max_record_bytes, max_record_values)
         elif kind == "jsonl":
-            yield from read_jsonl(path, max_record_bytes, max_record_values)
+            yield from read_jsonl(path, max_record_bytes, max_record_values, defer)
         elif kind == "json":
             yield from read_json(path, max_record_bytes, max_document_bytes, max_record_values)
         else:
@@ -233,11 +242,11 @@ def over_values(value: Any, limit: int) -> bool:
 
 
 def read_jsonl(path: str, max_record_bytes: int = MAX_RECORD_BYTES,
-               max_record_values: int = MAX_RECORD_VALUES) -> Iterator[RawRecord]:
+               max_record_values: int = MAX_RECORD_VALUES, defer: bool = False) -> Iterator[RawRecord]:
     name = "<stdin>" if path == "-" else path
     fh = _open_binary(path)
     try:
-        yield from _jsonl_lines(_bounded_lines(fh, max_record_bytes), name, max_record_values)
+        yield from _jsonl_lines(_bounded_lines(fh, max_record_bytes), name, max_record_values, defer)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
@@ -315,7 +324,8 @@ def jsonl_lines(lines: Iterable[bytes | Oversized]) -> Iterator[tuple[int, bytes
             yield n, line
 
 
-def _jsonl_lines(lines: Iterable[bytes | Oversized], name: str, max_values: int) -> Iterator[RawRecord]:
+def _jsonl_lines(lines: Iterable[bytes | Oversized], name: str, max_values: int,
+                 defer: bool = False) -> Iterator[RawRecord]:
     lines = iter(lines)
     first = next(lines, None)
     if first is None:
@@ -323,7 +333,10 @@ def _jsonl_lines(lines: Iterable[bytes | Oversized], name: str, max_values: int)
     check_encoding(first.preview if isinstance(first, Oversized) else first, name)
     for n, line in jsonl_lines(itertools.chain([first], lines)):
         src = Source(name, n)
-        yield line.record(src) if isinstance(line, Oversized) else parse_line(line, src, max_values)
+        if isinstance(line, Oversized):
+            yield line.record(src)
+        else:
+            yield RawRecord(src, None, line, deferred=True) if defer else parse_line(line, src, max_values)
 
 
 def lines_at(path: str, wanted: set[int]) -> dict[int, bytes]:

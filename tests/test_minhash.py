@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from qualgate import Gate
 from qualgate.cli import main
+from qualgate.errors import InputError
 from qualgate.index import KeyIndex, jaccard
 from qualgate.minhashing import Shingler, optimal_bands, permutations, shingle_hash, signatures
 
@@ -358,3 +359,54 @@ def test_one_huge_document_equals_datasketch() -> None:
     ours = signatures(sets, permutations(64, 1))
     (theirs,) = MinHash.bulk([[" ".join(s) for s in sh.shingles(norm)]], num_perm=64, seed=1, hashfunc=shingle_hash)
     assert len(sets[0]) > 8192 and np.array_equal(ours[0], theirs.hashvalues)
+
+
+def _workers_input(path: Path) -> list[bytes]:
+    """1,300 JSONL lines: the lines past the first 1,000 (the preamble head, parsed in the main process) are
+    parsed by the worker processes; among them near-duplicates, an exact copy and bad input of every kind."""
+    rng = random.Random(7)
+    texts = [" ".join(doc(rng, 60)) for _ in range(1290)]
+    lines = [json.dumps({"id": f"r{i}", "text": t}).encode() for i, t in enumerate(texts)]
+    lines[1100] = json.dumps({"id": "near", "text": " ".join(edit(texts[5].split(), 1, rng))}).encode()
+    lines[1101] = json.dumps({"id": "copy", "text": texts[1050].upper()}).encode()
+    lines[1200:1200] = [b'{"id": "bad", "text": ', b'["not an object"]', b'{"id": "dup", "id": "dup2"}',
+                        b'{"id": "notext"}', b'{"id": "null", "text": null}', b'{"id": "latin", "text": "caf\xe9"}']
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+def _outcome(gate: Gate, path: Path) -> list[tuple[str, bool, list[str], bytes | None]]:
+    decisions = gate.stream(gate.read([str(path)]))
+    return [(d.id, d.accepted, [f.reason for f in d.findings], d.sample.raw) for d in decisions]
+
+
+def _id_gate(**options: Any) -> Gate:
+    return Gate.from_config({"version": 1, "input": {"text": "text", "id": "id"},
+                             "checks": [{"check": "near_duplicate"}]}, batch_size=128, **options)
+
+
+def test_workers_parse_raw_lines_with_the_same_decisions(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    lines = _workers_input(path)
+    deferred = list(_id_gate().read([str(path)]).lines() or [])
+    assert len(deferred) == len(lines) and all(r.deferred and r.record is None for r in deferred)
+    assert deferred[1206].parsed().record == {"id": "r1200", "text": json.loads(lines[1206])["text"]}
+    one = _outcome(_id_gate(), path)
+    two = _id_gate(workers=2)
+    assert two._parses_in_workers()
+    assert _outcome(two, path) == one
+    by_id = {i: (ok, why) for i, ok, why, _ in one}
+    assert by_id["near"] == (False, ["near_duplicate"]) and by_id["copy"] == (False, ["exact_duplicate"])
+    assert sorted(why[0] for _, ok, why, _ in one if not ok and why[0] not in ("near_duplicate", "exact_duplicate")) \
+        == ["duplicate_key", "invalid_json", "invalid_utf8", "missing_field", "not_an_object", "wrong_type"]
+    accepted = {raw for _, ok, _, raw in one if ok}
+    assert lines[1290] in accepted and lines[1100] not in accepted  # verbatim bytes, from the main process
+
+
+def test_strict_names_the_line_a_worker_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    _workers_input(path)
+    gate = _id_gate(strict=True, workers=2)
+    with pytest.raises(InputError) as err:
+        _outcome(gate, path)
+    assert err.value.file == str(path) and err.value.line == 1201
