@@ -4,8 +4,10 @@
 
 Makes a temporary git repository whose `data.jsonl` holds the first 50,000 Alpaca records (committed),
 appends the next 100 records (staged), and times `qualgate check data.jsonl --base HEAD` as a
-subprocess three times with one cache folder: the first run builds the baseline's MinHash index, the
-later ones find it in the cache. Reports wall seconds and the exit code of each run.
+subprocess `--runs` times (default 6) with one cache folder: the first run builds the baseline's MinHash
+index and the base's line hashes, the later ones find them in the cache. Reports wall and CPU seconds
+(the command and its git subprocesses), the exit code, and how many lines of the changed file and of its
+base version were parsed (a warm run parses only the lines the base lacks), then the median of the warm runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +30,7 @@ def main() -> None:
     ap.add_argument("--pack", default="default")
     ap.add_argument("--baseline", type=int, default=50_000)
     ap.add_argument("--added", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=6, help="runs in all; the first is cold")
     args = ap.parse_args()
     records = json.loads(args.data.read_text())
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,16 +51,28 @@ def main() -> None:
         cmd = [sys.executable, "-m", "qualgate.cli", "check", "data.jsonl", "--base", "HEAD", "-c", args.pack,
                "--cache-dir", str(cache), "--format", "json"]
         print(f"{args.added} added records vs {args.baseline} baseline, pack {args.pack}, 2 cores\n")
-        print("| run | cache | seconds | exit | added | rejected |\n|---|---|---:|---:|---:|---:|")
-        for i in range(3):
+        print("| run | cache | seconds | CPU seconds | exit | added | rejected | lines parsed | base lines parsed |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        warm: list[tuple[float, float]] = []
+        for i in range(args.runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env={**os.environ})
             seconds = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             out = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
-            print(f"| {i + 1} | {'cold' if i == 0 else 'warm'} | {seconds:.2f} | {proc.returncode} | "
-                  f"{out.get('added')} | {len(out.get('rejected', []))} |", flush=True)
+            files = out.get("files", [{}])
+            print(f"| {i + 1} | {'cold' if i == 0 else 'warm'} | {seconds:.2f} | {cpu:.2f} | {proc.returncode} | "
+                  f"{out.get('added')} | {len(out.get('rejected', []))} | {sum(f.get('parsed', 0) for f in files)} | "
+                  f"{sum(f.get('base_parsed', 0) for f in files)} |", flush=True)
             if not out:
                 print(proc.stderr[-2000:], file=sys.stderr)
+            if i:
+                warm.append((seconds, cpu))
+        if warm:
+            print(f"\nwarm median: {statistics.median(w for w, _ in warm):.2f} s wall, "
+                  f"{statistics.median(c for _, c in warm):.2f} s CPU ({len(warm)} runs)")
 
 
 if __name__ == "__main__":

@@ -155,3 +155,42 @@ def test_a_closed_pipe_is_a_quiet_sigpipe_exit() -> None:
     job.stdout.close()  # the reader is gone before the first write
     _, err = job.communicate(timeout=60)
     assert job.returncode == 141 and b"internal error" not in err and b"Traceback" not in err, err
+
+
+def test_a_rules_only_run_imports_only_the_check_modules_it_uses(tmp_path: Path) -> None:
+    """The check registry imports a family's module on first use: a run of rule checks loads neither MinHash
+    (datasketch), embeddings (faiss, torch, sentence-transformers), perplexity nor fastText."""
+    import subprocess
+    import sys
+
+    (tmp_path / "rules.yaml").write_text("version: 1\nchecks:\n  - {check: empty_field, fields: [output]}\n"
+                                         "  - {check: truncated}\n  - {check: boilerplate}\n  - {check: refusal}\n")
+    (tmp_path / "in.jsonl").write_text(json.dumps({"instruction": "Name a colour.", "output": "Blue."}) + "\n"
+                                       + json.dumps({"instruction": "Hi", "output": "As an AI language model, I"
+                                                     " cannot."}) + "\n")
+    code = ("import runpy, sys\nsys.argv = ['qualgate', 'filter', '-c', 'rules.yaml', 'in.jsonl', '-o', 'out', '-q', "
+            "'--no-html', '--no-cache', '-j', '1']\ntry:\n    runpy.run_module('qualgate.cli', run_name='__main__')\n"
+            "except SystemExit as exc:\n    print(exc.code)\nprint(sorted(m for m in sys.modules if m in ("
+            "'datasketch', 'faiss', 'torch', 'sentence_transformers', 'transformers', 'fasttext', 'langdetect', "
+            "'qualgate.checks.minhash', 'qualgate.checks.embedding', 'qualgate.checks.perplexity', "
+            "'qualgate.checks.language', 'qualgate.checks.text_quality', 'qualgate.minhashing', 'qualgate.index', "
+            "'qualgate.lm.ngram')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert proc.stdout.split("\n")[:2] == ["0", "[]"], proc.stdout + proc.stderr
+    assert [json.loads(x)["output"] for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()] == [
+        "As an AI language model, I cannot."]
+
+
+def test_the_lazy_registry_names_the_module_of_every_built_in_check() -> None:
+    """``checks.BUILTIN`` (kind -> module) must agree with what the modules register, or a kind would be unknown
+    until something else imported its module."""
+    from importlib import import_module
+
+    from qualgate.checks import BUILTIN, REGISTRY, base
+
+    for module in set(BUILTIN.values()):
+        import_module(f"qualgate.checks.{module}")
+    registered = {k: c.__module__ for k, c in base.REGISTRY.items() if c.__module__.startswith("qualgate.checks.")}
+    assert registered == {k: f"qualgate.checks.{m}" for k, m in BUILTIN.items()}
+    assert sorted(REGISTRY) == sorted(registered) and REGISTRY["refusal"].kind == "refusal"
+    assert "no_such_check" not in REGISTRY
