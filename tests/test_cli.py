@@ -182,14 +182,16 @@ def test_a_rules_only_run_imports_only_the_check_modules_it_uses(tmp_path: Path)
 
 
 def test_the_lazy_registry_names_the_module_of_every_built_in_check() -> None:
-    """``checks.BUILTIN`` (kind -> module) must agree with what the modules register, or a kind would be unknown
-    until something else imported its module."""
+    """``checks.BUILTIN`` (kind -> module) must agree with what the modules of qualgate/checks/ register, or a kind
+    would be unknown until something else imported its module."""
+    import pkgutil
     from importlib import import_module
 
+    import qualgate.checks
     from qualgate.checks import BUILTIN, REGISTRY, base
 
-    for module in set(BUILTIN.values()):
-        import_module(f"qualgate.checks.{module}")
+    for module in pkgutil.iter_modules(qualgate.checks.__path__):
+        import_module(f"qualgate.checks.{module.name}")
     registered = {k: c.__module__ for k, c in base.REGISTRY.items() if c.__module__.startswith("qualgate.checks.")}
     assert registered == {k: f"qualgate.checks.{m}" for k, m in BUILTIN.items()}
     assert sorted(REGISTRY) == sorted(registered) and REGISTRY["refusal"].kind == "refusal"
