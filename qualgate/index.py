@@ -221,6 +221,14 @@ class ShingleStore:
         self._chunks.append((flat, offsets))
         self.size += len(sets)
 
+    def extend_flat(self, flat: U32, offsets: I64) -> None:
+        """``extend`` with the sets stored flat: set i is ``flat[offsets[i]:offsets[i+1]]``, ``offsets[0]`` 0."""
+        if len(offsets) < 2:
+            return
+        self._starts.append(self.size)
+        self._chunks.append((flat.astype(np.uint32, copy=False), offsets.astype(np.int64, copy=False)))
+        self.size += len(offsets) - 1
+
     def get(self, i: int) -> U32:
         c = bisect.bisect_right(self._starts, i) - 1
         flat, offsets = self._chunks[c]
@@ -400,6 +408,13 @@ class BandCandidates:
         keys += [(-c[0], -c[1], g) for g, c in changed.items()]
         keys.sort()
         return [g for _, _, g in keys[: self.cap]], b - a + len(changed) - len(found) > self.cap, filled
+
+    def alone(self) -> npt.NDArray[np.bool_]:
+        """Per sample: no candidate in the index, and no bucket with room that another sample of the batch shares,
+        so ``ranked`` gives nothing whatever is kept before it, and keeping it changes no other sample's ranking."""
+        out: npt.NDArray[np.bool_] = np.diff(self._offsets) == 0
+        out[list(self._moving)] = False
+        return out
 
     def keep(self, i: int, g: int) -> None:
         """Sample ``i`` is kept as kept number ``g``: its entries join the buckets of the batch that have room."""

@@ -186,6 +186,7 @@ def _batched(rows: list[list[int]], keep: list[bool], cap: int, size: int,
     kept_rows: list[int] = []
     for lo in range(0, len(rows), size):
         cands = BandCandidates(index, keys[lo:lo + size], cap, big[lo:lo + size] if split else None)
+        alone = cands.alone().tolist()  # near_duplicate neither ranks these nor tells the batch it kept them
         first = len(kept_rows)
         for i in range(min(size, len(rows) - lo)):
             extra: dict[int, int] = {}
@@ -195,8 +196,11 @@ def _batched(rows: list[list[int]], keep: list[bool], cap: int, size: int,
             ranked, cut, filled = cands.ranked(i, {g: m for g, m in extra.items() if m})
             out.append((ranked, cut))
             assert set(filled) <= set(range(first, len(kept_rows)))
+            if alone[i] and not split:
+                assert (ranked, cut, filled) == ([], False, [])
             if keep[lo + i]:
-                cands.keep(i, len(kept_rows))
+                if not (alone[i] and not split):
+                    cands.keep(i, len(kept_rows))
                 kept_rows.append(lo + i)
         new = kept_rows[first:]
         mask = big[new] if split else np.ones((len(new), keys.shape[1]), dtype=bool)

@@ -44,6 +44,7 @@ from qualgate.index import (
     jaccard,
     pack_strings,
     pair_jaccards,
+    ranges,
     unpack_strings,
 )
 from qualgate.minhashing import VERSION, Shingler, band_keys, optimal_bands, permutations, signatures_flat
@@ -202,8 +203,8 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.n_baseline = 0
         self.clusters: Counter[int] = Counter()
         self.members: dict[int, list[str]] = {}
-        #: the last batch's tentatively kept samples, admitted to the index by ``commit``
-        self._pending: tuple[int, int, list[int], U64, list[U32], U64] | None = None
+        #: the last batch's tentatively kept samples (and its features), admitted to the index by ``commit``
+        self._pending: tuple[int, int, list[int], MinhashFeatures] | None = None
         #: with engine-found candidates (``PairFeatures``): the kept sample of each exact text (baseline
         #: first), and the last batch's tentatively kept (row, exact hash); no LSH index is needed
         self._by_exact: dict[int, int] | None = None
@@ -224,12 +225,17 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         sigs = signatures_flat(flat, offsets, self.perms)
         return MinhashFeatures(exact, flat, offsets, band_keys(sigs, self.bands, self.rows))
 
-    def _admit(self, exact: U64, sets: list[U32], bands: U64, first: int) -> None:
-        """Add kept samples ``first, first+1, ...`` (ids already in ``kept_ids``) to the index."""
-        globals_ = np.arange(first, first + len(sets), dtype=np.int64)
-        self._exact.add(exact, globals_)
-        self._lsh.add(bands.ravel(), np.repeat(globals_, self.bands))
-        self._store.extend(sets)
+    def _admit(self, feats: MinhashFeatures, rows: Sequence[int], first: int) -> None:
+        """Add the batch's ``rows`` as kept samples ``first, first+1, ...`` (ids already in ``kept_ids``) to the
+        index; their shingle sets move as one flat array."""
+        idx = np.asarray(rows, dtype=np.int64)
+        globals_ = np.arange(first, first + len(idx), dtype=np.int64)
+        self._exact.add(feats.exact[idx], globals_)
+        self._lsh.add(feats.bands[idx].ravel(), np.repeat(globals_, self.bands))
+        lo, counts = feats.offsets[idx], np.diff(feats.offsets)[idx]
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        self._store.extend_flat(feats.flat[ranges(lo, counts)], offsets)
 
     # ---------------------------------------------------------------------------------- scoring
     def _texts(self, samples: Sequence[Sample]) -> tuple[list[str], list[FieldProblem | None]]:
@@ -250,22 +256,23 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         texts, problems = self._texts(samples)
         feats = features if isinstance(features, MinhashFeatures) else \
             self.features_from(self.preamble.strip_all(texts))
-        exact, sets, bands = feats.exact, feats.sets(), feats.bands
+        exact, offsets = feats.exact, feats.offsets
         results: list[Measurement | FieldProblem | None] = list(problems)
         exact_hit: dict[int, int] = {}
         for pos, val in zip(*(a.tolist() for a in self._exact.query(exact)), strict=True):
             exact_hit[pos] = min(val, exact_hit.get(pos, val))
-        candidates = BandCandidates(self._lsh, bands, self.params.max_candidates)
+        candidates = BandCandidates(self._lsh, feats.bands, self.params.max_candidates)
+        # most samples have no candidate at all, in the index or in the batch: no ranking, no Jaccard to compute
+        alone = candidates.alone().tolist()
         known = self._initial_jaccards(candidates, feats)
         first = len(self.kept_ids)
         batch_exact: dict[int, int] = {}
         batch_sets: dict[int, U32] = {}
         admitted: list[int] = []
         found, uses = self._found, self._uses
-        for i, s in enumerate(samples):
+        for i, (s, key) in enumerate(zip(samples, exact.tolist(), strict=True)):
             if results[i] is not None:
                 continue
-            key = int(exact[i])
             kept = exact_hit.get(i, batch_exact.get(key))
             if kept is not None:
                 results[i] = self._measure(1.0, 1.0, kept)
@@ -273,21 +280,26 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 if kept >= first:
                     uses.setdefault(admitted[kept - first], i)
                 continue
-            ranked, cut, filled = candidates.ranked(i)
-            results[i], best, duplicate = self._judge(self._verify(sets[i], i, ranked, first, batch_sets, known))
-            if duplicate:
-                found.append((i, best, s.id))
-            for g in relied_on(ranked, best, cut, first) + filled:
-                uses.setdefault(admitted[g - first], i)
+            if alone[i]:  # what _judge gives for no candidates
+                results[i], duplicate = Measurement({"exact": 0.0, "jaccard": 0.0}, {}), False
+            else:
+                ranked, cut, filled = candidates.ranked(i)
+                shingles = feats.flat[offsets[i]:offsets[i + 1]]
+                results[i], best, duplicate = self._judge(self._verify(shingles, i, ranked, first, batch_sets, known))
+                if duplicate:
+                    found.append((i, best, s.id))
+                for g in relied_on(ranked, best, cut, first) + filled:
+                    uses.setdefault(admitted[g - first], i)
             if not duplicate and eligible[i]:
                 g = len(self.kept_ids)
                 self.kept_ids.append(s.id)
                 self.kept_sources.append(source_tuple(s.source))
                 admitted.append(i)
                 batch_exact[key] = g
-                batch_sets[g] = sets[i]
-                candidates.keep(i, g)
-        self._pending = (first, len(samples), admitted, exact, sets, bands)
+                if not alone[i]:  # a sample alone has no later sample of the batch as a candidate either
+                    batch_sets[g] = feats.flat[offsets[i]:offsets[i + 1]]
+                    candidates.keep(i, g)
+        self._pending = (first, len(samples), admitted, feats)
         self._note_prefix(results, texts)
         return [r for r in results if r is not None]
 
@@ -382,15 +394,14 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             return
         if self._pending is None:
             return
-        first, _, admitted, exact, sets, bands = self._pending
+        first, _, admitted, feats = self._pending
         self._pending = None
         flags = [i < len(accepted) and accepted[i] for i in admitted]
         keep = [i for i, f in zip(admitted, flags, strict=True) if f]
         remap = renumber_kept(self.kept_ids, self.kept_sources, first, flags) if len(keep) != len(admitted) else None
         count_found(self.clusters, self.members, self._found, len(accepted), first, remap)
         if keep:
-            idx = np.asarray(keep, dtype=np.int64)
-            self._admit(exact[idx], [sets[i] for i in keep], bands[idx], first)
+            self._admit(feats, keep, first)
 
     def tentative_uses(self) -> Mapping[int, int]:
         return self._uses
@@ -472,18 +483,17 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         usable = [i for i, p in enumerate(problems) if p is None]
         self.preamble.fit([texts[i] for i in usable], "baseline")
         feats = self._features(self.preamble.strip_all([texts[i] for i in usable]))
-        exact, sets, bands = feats.exact, feats.sets(), feats.bands
+        exact = feats.exact
         known = set(self._exact.query(exact)[0].tolist())
         rows, seen = [], set()
         for r, key in enumerate(exact.tolist()):
             if r not in known and key not in seen:
                 seen.add(key)
                 rows.append(r)
-        idx = np.asarray(rows, dtype=np.int64)
         first = len(self.kept_ids)
         self.kept_ids.extend(samples[usable[r]].id for r in rows)
         self.kept_sources.extend(source_tuple(samples[usable[r]].source) for r in rows)
-        self._admit(exact[idx], [sets[r] for r in rows], bands[idx], first)
+        self._admit(feats, rows, first)
         self.n_baseline = len(self.kept_ids)
         return len(samples) - len(rows)
 
