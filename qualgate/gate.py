@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from qualgate.checks import Check, SetCheck
 from qualgate.checks.base import Features, RunContext
 from qualgate.config import GateConfig, load_config
+from qualgate.decide import decide_in_order, takes_next
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
 from qualgate.io import RawRecord, atomic_write, dumps_record, parse_line, read_records
@@ -64,8 +65,13 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _readable(d: Decision) -> bool:
+    return d.sample.problem is None
+
+
 def _alive(d: Decision, all_findings: bool) -> bool:
-    return d.sample.problem is None and (all_findings or not d.findings)
+    """Whether ``d`` takes the next check (``decide.decide_in_order``'s rule)."""
+    return _readable(d) and takes_next(d.findings, all_findings)
 
 
 #: After a conflict the rest of a batch is decided in parts of at least this many samples, growing while none
@@ -115,16 +121,9 @@ def _run_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all
     """One pass of ``checks`` over ``decisions``; returns the keep-first checks scored and the positions they
     scored. ``memo`` keeps the other checks' results (by check and decision) for a later pass."""
     scored: list[tuple[SetCheck[Any], list[int]]] = []
-    for check in checks:
-        live, positions = [], []
-        for i, d in enumerate(decisions):
-            if _alive(d, all_findings):
-                live.append(d)
-                positions.append(i)
-            else:
-                d.skipped.append(check.name)
-        if not live:
-            continue
+
+    def run(k: int, positions: list[int]) -> None:
+        check, live = checks[k], [decisions[i] for i in positions]
         results: Iterable[Any]
         if isinstance(check, SetCheck) and check.keeps_first:
             results = check.score_batch([d.sample for d in live], [not d.findings for d in live],
@@ -147,6 +146,8 @@ def _run_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all
             if m.evidence:
                 d.evidence[check.name] = m.evidence
             d.findings.extend(check.decide(m))
+
+    decide_in_order([c.name for c in checks], decisions, all_findings, run, _readable)
     return scored
 
 

@@ -27,6 +27,7 @@ import yaml
 from qualgate.checks import REGISTRY, Check, SetCheck
 from qualgate.checks.base import Measurement
 from qualgate.config import GateConfig, load_config
+from qualgate.decide import decide_in_order
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
 from qualgate.io import lines_at, loads_strict
@@ -213,40 +214,38 @@ def _rejecting_checks(findings: list[Finding], accepted: bool) -> set[str]:
 
 def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
               all_findings: bool) -> tuple[list[Finding], list[str], list[str]]:
-    """New findings and skipped checks for one row, and the checks whose skipped scores it would need."""
+    """New findings and skipped checks for one row, and the checks whose skipped scores it would need. The run's
+    order and skip rule (``decide.decide_in_order``) replayed: changed checks decide on the stored scores, the
+    others' findings are taken as recorded."""
     if row.findings and (not changed or any(f.check == MALFORMED and _owner(f) is None for f in row.findings)):
         return [f for f in row.findings if f.check != OVERRIDE], list(row.skipped), []
-    if not row.findings and not row.skipped:  # most rows: only the changed checks can object
-        findings: list[Finding] = []
-        for pos, name in enumerate(order):
-            check = changed.get(name)
-            if check is None:
-                continue
-            findings.extend(_decide(check, name, row))
-            if findings and not all_findings:
-                return findings, order[pos + 1:], []
-        return findings, [], []
     recorded: dict[str, list[Finding]] = {}
     for f in row.findings:  # a check's missing-field finding is that check's, in its place in the order
         recorded.setdefault(_owner(f) or f.check, []).append(f)
     was_skipped = set(row.skipped)
-    findings = []
-    skipped: list[str] = []
+    state = _Pending([], [])
     missing: list[str] = []
-    for name in order:
-        if findings and not all_findings:
-            skipped.append(name)
-            continue
-        if name in was_skipped:
+
+    def decide(k: int, _: list[int]) -> None:
+        name = order[k]
+        if name in was_skipped:  # the run never scored it: its decision is unknown
             missing.append(name)
-            continue
+            return
         check = changed.get(name)
         own = recorded.get(name, [])
         if check is None or any(f.check == MALFORMED for f in own):  # a missing field stays missing
-            findings.extend(own)
-            continue
-        findings.extend(_decide(check, name, row))
-    return findings, skipped, missing
+            state.findings.extend(own)
+        else:
+            state.findings.extend(_decide(check, name, row))
+
+    decide_in_order(order, [state], all_findings, decide)
+    return state.findings, state.skipped, missing
+
+
+@dataclass
+class _Pending:
+    findings: list[Finding]
+    skipped: list[str]
 
 
 def _owner(f: Finding) -> str | None:
