@@ -448,3 +448,49 @@ def test_link_only_input_field_settings_and_one_reason_per_cause() -> None:
     assert reasons(INSTRUCT_UNANS, asks) == ["impossible_request"]
     gate = Gate.from_config({"version": 1, "checks": INSTRUCT_UNANS}, cache_dir=None)
     assert gate.run([record]).decisions[0].scores["unanswerable.link_only"] == 1.0
+
+
+@pytest.mark.parametrize("instruction", [
+    "Sort the following list of numbers in ascending order.",
+    "Put the following words in alphabetical order: cat, apple, dog.",
+    "Rank these cities by population.",
+    "Convert the following paragraph into a bulleted list.",
+    "Describe the water cycle.",
+    "Write a haiku about autumn.",
+    "Is the sentence grammatical? She go to school.",
+    "\u017fort these words: pear, fig.",  # a long s: IGNORECASE reads it as "s", lower() does not
+    "Übersetze den Satz. Then sort the words.",
+])
+def test_transformation_task_word_filter_changes_no_answer(instruction: str) -> None:
+    """transformation_task answers an ASCII instruction without any of TRANSFORM_WORDS at once; the answer must
+    be the one the full pattern gives."""
+    from qualgate.checks.tasks import _TRANSFORM
+
+    full = _TRANSFORM.search(instruction)
+    assert transformation_task(instruction) == (full.group(0) if full else None)
+
+
+def test_every_transformation_pattern_match_holds_a_filter_word() -> None:
+    """What the word filter relies on, checked on each pattern's own matches over the instructions above."""
+    import re
+
+    from qualgate.checks.tasks import TRANSFORM_PATTERNS, TRANSFORM_WORDS
+
+    instructions = [
+        "Sort the following list of numbers in ascending order.", "Arrange the words to form a sentence.",
+        "Put these in chronological order.", "Change the word order of the sentence.", "Order these events.",
+        "Rank these cities by population.", "Match the following countries with their capitals.",
+        "Reverse the string.", "Write it in reverse.", "Delete the extra spaces in the sentence.",
+        "Get rid of the duplicates.", "Clean up the following text.", "Print Hello 10 times.",
+        "Repeat the input.", "Capitalize the first letter.", "Convert it to upper case.", "Lowercase the text.",
+        "Reformat the list.", "Format the following as a table.", "Split the sentence into two.",
+        "Split the long sentence.", "Combine these sentences.", "Turn the data into a JSON array.",
+        "Create a table from the following data.", "Organize these items by size.", "Align the columns by width.",
+    ]
+    matched = set()
+    for i, pattern in enumerate(TRANSFORM_PATTERNS):
+        for instruction in instructions:
+            for m in re.finditer(pattern, instruction, re.IGNORECASE):
+                matched.add(i)
+                assert TRANSFORM_WORDS.search(m.group(0).lower()), (pattern, m.group(0))
+    assert len(matched) >= 24  # nearly every pattern was exercised

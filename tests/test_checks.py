@@ -233,3 +233,25 @@ def test_truncated_lets_list_items_end_without_a_period(text: str, reasons: list
     gate = Gate.from_config({"version": 1, "input": {"text": "text"}, "checks": [{"check": "truncated"}]},
                             cache_dir=None)
     assert [f.reason for f in gate.run([{"text": text}]).decisions[0].findings] == reasons
+
+
+@pytest.mark.parametrize("text", [
+    "As an AI language model, I cannot.",
+    "xAs an AI language model",  # inside a word: no match
+    "AS  AN\nAI   LANGUAGE MODEL, and as an ai language modelling course",
+    "I'm sorry, but I can't. I’m sorry, but I can't.",
+    "A\u017f an AI language model",  # long s, read as "s" when case is ignored: the slow path keeps it
+    "_As an AI language model_ 9as an AI language model",
+])
+def test_phrase_regex_fast_path_finds_what_re_finds(text: str) -> None:
+    """PhraseRegex lower-cases an ASCII text and searches it without the lookbehind; the matches (text, start,
+    end) must be the ones the case-insensitive lookbehind pattern finds."""
+    from qualgate.checks.rules import phrase_regex
+    from qualgate.packs import read_list
+
+    for phrases in (read_list("boilerplate.txt"), read_list("refusal.txt"), ["as an ai language model", "i'm sorry"]):
+        rx = phrase_regex(phrases)
+        expected = [(m.group(0), m.start(), m.end()) for m in rx.pattern.finditer(text)]
+        assert [(m.group(0), m.start(), m.end()) for m in rx.finditer(text)] == expected
+        first = rx.search(text)
+        assert (first.group(0) if first else None) == (expected[0][0] if expected else None)

@@ -303,6 +303,37 @@ def test_layout_shares_on_real_like_snippets() -> None:
     assert layout_shares("<no input>")["code"] == 0.0  # an Alpaca placeholder, not an HTML tag
 
 
+def test_letter_and_number_counts_match_the_per_character_rules() -> None:
+    """The token counts skip every token with an ASCII letter before testing characters one by one; the counts
+    must be those of the per-character rules, non-ASCII letters, digits and math signs included."""
+    from qualgate.checks.text_quality import _MATH, layout_shares, letterless_tokens
+
+    text = ("x\u00b2 \u00b2 \u00bd 42 $2.50 (33%) + = -- \u2014 \u65e5\u672c \u00e9t\u00e9 caf\u00e9, \u216b [1] a1 "
+            "\u2161")
+    tokens = text.split()
+    assert letterless_tokens(text) == sum(not any(c.isalpha() for c in t) for t in tokens)
+    numeric = sum(1 for t in tokens if not any(c.isalpha() for c in t)
+                  and (any(c.isdigit() for c in t) or t.strip("()[]") in _MATH))
+    assert layout_shares(text)["numeric"] == numeric / len(tokens)
+    shares = layout_shares(text)  # a copy: changing it does not change what the next call gets
+    shares["numeric"] = -1.0
+    assert layout_shares(text)["numeric"] == numeric / len(tokens)
+
+
+@pytest.mark.parametrize("line", [
+    "total = a + b;", "    return x", "}", "for (i = 0; i < n; i++) {", "print(x)", "SET x TO 5",
+    "The price is $5; it rises {sometimes}", "Plain prose, nothing more.",
+])
+def test_code_line_split_matches_one_regex(line: str) -> None:
+    """_CODE_LINE (anchored, ``match``) or _CODE_LINE_END (``search``) is the one alternation it was split from."""
+    import re
+
+    from qualgate.checks.text_quality import _CODE_LINE, _CODE_LINE_END
+
+    whole = re.compile(_CODE_LINE.pattern + "|" + _CODE_LINE_END.pattern)
+    assert bool(_CODE_LINE.match(line) or _CODE_LINE_END.search(line)) == bool(whole.search(line))
+
+
 def test_default_pack_suggests_the_pack_that_fits_instruction_and_chat_records(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

@@ -16,6 +16,7 @@ from qualgate.checks.rules import (
     BoilerplateParams,
     FieldName,
     PhraseCheck,
+    PhraseMatch,
     _compile_all,
     phrase_regex,
 )
@@ -26,7 +27,7 @@ from qualgate.regex import check_patterns, user_patterns
 from qualgate.sample import FieldProblem, Sample
 
 
-def _hit(match: re.Match[str]) -> dict[str, Any]:
+def _hit(match: re.Match[str] | PhraseMatch) -> dict[str, Any]:
     return {"match": match.group(0)[:200], "start": match.start(), "end": match.end()}
 
 

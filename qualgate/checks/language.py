@@ -74,6 +74,9 @@ _OPEN_LANGUAGE = re.compile(
     r"four|five|\d+)\s+(?:\w+\s+)?languages?\b|\bone language (?:to|into) another\b|"
     r"\btarget (?:culture|locale|audience|market|country|region)\b", re.IGNORECASE)
 
+#: every match of _TRANSLATION or _OPEN_LANGUAGE holds one of these (lower case)
+_TASK_WORDS = re.compile("translat|locali|translit|transcrib|say|language|target")
+
 
 def named_languages(instruction: str) -> tuple[list[str], list[str]]:
     """The language codes an instruction names and the words that named them (``"Translate into French"``,
@@ -126,6 +129,8 @@ def strip_for_language_id(text: str, min_phrase_words: int = 3) -> str:
         if _code_line(line):
             continue
         for phrase in _PHRASE_END.split(line):
+            if phrase.isascii() and len(phrase.split()) < min_phrase_words:  # too few words to be kept
+                continue
             kept = []
             size = 0
             for word in phrase.split():
@@ -133,8 +138,8 @@ def strip_for_language_id(text: str, min_phrase_words: int = 3) -> str:
                 if not key or key[0].isupper() or (not key.isalpha() and _NOT_A_WORD.search(key)):
                     continue
                 kept.append((key.lower(), word))
-                # scripts written without spaces: one "word" is a whole phrase
-                size += min_phrase_words if _UNSPACED.search(key) else 1
+                # scripts written without spaces: one "word" is a whole phrase (none of them is ASCII)
+                size += 1 if key.isascii() or not _UNSPACED.search(key) else min_phrase_words
             if size < min_phrase_words:
                 continue
             for key, word in kept:
@@ -318,7 +323,9 @@ class Language(Check[LanguageParams]):
         instruction = self._field(sample, p.instruction_field)
         evidence: dict[str, Any] = {}
         allowed = set(self._allowed)
-        translation = _TRANSLATION.search(instruction) if instruction else None
+        # an ASCII instruction without these words names no task below (most of them: skips two regexes)
+        asked = instruction and (not instruction.isascii() or _TASK_WORDS.search(instruction.lower()))
+        translation = _TRANSLATION.search(instruction) if asked else None
         source = self._field(sample, p.input_field).strip()
         # the languages the request names, in the instruction or (for "write an input for this instruction")
         # in the input
@@ -327,7 +334,8 @@ class Language(Check[LanguageParams]):
             evidence.update(requested=codes, named=words)
             allowed.update(codes)
         # a target left open: "into a different language", or a translation task that names no language
-        if (_OPEN_LANGUAGE.search(instruction) or (translation and not codes)) and not set(codes) - self._allowed:
+        open_target = asked and _OPEN_LANGUAGE.search(instruction)
+        if (open_target or (translation and not codes)) and not set(codes) - self._allowed:
             return Measurement({"prob": None, "other_prob": None}, {**evidence, "skipped": "any_language"})
         if instruction.strip() and instruction.strip() in text:
             text = text.replace(instruction.strip(), " ", 1)

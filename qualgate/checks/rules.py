@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from pydantic import Field, field_validator, model_validator
@@ -128,13 +128,68 @@ class Pattern(Check[PatternParams]):
 
 
 # ------------------------------------------------------------------------------- boilerplate phrases
-def phrase_regex(phrases: list[str]) -> re.Pattern[str]:
+class PhraseMatch:
+    """One phrase found: ``re.Match``'s ``group(0)``, ``start()`` and ``end()``."""
+
+    __slots__ = ("_end", "_start", "_text")
+
+    def __init__(self, text: str, start: int, end: int) -> None:
+        self._text, self._start, self._end = text, start, end
+
+    def group(self, index: int = 0) -> str:
+        if index:
+            raise IndexError("no such group")
+        return self._text[self._start:self._end]
+
+    def start(self) -> int:
+        return self._start
+
+    def end(self) -> int:
+        return self._end
+
+
+class PhraseRegex:
+    """Many phrases as whole words, any case (``finditer``, ``search`` like ``re``).
+
+    Python's ``re`` tries every phrase at every position of a text when the pattern ignores case or opens with a
+    lookbehind. An ASCII text is lower-cased instead (positions unchanged) and searched with a case-sensitive
+    pattern without the lookbehind, which ``re`` skips through by the phrases' first letters; a match preceded
+    by a word character is passed over, as the lookbehind would. Same matches, several times faster."""
+
+    def __init__(self, parts: list[str], ascii_only: bool) -> None:
+        body = "|".join(parts)
+        self.pattern = re.compile(r"(?<!\w)(?:" + body + r")(?!\w)", re.IGNORECASE)
+        self._lower = re.compile(r"(?:" + body + r")(?!\w)") if parts and ascii_only else None
+
+    def finditer(self, text: str) -> Iterator[re.Match[str] | PhraseMatch]:
+        if self._lower is None or not text.isascii():
+            yield from self.pattern.finditer(text)
+            return
+        low, pos, search = text.lower(), 0, self._lower.search
+        while (m := search(low, pos)) is not None:
+            start = m.start()
+            if start and _WORD_CHAR.match(low, start - 1):
+                pos = start + 1
+                continue
+            yield PhraseMatch(text, start, m.end())
+            pos = m.end()
+
+    def search(self, text: str) -> re.Match[str] | PhraseMatch | None:
+        return next(self.finditer(text), None)
+
+
+_WORD_CHAR = re.compile(r"\w")
+
+
+def phrase_regex(phrases: list[str]) -> PhraseRegex:
     """One case-insensitive regex for many phrases: apostrophes and whitespace matched loosely."""
     parts = []
-    for phrase in sorted({p.lower() for p in phrases}, key=len, reverse=True):
+    unique = sorted({p.lower() for p in phrases}, key=len, reverse=True)
+    for phrase in unique:
         words = [re.escape(w).replace("'", "['’]") for w in phrase.split()]
         parts.append(r"\s+".join(words))
-    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)
+    # a non-ASCII letter may match an ASCII one when case is ignored ("ſ" is "s"): such lists keep ``re``'s way
+    return PhraseRegex(parts, all(p.replace("’", "").isascii() for p in unique))
 
 
 class BoilerplateParams(Params):

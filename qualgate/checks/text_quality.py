@@ -40,6 +40,7 @@ _LIST_LINE = re.compile(
     r"|[^|\w\n]*\w[^|\n]*\|[^|\w\n]*\w"                                                # "cell | cell"
     r"|^[ \t]*[^\W\d_][^:.!?\n]{0,40}:[ \t]+\S"  # "Label: value", "Day 1: ...", "Person 2: ..."
     r"|^[ \t]*\w[^-–—:.!?\n]{0,40}[ \t][-–—]{1,2}[ \t]+\S")  # "Nile - River", "1564 - Born in Pisa"
+#: a code-like line, by how it starts (``match``: every alternative is anchored at the line start) ...
 _CODE_LINE = re.compile(
     r"^[ \t]*(?:def|class|import|from|return|elif|else|try|except|finally|while|for|if|switch|case|break|"
     r"continue|public|private|protected|static|void|int|float|double|char|bool|boolean|String|const|let|var|"
@@ -50,9 +51,12 @@ _CODE_LINE = re.compile(
     r"|^[ \t]*(?:return|break|continue|pass|else|end|done|fi)\b[^.!?]*$"                   # bare statements
     r"|^[ \t]*(?://|/\*|#include\b)"                                                      # comments
     r"|^[ \t]*</?[A-Za-z][\w-]*(?:\s+[\w:-]+=[^>]*)?/?>"
-    r"|[;{}][ \t]*(?://.*)?$|^[ \t]*[}\])]"
+    r"|^[ \t]*[}\])]"
     r"|^[ \t]*[A-Za-z_][\w.\[\]'\"]*[ \t]*(?:[-+*/%|&]|//|\*\*)?=[ \t]*[^=\s]"
     r"|^[ \t]*[A-Za-z_][\w.]*\(.*\)[ \t]*[:,;]?[ \t]*$")
+#: ... or by how it ends (``search``); kept apart from the anchored ones, which one unanchored alternative would
+#: make the regex engine try at every position of the line
+_CODE_LINE_END = re.compile(r"[;{}][ \t]*(?://.*)?$")
 _CHORUS = re.compile(r"(?im)^[ \t]*[\[(*]*(?:chorus|refrain|hook|pre-chorus)\b[^\n]{0,20}$")
 _MATH = frozenset("+-=*/×÷±√^<>≤≥≈−")
 
@@ -63,8 +67,30 @@ SHORT_LINE_WORDS, SHORT_LINES = 8, 4
 
 def _comma_list(line: str) -> bool:
     """A line of short comma-separated items ("baby, shower, joy, love, ...")."""
+    if line.count(",") < 4:  # five items need four commas (the common case, decided without splitting)
+        return False
     items = [i for i in line.split(",") if i.strip()]
     return len(items) >= 5 and sum(len(i.split()) for i in items) / len(items) <= 3
+
+
+#: whitespace-separated tokens without an ASCII letter: the only ones that can lack a letter altogether, so the
+#: per-character tests below run on these few instead of on every word
+_NO_ASCII_LETTER = re.compile(r"(?<!\S)[^\sA-Za-z]+(?!\S)")
+
+
+def _numeric_token(t: str) -> bool:
+    return not any(c.isalpha() for c in t) and (any(c.isdigit() for c in t) or t.strip("()[]") in _MATH)
+
+
+def letterless_tokens(text: str) -> int:
+    """How many of ``text.split()`` contain no alphabetic character (``str.isalpha``)."""
+    return sum(1 for t in _NO_ASCII_LETTER.findall(text) if not any(c.isalpha() for c in t))
+
+
+#: layout_shares of recent texts: the repetition and quality checks measure the same parts of a sample, one
+#: check after the other over a batch, so a batch's worth (and more) is kept
+_LAYOUT_CACHE: dict[str, dict[str, float]] = {}
+_LAYOUT_CACHE_SIZE = 8192
 
 
 def layout_shares(text: str) -> dict[str, float]:
@@ -72,6 +98,15 @@ def layout_shares(text: str) -> dict[str, float]:
     "Term - value" lines, short comma-separated items, short lines one after another), share of whitespace
     tokens that are numbers or math (no letter; a digit, or an operator such as '+' or '='), and share of
     non-blank lines that look like code (fenced lines, statements, pseudocode, braces, assignments, calls)."""
+    cached = _LAYOUT_CACHE.get(text)
+    if cached is None:
+        if len(_LAYOUT_CACHE) >= _LAYOUT_CACHE_SIZE:
+            _LAYOUT_CACHE.clear()
+        cached = _LAYOUT_CACHE[text] = _layout_shares(text)
+    return dict(cached)
+
+
+def _layout_shares(text: str) -> dict[str, float]:
     lines = [line for line in text.split("\n") if line.strip()]
     words = list_words = code = 0
     fenced = False
@@ -87,15 +122,14 @@ def layout_shares(text: str) -> dict[str, float]:
             code += 1
         elif _LIST_LINE.match(line) or _comma_list(line):  # an item ending in ';' is still an item
             list_words += n
-        elif _CODE_LINE.search(line):
+        elif _CODE_LINE.match(line) or _CODE_LINE_END.search(line):
             code += 1
         elif short_lines_are_items and n <= SHORT_LINE_WORDS:  # "Paris is a city." one per line, verse
             list_words += n
-    tokens = text.split()
-    numeric = sum(1 for t in tokens if not any(c.isalpha() for c in t)
-                  and (any(c.isdigit() for c in t) or t.strip("()[]") in _MATH))
+    n_tokens = len(text.split())
+    numeric = sum(1 for t in _NO_ASCII_LETTER.findall(text) if _numeric_token(t))
     return {"list": list_words / words if words else 0.0,
-            "numeric": numeric / len(tokens) if tokens else 0.0,
+            "numeric": numeric / n_tokens if n_tokens else 0.0,
             "code": code / len(lines) if lines else 0.0}
 
 
@@ -130,6 +164,13 @@ def _units(parts: list[str], skip_symbol_only: bool) -> list[str]:
     return [u for u in units if u and (not skip_symbol_only or _ALNUM.search(u))]
 
 
+def lower_words(text: str) -> list[str]:
+    """The words of ``text`` (``WORD_RE``), lower-cased."""
+    if text.isascii():  # lower-casing ASCII changes no word boundary: one call for the whole text
+        return WORD_RE.findall(text.lower())
+    return [w.lower() for w in WORD_RE.findall(text)]
+
+
 def _duplicates(units: list[str]) -> tuple[float, float, str | None]:
     """Share of units that repeat an earlier one, share of characters in those repeats, the most repeated unit."""
     if not units:
@@ -148,7 +189,7 @@ def _duplicates(units: list[str]) -> tuple[float, float, str | None]:
 
 
 def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return list(zip(*(words[i:] for i in range(n)), strict=False))  # the shorter tails end it
 
 
 def _top_ngram(words: list[str], n: int, total_chars: int) -> tuple[float, str | None]:
@@ -327,7 +368,7 @@ class Repetition(Check[RepetitionParams]):
         p = self.params
         values: dict[str, float | None] = dict.fromkeys(self.score_names)
         evidence: dict[str, Any] = {}
-        words = [w.lower() for w in WORD_RE.findall(text)]
+        words = lower_words(text)
         total_chars = sum(map(len, words))
         evidence["words"] = len(words)
         skip = None if len(words) >= p.min_words and total_chars > 0 else "too_short"
@@ -485,7 +526,7 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
             "hash_ratio": ratio(text.count("#"), n),
             "ellipsis_ratio": ratio(text.count("...") + text.count("…"), n),
             "mean_word_length": ratio(sum(map(len, cores)), len(cores)),
-            "alphabetic_share": ratio(sum(any(ch.isalpha() for ch in t) for t in tokens), n),
+            "alphabetic_share": ratio(n - letterless_tokens(text), n),
             "stop_words": float(len({c.lower() for c in cores} & self._stop)),
         }
         return Measurement(values, evidence)
