@@ -155,20 +155,20 @@ def alpaca_records(n: int) -> list[dict[str, Any]]:
     return [{"id": f"alpaca-{i}", **r} for i, r in enumerate(rows)]
 
 
-def _child(mode: str, n: int, cache: str | None) -> dict[str, Any]:
+def _child(mode: str, n: int, cache: str | None, window: int = 4096, model: str | None = None) -> dict[str, Any]:
     from qualgate import Gate
 
     records = alpaca_records(n)
-    gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "semantic_duplicate"}]},
-                            cache_dir=cache)
+    check: dict[str, Any] = {"check": "semantic_duplicate", "window": window, **({"model": model} if model else {})}
+    gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [check]}, cache_dir=cache)
     texts = [gate.sample(r, i).text for i, r in enumerate(records, 1)]
     if mode == "raw":
         from qualgate.embed import Embedder
 
-        model = Embedder(None, "auto", 64, None).model
-        model.encode(texts[:64], batch_size=64, normalize_embeddings=True)  # warm-up, as the check's first batch
+        model_ = Embedder(model, "auto", 64, None).model
+        model_.encode(texts[:64], batch_size=64, normalize_embeddings=True)  # warm-up, as the check's first batch
         start = time.perf_counter()
-        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        model_.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         seconds = time.perf_counter() - start
         rejected = None
     else:
@@ -177,36 +177,122 @@ def _child(mode: str, n: int, cache: str | None) -> dict[str, Any]:
         result = gate.run(records)
         seconds = time.perf_counter() - start
         rejected = result.report["rejected"]
-    return {"mode": mode, "n": n, "seconds": round(seconds, 2), "per_s": round(n / seconds, 1),
-            "peak_mib": round(peak_mib()), "rejected": rejected}
+    return {"mode": mode, "n": n, "window": window if mode == "check" else None, "seconds": round(seconds, 2),
+            "per_s": round(n / seconds, 1), "peak_mib": round(peak_mib()), "rejected": rejected}
+
+
+def _run_child(mode: str, n: int, cache: str | None = None, window: int = 4096, model: str | None = None
+               ) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "_child", mode, str(n), cache or "-", str(window), model or "-"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    row: dict[str, Any] = json.loads(out)
+    print(json.dumps(row), file=sys.stderr)
+    return row
 
 
 def throughput(args: argparse.Namespace) -> None:
+    """Interleaved rounds of raw encode, the check embedding each gate batch alone (window 0, the old way) and
+    the check with its read-ahead window; then a cold and a warm disk cache."""
     cache = OUT / "throughput-cache"
     if cache.exists():
         import shutil
 
         shutil.rmtree(cache)
     rows = []
-    plan = [("raw", None), ("check", None), ("raw", None), ("check", None), ("check", str(cache)),
-            ("check", str(cache))]
-    for mode, c in plan:
-        cmd = [sys.executable, __file__, "_child", mode, str(args.n)] + ([c] if c else [])
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        row = json.loads(out)
-        row["cache"] = "cold" if c and len([r for r in rows if r.get("cache")]) == 0 else ("warm" if c else "off")
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
-    raw = min(r["seconds"] for r in rows if r["mode"] == "raw")
-    check = min(r["seconds"] for r in rows if r["mode"] == "check" and r["cache"] == "off")
-    print(f"\n{args.n} Alpaca texts (instruction, input, output), batch 64, best of 2 where repeated\n")
-    print("| run | disk cache | seconds | samples/s | vs raw encode | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|")
+    for _ in range(args.rounds):
+        rows.append({**_run_child("raw", args.n), "cache": "-"})
+        rows.append({**_run_child("check", args.n, window=0), "cache": "off"})
+        rows.append({**_run_child("check", args.n, window=args.window), "cache": "off"})
+    if args.cache:
+        rows.append({**_run_child("check", args.n, str(cache), args.window), "cache": "cold"})
+        rows.append({**_run_child("check", args.n, str(cache), args.window), "cache": "warm"})
+
+    def median(mode: str, window: int | None) -> float:
+        return float(np.median([r["seconds"] for r in rows if r["mode"] == mode and r["window"] == window
+                                and r["cache"] in ("-", "off")]))
+
+    raw = median("raw", None)
+    print(f"\n{args.n} Alpaca texts (instruction, input, output), batch 64, gate batch 512, {args.rounds} interleaved "
+          "rounds\n")
+    print("| run | window | disk cache | seconds | samples/s | vs median raw | peak RSS MiB |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     for r in rows:
         name = "SentenceTransformer.encode" if r["mode"] == "raw" else "semantic_duplicate (Gate.run)"
-        print(f"| {name} | {r['cache'] if r['mode'] == 'check' else '-'} | {r['seconds']} | {r['per_s']} | "
-              f"{r['seconds'] / raw:.2f}x | {r['peak_mib']} |")
-    print(f"\noverhead of the check over raw encode (best runs, no cache): {check / raw - 1:+.1%}")
+        print(f"| {name} | {r['window'] if r['window'] is not None else '-'} | {r['cache']} | {r['seconds']} | "
+              f"{r['per_s']} | {r['seconds'] / raw:.2f}x | {r['peak_mib']} |")
+    for w in (0, args.window):
+        print(f"median check / median raw, window {w}: {median('check', w) / raw:.3f}x")
+
+
+# ------------------------------------------------------------------------------------------ agreement
+def _plant(records: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` near-copies of random earlier records, appended: the request reworded ("Please ..."), the answer's
+    first two sentences swapped (or its last word dropped). Both models should call each a duplicate."""
+    rng = random.Random(seed)
+    out = []
+    for k, i in enumerate(sorted(rng.sample(range(len(records)), n))):
+        r = records[i]
+        sentences = [x for x in r["output"].split(". ") if x]
+        output = ". ".join([sentences[1], sentences[0], *sentences[2:]]) if len(sentences) > 1 else \
+            " ".join(r["output"].split()[:-1]) or r["output"]
+        instruction = "Please " + r["instruction"][:1].lower() + r["instruction"][1:]
+        out.append({**r, "id": f"planted-{k}-of-{r['id']}", "instruction": instruction, "output": output})
+    return records + out
+
+
+def agreement(args: argparse.Namespace) -> None:
+    """semantic_duplicate's keep-first decisions with the static backend against MiniLM's on the same texts."""
+    from qualgate import Gate
+    from qualgate.embed import Embedder
+    from qualgate.semdedup import exact_keep_first
+
+    records = _plant(alpaca_records(args.n), args.plant, 0)
+    gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "semantic_duplicate"}]},
+                            cache_dir=None)
+    texts = [gate.sample(r, i).text for i, r in enumerate(records, 1)]
+    ids = [r["id"] for r in records]
+    vecs, speed = {}, {}
+    for name, model in (("minilm", None), ("static", "wordllama")):
+        embedder = Embedder(model, "cpu", 64, Path(args.cache) if name == "minilm" else None)
+        embedder.encode(texts[:64])
+        start = time.perf_counter()
+        vecs[name] = embedder.encode(texts)
+        speed[name] = (embedder.stats["embedded"], time.perf_counter() - start)
+        print(f"{name}: {embedder.stats} in {speed[name][1]:.1f} s", file=sys.stderr)
+    ref = exact_keep_first(vecs["minilm"], args.reference)
+    truth = ref.duplicate_of >= 0
+    planted = np.array([i.startswith("planted-") for i in ids])
+    print(f"\n{args.n} Alpaca records + {args.plant} planted near-copies; reference: MiniLM at {args.reference} "
+          f"rejects {int(truth.sum())} ({int((truth & planted).sum())} planted, {int((truth & ~planted).sum())} "
+          "natural)\n")
+    print("| static threshold | rejected | agree | precision | recall | F1 | natural: rejected / agree / precision / "
+          "recall | planted caught |")
+    print("|---:|---:|---:|---:|---:|---:|---|---:|")
+    results = {}
+    for t in args.thresholds:
+        got = exact_keep_first(vecs["static"], t)
+        mine = got.duplicate_of >= 0
+        both = int((mine & truth).sum())
+        prec, rec = both / max(mine.sum(), 1), both / max(truth.sum(), 1)
+        f1 = 2 * prec * rec / max(prec + rec, 1e-9)
+        nat, nat_both = int((mine & ~planted).sum()), int((mine & truth & ~planted).sum())
+        nat_prec, nat_rec = nat_both / max(nat, 1), nat_both / max(int((truth & ~planted).sum()), 1)
+        results[t] = got
+        print(f"| {t} | {int(mine.sum())} | {both} | {prec:.3f} | {rec:.3f} | {f1:.3f} | {nat} / {nat_both} / "
+              f"{nat_prec:.3f} / {nat_rec:.3f} | {int((mine & planted).sum())}/{args.plant} |")
+    for name, (n, sec) in speed.items():
+        print(f"{name}: {n} texts in {sec:.1f} s = {n / sec:,.0f} texts/s")
+    if args.dump:
+        got = results[args.pick]
+        mine = got.duplicate_of >= 0
+        with open(args.dump, "w") as fh:
+            for i in np.flatnonzero(mine != truth):
+                j = int(got.duplicate_of[i] if mine[i] else ref.duplicate_of[i])
+                fh.write(json.dumps({"only": "static" if mine[i] else "minilm", "id": ids[i], "kept": ids[j],
+                                     "cos_minilm": round(float(vecs["minilm"][i] @ vecs["minilm"][j]), 3),
+                                     "cos_static": round(float(vecs["static"][i] @ vecs["static"][j]), 3),
+                                     "text": texts[i][:300], "kept_text": texts[j][:300]}) + "\n")
+        print(f"disagreements at {args.pick}: {int((mine != truth).sum())} -> {args.dump}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------- faiss
@@ -264,7 +350,9 @@ def faiss_bench(args: argparse.Namespace) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
-        print(json.dumps(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)))
+        cache, window, model = sys.argv[4], int(sys.argv[5]), sys.argv[6]
+        print(json.dumps(_child(sys.argv[2], int(sys.argv[3]), None if cache == "-" else cache, window,
+                                None if model == "-" else model)))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -277,11 +365,23 @@ def main() -> None:
     c.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("throughput")
     t.add_argument("--n", type=int, default=2000)
+    t.add_argument("--rounds", type=int, default=3, help="interleaved rounds of raw / window 0 / window")
+    t.add_argument("--window", type=int, default=4096, help="the check's read-ahead window")
+    t.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True, help="also a cold and a warm cache")
+    a = sub.add_parser("agreement")
+    a.add_argument("--n", type=int, default=10_000)
+    a.add_argument("--plant", type=int, default=300)
+    a.add_argument("--reference", type=float, default=0.9, help="MiniLM threshold (the reference decisions)")
+    a.add_argument("--thresholds", type=float, nargs="+",
+                   default=[0.85, 0.87, 0.88, 0.89, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95])
+    a.add_argument("--pick", type=float, default=0.9, help="static threshold whose disagreements are dumped")
+    a.add_argument("--dump", default=None, help="JSONL of the disagreements at --pick")
+    a.add_argument("--cache", default=str(OUT / "agreement-cache"), help="disk cache for MiniLM's vectors")
     f = sub.add_parser("faiss")
     f.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     f.add_argument("--max-hnsw", type=int, default=1_000_000)
     args = ap.parse_args()
-    {"collapse": collapse, "throughput": throughput, "faiss": faiss_bench}[args.cmd](args)
+    {"collapse": collapse, "throughput": throughput, "agreement": agreement, "faiss": faiss_bench}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -47,6 +48,17 @@ if TYPE_CHECKING:
     from qualgate.diversity import DiversityTracker
     from qualgate.engines.checkpoint import Checkpoint
     from qualgate.overrides import Overrides
+
+
+def read_ahead(batches: Iterator[Any], checks: Sequence[Any], all_findings: bool) -> Iterator[Any]:
+    """``checks.embedding.read_ahead``: only an embedding check reads ahead, and a gate without one never imported
+    that module (numpy and the model stack), so the batches pass through unchanged."""
+    if "qualgate.checks.embedding" not in sys.modules:
+        return batches
+    from qualgate.checks.embedding import read_ahead as embedding_read_ahead
+
+    return embedding_read_ahead(batches, checks, all_findings)
+
 
 Verdict = tuple[list[Finding], dict[str, float | None], list[str], dict[str, dict[str, Any]]]
 #: Per check name: the batch positions a worker computed features for, and those features.
@@ -827,9 +839,12 @@ class Gate:
         elif self.workers > 1 and second is not None and featured:
             yield from self._evaluate_features_pooled(rest, featured)
         else:
-            for batch in rest:
+            def scored(batch: list[Sample]) -> tuple[list[Decision], None]:
                 decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
                 apply_checks(self._pooled, decisions, self.all_findings)
+                return decisions, None
+
+            for decisions, _ in read_ahead(map(scored, rest), self._local, self.all_findings):  # embeds by window
                 apply_checks(self._local, decisions, self.all_findings)
                 yield decisions
 
@@ -853,10 +868,14 @@ class Gate:
         def submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Any:
             return batch, pool.submit(_worker_run, [replace(s, raw=None) for s in batch])
 
-        def join(pending: tuple[list[Sample], Future[tuple[list[Verdict], BatchFeatures]]]) -> list[Decision]:
-            return self._join(*pending)
+        def join(pending: tuple[list[Sample], Future[tuple[list[Verdict], BatchFeatures]]]) -> Any:
+            batch, future = pending
+            verdicts, features = future.result()
+            return [Decision(s, *v) for s, v in zip(batch, verdicts, strict=True)], features
 
-        return self._pipelined(batches, submit, join)
+        for decisions, features in read_ahead(self._pipelined(batches, submit, join), self._local, self.all_findings):
+            apply_checks(self._local, decisions, self.all_findings, features)
+            yield decisions
 
     def run_config(self) -> dict[str, Any]:
         """The config workers, Ray actors and checkpoints build checks from: with the shared prefixes this run
@@ -930,9 +949,6 @@ class Gate:
             return decisions
 
         return self._pipelined(batches, submit, join)
-
-    def _join(self, batch: list[Sample], future: Future[tuple[list[Verdict], BatchFeatures]]) -> list[Decision]:
-        return self._join_verdicts(batch, future.result())
 
     def _join_verdicts(self, batch: list[Sample], result: tuple[list[Verdict], BatchFeatures]) -> list[Decision]:
         """Decisions from a worker's verdicts and features, with the set-aware checks applied here, in order."""

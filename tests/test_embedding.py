@@ -52,15 +52,17 @@ def test_minhash_misses_what_embeddings_catch(tmp_path: Path) -> None:
 
 
 def test_same_decisions_for_any_batch_size_and_with_cache(tmp_path: Path) -> None:
+    """Batch size, read-ahead window (0 = each batch embedded alone) and cache change no decision."""
     records = _records("semantic_sample.jsonl")
     runs = []
-    for batch, cache in ((1, None), (3, tmp_path), (512, tmp_path)):
-        gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "semantic_duplicate"}]},
+    for batch, cache, window in ((1, None, 0), (3, tmp_path, 0), (3, None, 4096), (512, tmp_path, 4096)):
+        check = {"check": "semantic_duplicate", "window": window}
+        gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [check]},
                                 batch_size=batch, cache_dir=cache)
         result = gate.run(records)
         runs.append([(d.id, d.accepted, [f.evidence.get("duplicate_of") for f in d.findings])
                      for d in result.decisions])
-    assert runs[0] == runs[1] == runs[2]
+    assert runs[0] == runs[1] == runs[2] == runs[3]
     stats = result.report["sets"]["semantic_duplicate"]["embedder"]
     assert stats["cache"] and stats["cache_hits"] + stats["memo_hits"] >= len(records)
 
@@ -333,3 +335,17 @@ def test_lone_surrogates_and_nuls_reach_the_model_as_utf8() -> None:
     assert result.decisions[0].accepted and result.decisions[3].accepted
     assert result.decisions[1].findings[0].reason.endswith("duplicate")  # of the first, one character apart
     assert result.report["diversity"] is not None
+
+
+def test_forward_passes_by_token_count_give_the_vectors_in_input_order() -> None:
+    """More texts than a batch are embedded in passes of near-equal token counts (not sentence-transformers' own
+    character sort, which padded Alpaca to 1.53x its tokens): same vectors, rows in input order."""
+    import numpy as np
+
+    from qualgate.embed import Embedder
+
+    embedder = Embedder(None, "cpu", 4, None)
+    texts = [r["instruction"] + "\n" + r["output"] for r in _records("semantic_sample.jsonl")]
+    texts += ["x = [1, 2, 3]; y = {k: v for k, v in zip(a, b)}", "12345 67890 " * 20, "Short."]
+    whole = embedder.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.allclose(embedder.encode(texts), whole, atol=1e-5)

@@ -9,12 +9,12 @@ all-MiniLM-L6-v2 unless ``model`` names a local folder; texts beyond the model's
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from qualgate.checks.base import (
     Features,
@@ -29,11 +29,10 @@ from qualgate.checks.base import (
     unpack_sources,
 )
 from qualgate.checks.minhash import Found, count_found
-from qualgate.embed import F32, Embedder, shared_embedder
-from qualgate.findings import Finding
+from qualgate.embed import F32, STATIC_MODEL, Embedder, check_model, shared_embedder
+from qualgate.findings import Decision, Finding
 from qualgate.index import BandCandidates, KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
 from qualgate.minhashing import Shingler, band_keys, optimal_bands, permutations, signatures_flat
-from qualgate.models import require_modules
 from qualgate.preamble import Preamble, drop_field, given_field
 from qualgate.sample import FieldProblem, Sample, Source
 from qualgate.vectors import VectorIndex
@@ -43,9 +42,14 @@ VERSION = 1  # bump when what is stored in cached set indexes changes
 
 class EmbeddingParams(Params):
     field: str | None = Field(None, description="record field to embed; unset = the configured text view")
-    model: str | None = Field(None, description="local sentence-transformers folder; unset = packaged all-MiniLM-L6-v2")
+    model: str | None = Field(None, description="local sentence-transformers folder; unset = packaged "
+                              f"all-MiniLM-L6-v2; '{STATIC_MODEL}' = the torch-free static embeddings of the "
+                              "wordllama package (CPU-fast, coarser)")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     batch_size: int = Field(64, ge=1, le=4096, description="texts per forward pass")
+    window: int = Field(4096, ge=0, le=8192, description="samples read ahead and embedded together, sorted by "
+                        "length so a forward pass pads little (independent of the gate's batch size); 0 = embed "
+                        "each gate batch on its own")
     index: Literal["auto", "flat", "hnsw"] = Field("auto", description="faiss index: exact, HNSW, or by size")
     exact_limit: int = Field(100_000, ge=1, description="with index=auto: exact search up to this many vectors")
 
@@ -73,10 +77,7 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
 
     def __init__(self, name: str, params: E) -> None:
         super().__init__(name, params)
-        require_modules("sentence_transformers", "faiss", who=f"check '{name}' ({self.kind})")
-        from qualgate.models import embedding_model_path
-
-        embedding_model_path(params.model)  # a wrong path fails before any work starts
+        check_model(params.model, f"check '{name}' ({self.kind})")  # a wrong path fails before any work starts
         self.cache_dir: Path | None = None
         self._embedder: Embedder | None = None
         self.ids: list[str] = []
@@ -115,6 +116,14 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         if ok:
             vecs[ok] = self.embedder.encode([texts[i] for i in ok])
         return vecs, problems
+
+    def prefetch(self, samples: Sequence[Sample]) -> None:
+        """Embed now what ``_embed`` will ask for in the coming batches (``read_ahead``): one call over a window of
+        samples lets the model sort them by length, and the vectors wait in the embedder's memory."""
+        texts, problems = field_texts(samples, self.params.field)
+        if self.preamble is not None:
+            texts = self.preamble.strip_all(texts)
+        self.embedder.encode([t for t, p in zip(texts, problems, strict=True) if p is None])
 
     def feature_input(self, samples: Sequence[Sample]) -> Any | None:
         """Texts to embed, only where an engine asked for model work in its workers (``features_in_workers``:
@@ -166,14 +175,54 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         return {"embedder": self.embedder.describe(), "index": self.index.describe()}
 
 
+def read_ahead(batches: Iterator[Any], checks: Sequence[Any],
+               all_findings: bool) -> Iterator[tuple[list[Decision], Any]]:
+    """``batches`` (decisions after the per-sample checks, with any worker features) unchanged and in order, each
+    ``window`` samples of them first shown to the embedding checks among ``checks`` (``prefetch``).
+
+    A gate batch holds 512 samples, the survivors of the rules fewer: sorting only those by length before the
+    forward passes pads short texts up to long ones. Embedding a few thousand at once brought the check from
+    1.18x the cost of one ``SentenceTransformer.encode`` over the same texts down to (see bench/RESULTS.md).
+    The vectors do not depend on which texts share a forward pass (beyond float rounding), so neither do decisions.
+    Samples that a later set check of the same batch rejects (a MinHash near-duplicate) are embedded anyway.
+    """
+    wanting = [c for c in checks if isinstance(c, _EmbeddingCheck) and c.params.window and not c.features_in_workers]
+    if not wanting:
+        yield from batches
+        return
+    window = max(c.params.window for c in wanting)
+    while True:
+        held: list[tuple[list[Decision], Any]] = []
+        n = 0
+        for item in batches:
+            held.append(item)
+            n += len(item[0])
+            if n >= window:
+                break
+        if not held:
+            return
+        alive = [d.sample for decisions, _ in held for d in decisions
+                 if d.sample.problem is None and (all_findings or not d.findings)]
+        if alive:
+            for check in wanting:
+                check.prefetch(alive)
+        yield from held
+
+
 def _jaccard(a: Any, b: Any) -> float:
     """Jaccard of two shingle sets; 0 when either has no words (two symbol-only texts are not a copy)."""
     return jaccard(a, b) if len(a) and len(b) else 0.0
 
 
 # ------------------------------------------------------------------------------ semantic duplicate
+#: ``semantic_duplicate``'s threshold when none is given: per backend, measured on Alpaca (bench/RESULTS.md)
+DEFAULT_THRESHOLD = {None: 0.9, STATIC_MODEL: 0.9}
+
+
 class SemanticDuplicateParams(EmbeddingParams):
-    threshold: float = Field(0.9, gt=0, le=1, description="cosine at or above which a sample repeats a kept one")
+    threshold: float = Field(0.9, gt=0, le=1, description="cosine at or above which a sample repeats a kept one; "
+                             f"unset = {DEFAULT_THRESHOLD[None]}, with model {STATIC_MODEL} "
+                             f"{DEFAULT_THRESHOLD[STATIC_MODEL]}")
     max_cluster_size: int = Field(100, ge=1, description="warn when one kept sample absorbs more duplicates")
     partitions: int = Field(0, ge=0, description="Ray engine: 0 = exact search; K > 0 = SemDeDup, K k-means "
                             "partitions searched independently (faster at scale, misses pairs split across "
@@ -181,6 +230,14 @@ class SemanticDuplicateParams(EmbeddingParams):
     max_neighbours: int = Field(100, ge=1, description="with partitions: earlier neighbours listed per sample")
     drop_shared_prefix: bool = drop_field()
     shared_prefix: str | None = given_field()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_of_model(cls, data: Any) -> Any:
+        """A static model's cosines run higher than MiniLM's for the same pairs: its own default."""
+        if isinstance(data, dict) and data.get("threshold") is None:
+            data = {**data, "threshold": DEFAULT_THRESHOLD.get(data.get("model"), DEFAULT_THRESHOLD[None])}
+        return data
 
 
 class NeighbourFeatures(Features):
