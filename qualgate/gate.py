@@ -24,7 +24,8 @@ from qualgate.config import GateConfig, load_config
 from qualgate.decide import decide_in_order, takes_next
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision, Finding
-from qualgate.io import RawRecord, atomic_write, dumps_record, parse_line, read_records
+from qualgate.io import RawRecord, dumps_record, parse_line, read_records
+from qualgate.npz import save_npz
 from qualgate.preamble import HEAD as PREAMBLE_HEAD
 from qualgate.preamble import fit_on_input, with_prefixes
 from qualgate.repair import Repairer, content_hash_id
@@ -648,7 +649,7 @@ class Gate:
                 info["not_indexed"][check.name] = not_indexed[check.name]
                 info["cache"][check.name] = {"status": "miss" if cached else "disabled", "path": str(cached or "")}
                 if cached is not None:
-                    _save_npz(cached, state)
+                    save_npz(cached, state)
         info["records"] = max([info["records"], *(getattr(c, "n_baseline", 0) for c in self.set_checks
                                                     if c.name in {u.name for u in users})])
         self._set_usage[role] = usage
@@ -988,15 +989,6 @@ def _warn_unusable(role: str, files: list[str], usage: SetUsage) -> None:
             who = "the diversity report" if user == "diversity" else f"check '{user}'"
             warnings.warn(f"{where}: {sum(usage.by_user[user].values())} usable records not used by {who}: "
                           f"{usage.explain(user, whole_set=False)}", stacklevel=4)
-
-
-def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
-    """Write an .npz atomically (temp file, then rename), creating the folder."""
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, mode=0o600) as fh:
-        np.savez(fh, **arrays)
 
 
 def default_cache_dir() -> Path:

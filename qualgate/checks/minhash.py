@@ -497,6 +497,14 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.n_baseline = len(self.kept_ids)
         return len(samples) - len(rows)
 
+    def stored_shingles(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """The shingle sets of every indexed text (baseline and kept), flat: hashes and offsets."""
+        return self._store.arrays()
+
+    def exact_keys(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """The exact-text hash of every indexed text, and the kept number it maps to."""
+        return self._exact.items()
+
     def cache_token(self) -> str:
         return f"minhash-v{VERSION}:{self.params.model_dump_json()}:{self.bands}x{self.rows}:{self.preamble.token()}"
 

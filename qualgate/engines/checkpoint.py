@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from qualgate.findings import Finding
-from qualgate.gate import _save_npz
+from qualgate.npz import save_npz
 
 if TYPE_CHECKING:
     from qualgate.gate import BatchFeatures, Gate, Verdict
@@ -79,7 +79,7 @@ class Checkpoint:
         self._remove_dead_temps()
 
     def _remove_dead_temps(self) -> None:
-        """Temp files (``.KEY.npz.PID.XXXX.tmp``, ``gate._save_npz``) of writers that were killed mid-write."""
+        """Temp files (``.KEY.npz.PID.XXXX.tmp``, ``npz.save_npz``) of writers that were killed mid-write."""
         from qualgate.io import remove_dead_temps
 
         for folder in (self.root / "score", self.root / "pairs"):
@@ -166,7 +166,7 @@ class Checkpoint:
                              for findings, scores, skipped, evidence in verdicts], "features": described}
         text = json.dumps(meta, ensure_ascii=False, default=_json_default).encode("utf-8", "surrogatepass")
         arrays["meta"] = np.frombuffer(text, dtype=np.uint8)
-        _save_npz(self.root / "score" / f"{key}.npz", arrays)
+        save_npz(self.root / "score" / f"{key}.npz", arrays)
         self.stats["score"]["computed"] += 1
 
     # ------------------------------------------------------------------------- shuffle results
@@ -184,8 +184,8 @@ class Checkpoint:
         return table
 
     def save_table(self, key: str, table: Any) -> None:
-        _save_npz(self.root / "pairs" / f"{key}.npz", {f.name: np.asarray(getattr(table, f.name))
-                                                        for f in fields(table)})
+        save_npz(self.root / "pairs" / f"{key}.npz", {f.name: np.asarray(getattr(table, f.name))
+                                                       for f in fields(table)})
         self.stats["pairs"]["computed"] += 1
 
     # -------------------------------------------------------------------------------------- files

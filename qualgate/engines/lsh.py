@@ -84,8 +84,8 @@ def batch_tables(features: Mapping[str, tuple[list[int], Any]], name: str) -> tu
 
 def baseline_tables(check: NearDuplicate) -> tuple[pa.Table, pa.Table]:
     """The same rows for the check's baseline: texts and bands rebuilt from the stored shingle sets."""
-    flat, offsets = check._store.arrays()
-    keys, kept = check._exact.items()
+    flat, offsets = check.stored_shingles()
+    keys, kept = check.exact_keys()
     exact = np.empty(len(offsets) - 1, dtype=np.uint64)
     exact[kept] = keys
     bands = band_keys(signatures_flat(flat, offsets, check.perms), check.bands, check.rows)

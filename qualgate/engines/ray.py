@@ -204,7 +204,7 @@ class _NearDuplicates(_Shuffled):
     def digest(self) -> str:
         import xxhash
 
-        keys, kept = self.check._exact.items()
+        keys, kept = self.check.exact_keys()
         return f"{self.check.cache_token()}:{self.check.n_baseline}:" \
                f"{xxhash.xxh3_64_hexdigest(keys.tobytes() + kept.tobytes())}"
 
