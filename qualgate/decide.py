@@ -9,10 +9,11 @@ knows from it which scores a run never computed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from qualgate.findings import Finding
+from qualgate.findings import MALFORMED, Finding
 
 
 class Pending(Protocol):
@@ -45,3 +46,15 @@ def decide_in_order(order: Sequence[str], pending: Sequence[P], all_findings: bo
                 p.skipped.append(name)
         if positions:
             decide(k, positions)
+
+
+def owning_check(f: Finding) -> str | None:
+    """The check a ``malformed`` finding came from (its field was missing or of the wrong type), in whose place
+    in the order it counts; None when the record itself could not be read."""
+    if f.check != MALFORMED:
+        return None
+    owner = f.evidence.get("from_check")
+    if owner is None:  # runs before from_check was recorded: the message names the check
+        m = re.search(r"check '([^']+)': ", f.message)
+        owner = m.group(1) if m else None
+    return str(owner) if owner is not None else None

@@ -33,11 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from qualgate.checks import REGISTRY, Check, SetCheck
 from qualgate.checks.base import Measurement
 from qualgate.config import CheckSpec
+from qualgate.decide import owning_check
 from qualgate.errors import ConfigError
 from qualgate.findings import MALFORMED, OVERRIDE, Finding
-from qualgate.overrides import _jsonl_items, _yaml_items, content_sha256
-from qualgate.runfolder import QUALGATE_FIELD, Row
-from qualgate.tune import Tuned, _owner, _sample
+from qualgate.overrides import content_sha256, jsonl_items, yaml_items
+from qualgate.runfolder import QUALGATE_FIELD, Row, row_sample
+from qualgate.tune import Tuned
 from qualgate.untrusted import term
 
 #: Fewer labelled rejects than this behind a suggested threshold: it is reported with a warning (and not
@@ -95,7 +96,7 @@ def load_labels(paths: list[str | Path]) -> Labels:
             raise ConfigError(f"labels file is not valid UTF-8 (offset {exc.start})", file=name) from None
         lower = name.lower()
         if lower.endswith((".jsonl", ".ndjson")):
-            items = list(_jsonl_items(text, name))
+            items = list(jsonl_items(text, name))
         elif lower.endswith((".csv", ".tsv")):
             items = _csv_items(text, name, "\t" if lower.endswith(".tsv") else ",", out)
         else:
@@ -133,11 +134,11 @@ def _yaml_labels(text: str, name: str) -> list[tuple[int, Any]]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
-        root = None  # _yaml_items reports it with its line
+        root = None  # yaml_items reports it with its line
     if isinstance(root, yaml.MappingNode) and [k.value for k, _ in root.value] == ["labels"]:
         text = _relabel(text, root)
     try:
-        return _yaml_items(text, name)
+        return yaml_items(text, name)
     except ConfigError as exc:  # the overrides reader's words: name what a labels file holds
         detail = exc.detail.replace("overrides (id, decision, reviewer, note)", "labels (id, label)")
         detail = detail.replace("a list of overrides,", "a list of labels,")
@@ -146,7 +147,7 @@ def _yaml_labels(text: str, name: str) -> list[tuple[int, Any]]:
 
 
 def _relabel(text: str, root: yaml.MappingNode) -> str:
-    """The text with its single top-level key ``labels`` renamed ``overrides`` (same lines), for _yaml_items."""
+    """The text with its single top-level key ``labels`` renamed ``overrides`` (same lines), for yaml_items."""
     key = root.value[0][0]
     lines = text.splitlines(keepends=True)
     ln, col = key.start_mark.line, key.start_mark.column
@@ -429,11 +430,11 @@ def _hash(row: Row) -> str:
     rec = row.record
     if isinstance(rec, dict) and isinstance(rec.get(QUALGATE_FIELD, {}).get("sha256"), str):
         return str(rec[QUALGATE_FIELD]["sha256"])
-    return content_sha256(_sample(row)) if rec is not None else ""
+    return content_sha256(row_sample(row)) if rec is not None else ""
 
 
 def _mine(f: Finding, name: str) -> bool:
-    return f.check == name or (f.check == MALFORMED and _owner(f) == name)
+    return f.check == name or (f.check == MALFORMED and owning_check(f) == name)
 
 
 def _measure(spec: CheckSpec, row: Row) -> Measurement:

@@ -153,7 +153,7 @@ def load_overrides(path: str | Path, *, require_hash: bool = False) -> Overrides
     except UnicodeDecodeError as exc:
         raise ConfigError(f"overrides file is not valid UTF-8 (offset {exc.start})", file=name) from None
     jsonl = name.lower().endswith((".jsonl", ".ndjson"))
-    items = list(_jsonl_items(text, name)) if jsonl else _yaml_items(text, name)
+    items = list(jsonl_items(text, name)) if jsonl else yaml_items(text, name)
     entries: dict[str, tuple[OverrideEntry, str]] = {}
     for line, item in items:
         if not isinstance(item, dict):
@@ -172,7 +172,7 @@ def load_overrides(path: str | Path, *, require_hash: bool = False) -> Overrides
     return Overrides(entries, name, require_hash=require_hash)
 
 
-def _jsonl_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
+def jsonl_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
     for n, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -182,7 +182,7 @@ def _jsonl_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
             raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=name, line=n) from None
 
 
-def _yaml_items(text: str, name: str) -> list[tuple[int, Any]]:
+def yaml_items(text: str, name: str) -> list[tuple[int, Any]]:
     """Entries with the line each starts on (from the YAML node marks)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from qualgate.errors import InputError
 from qualgate.findings import Decision, Finding
 from qualgate.io import AtomicFiles, dumps_record, loads_strict
-from qualgate.repair import repairs_of
+from qualgate.repair import Repaired, repairs_of
+from qualgate.sample import Sample, Source, TextSpec, make_sample
 
 if TYPE_CHECKING:
     from qualgate.config import GateConfig
@@ -325,6 +326,41 @@ def load_run(run_dir: str | Path, *, checks: set[str] | None = None, records: bo
                         {c: v[i] for c, v in score_cols}, skipped, {n: v[i] for n, v in ev_cols}, override,
                         findings, record, repairs))
     return StoredRun(run, report, config, rows, all_scores)
+
+
+def row_sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None,
+               fields: dict[str, str] | None = None) -> Sample:
+    """The row's sample: its record (when loaded) and, with ``spec``, its text view; for writing the run again
+    (``qualgate tune --output``) and the report's examples."""
+    source = Source(row.file, row.line, row.unit) if row.file is not None and row.line is not None else None
+    rec = row.record
+    if isinstance(rec, bytes):  # an accepted.jsonl line: the record as it was read (and repaired)
+        record = _with_repairs(loads_strict(rec), row.repairs)
+        return Sample(row.id, record, _text(record, spec, id_field, fields), source=source, raw=rec)
+    if isinstance(rec, dict):
+        original, raw = original_record(rec)
+        if original is None:  # unparseable input: its raw text goes back out as it came
+            assert raw is not None
+            return Sample(row.id, None, raw.decode("utf-8", "replace")[:400], source=source, raw=raw)
+        original = _with_repairs(original, row.repairs)
+        return Sample(row.id, original, _text(original, spec, id_field, fields), source=source)
+    return Sample(row.id, None, source=source)
+
+
+def _text(record: dict[str, Any], spec: TextSpec | None, id_field: str | None,
+          fields: dict[str, str] | None = None) -> str:
+    if spec is None:
+        return ""
+    return make_sample(record, spec, id_field, fields=fields).text
+
+
+def _with_repairs(record: dict[str, Any], repairs: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A repaired record carries its repairs on, so the tuned run records them as the original did."""
+    if not repairs:
+        return record
+    out = Repaired(record)
+    out.repairs = repairs
+    return out
 
 
 def read_rejected(run_dir: str | Path, expected: int | None = None) -> list[dict[str, Any]]:

@@ -27,15 +27,14 @@ import yaml
 from qualgate.checks import REGISTRY, Check, SetCheck
 from qualgate.checks.base import Measurement
 from qualgate.config import GateConfig, load_config
-from qualgate.decide import decide_in_order
+from qualgate.decide import decide_in_order, owning_check
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, OVERRIDE, Decision, Finding, Override
 from qualgate.io import lines_at, loads_strict
 from qualgate.overrides import Overrides, overrule
-from qualgate.repair import Repaired
 from qualgate.report import evaluate_gate, share
-from qualgate.runfolder import Row, RunWriter, StoredRun, load_run, original_record, read_report
-from qualgate.sample import Sample, Source, TextSpec, make_sample
+from qualgate.runfolder import Row, RunWriter, StoredRun, load_run, read_report, row_sample
+from qualgate.sample import TextSpec
 from qualgate.untrusted import term
 
 
@@ -175,7 +174,7 @@ def tune(run_dir: str | Path, settings: list[str], *, overrides: Overrides | Non
             (leaving if was_passing else entering).add(row.id)
         gone = set(skipped) if records else None  # the report of a written run counts what was scored
         scores = {k: v for k, v in row.scores.items() if k.split(".", 1)[0] not in gone} if gone else row.scores
-        d = Decision(_sample(row, view, config.input.id, fields.get(row.file)), findings, scores, skipped)
+        d = Decision(row_sample(row, view, config.input.id, fields.get(row.file)), findings, scores, skipped)
         if overrides is not None:
             overrides.apply(d)
         elif row.override is not None:  # the run's own overrides, as it applied them
@@ -217,11 +216,11 @@ def _redecide(row: Row, order: list[str], changed: dict[str, Check[Any]],
     """New findings and skipped checks for one row, and the checks whose skipped scores it would need. The run's
     order and skip rule (``decide.decide_in_order``) replayed: changed checks decide on the stored scores, the
     others' findings are taken as recorded."""
-    if row.findings and (not changed or any(f.check == MALFORMED and _owner(f) is None for f in row.findings)):
+    if row.findings and (not changed or any(f.check == MALFORMED and owning_check(f) is None for f in row.findings)):
         return [f for f in row.findings if f.check != OVERRIDE], list(row.skipped), []
     recorded: dict[str, list[Finding]] = {}
     for f in row.findings:  # a check's missing-field finding is that check's, in its place in the order
-        recorded.setdefault(_owner(f) or f.check, []).append(f)
+        recorded.setdefault(owning_check(f) or f.check, []).append(f)
     was_skipped = set(row.skipped)
     state = _Pending([], [])
     missing: list[str] = []
@@ -248,57 +247,11 @@ class _Pending:
     skipped: list[str]
 
 
-def _owner(f: Finding) -> str | None:
-    """The check a ``malformed`` finding came from (its field was missing or of the wrong type); None when
-    the record itself could not be read."""
-    if f.check != MALFORMED:
-        return None
-    owner = f.evidence.get("from_check")
-    if owner is None:  # runs before from_check was recorded: the message names the check
-        m = re.search(r"check '([^']+)': ", f.message)
-        owner = m.group(1) if m else None
-    return str(owner) if owner is not None else None
-
-
 def _decide(check: Check[Any], name: str, row: Row) -> list[Finding]:
     """The check's decision on the row's stored scores and evidence."""
     stored = row.evidence.get(name)
     values = {k: row.scores.get(f"{name}.{k}") for k in check.score_names}
     return check.decide(Measurement(values, json.loads(stored) if stored else {}))
-
-
-def _sample(row: Row, spec: TextSpec | None = None, id_field: str | None = None,
-            fields: dict[str, str] | None = None) -> Sample:
-    """The row's sample: its record (when loaded) and text view, for writing and the report's examples."""
-    source = Source(row.file, row.line, row.unit) if row.file is not None and row.line is not None else None
-    rec = row.record
-    if isinstance(rec, bytes):  # an accepted.jsonl line: the record as it was read (and repaired)
-        record = _with_repairs(loads_strict(rec), row.repairs)
-        return Sample(row.id, record, _text(record, spec, id_field, fields), source=source, raw=rec)
-    if isinstance(rec, dict):
-        original, raw = original_record(rec)
-        if original is None:  # unparseable input: its raw text goes back out as it came
-            assert raw is not None
-            return Sample(row.id, None, raw.decode("utf-8", "replace")[:400], source=source, raw=raw)
-        original = _with_repairs(original, row.repairs)
-        return Sample(row.id, original, _text(original, spec, id_field, fields), source=source)
-    return Sample(row.id, None, source=source)
-
-
-def _text(record: dict[str, Any], spec: TextSpec | None, id_field: str | None,
-          fields: dict[str, str] | None = None) -> str:
-    if spec is None:
-        return ""
-    return make_sample(record, spec, id_field, fields=fields).text
-
-
-def _with_repairs(record: dict[str, Any], repairs: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """A repaired record carries its repairs on, so the tuned run records them as the original did."""
-    if not repairs:
-        return record
-    out = Repaired(record)
-    out.repairs = repairs
-    return out
 
 
 def _original_lines(rows: list[Row], decisions: list[Decision]) -> dict[tuple[str, int], bytes]:
