@@ -206,7 +206,9 @@ class StaticModel:
     What ``WordLlamaInference.embed(norm=True)`` computes, in numpy, with no padding: an embedding is a table
     lookup and an average, so a CPU embeds thousands of texts a second and nothing imports torch. The wheel
     carries both files, but ``WordLlama.load()`` looks for the tokenizer in the wrong folder and then goes to the
-    hub, so the files are read here directly. Word order is lost: it sees shared vocabulary, not paraphrase.
+    hub, so the files are read here directly. Whitespace runs become single spaces first: newline and indentation
+    tokens otherwise weigh so much in the mean that a list re-joined on one line fell to cosine 0.76 with itself.
+    Word order is lost: it sees shared vocabulary (reworded and reordered copies), not paraphrase in other words.
     """
 
     max_seq_length = 512  #: tokens read per text (the model itself has no limit; a 5 MB text must not cost 5 MB)
@@ -231,7 +233,7 @@ class StaticModel:
         table rows over slices of about ``_POOL_TOKENS`` tokens."""
         dim = self.table.shape[1]
         out = np.zeros((len(texts), dim), dtype=np.float32)
-        encs = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        encs = self.tokenizer.encode_batch([" ".join(t.split()) for t in texts], add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
         flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs), dtype=np.int64, count=int(lengths.sum()))
         np.clip(flat, 0, len(self.table) - 1, out=flat)
@@ -279,7 +281,7 @@ class Embedder:
     @functools.cached_property
     def fingerprint(self) -> str:
         if self.static:  # the two files it reads (the package folder holds sources and builds too) and the pooling
-            return _file_fingerprint(self.path, _STATIC_FILES, f"mean-v1:{StaticModel.max_seq_length}")
+            return _file_fingerprint(self.path, _STATIC_FILES, f"mean-v2:{StaticModel.max_seq_length}")
         return model_fingerprint(self.path)
 
     @property

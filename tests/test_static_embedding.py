@@ -40,23 +40,33 @@ def _verdicts(result: Any) -> list[tuple[str, bool, Any, Any]]:
              [f.evidence.get("duplicate_of") for f in d.findings]) for d in result.decisions]
 
 
-def test_static_backend_catches_paraphrases_and_keeps_related_topics() -> None:
-    result = _run({**STATIC, "threshold": 0.88}, _records(), cache_dir=None)
+def test_static_default_catches_reworded_copies_not_paraphrases() -> None:
+    """At its default (0.92) the static model rejects what repeats the kept sample's words in another order or
+    with a few changed (bread-2, tea-2); paraphrases in other words (photosynthesis-2 0.90, prime-2 0.88) pass,
+    which MiniLM catches: on Alpaca it found 10% of MiniLM's natural duplicates (bench/RESULTS.md)."""
+    result = _run(STATIC, _records(), cache_dir=None)
     rejected = {d.id: d.findings[0] for d in result.decisions if not d.accepted}
-    assert set(rejected) == set(PARAPHRASES)
-    for sid, kept in PARAPHRASES.items():
-        f = rejected[sid]
-        assert (f.reason, f.evidence["duplicate_of"]) == ("semantic_duplicate", kept)
-        assert f.threshold == 0.88 and f.score >= 0.88
-    by_id = {d.id: d for d in result.decisions}
-    assert by_id["mountain-poem"].accepted and by_id["mountain-poem"].scores["semantic_duplicate.cosine"] < 0.5
+    assert set(rejected) == {"bread-2", "tea-2"}
+    for sid, f in rejected.items():
+        assert (f.reason, f.evidence["duplicate_of"]) == ("semantic_duplicate", PARAPHRASES[sid])
+        assert f.threshold == 0.92 and f.score >= 0.92
     section = result.report["sets"]["semantic_duplicate"]["embedder"]
     assert (section["model"], section["dim"], section["device"]) == ("wordllama", 256, "cpu")
 
 
+def test_static_lower_threshold_catches_the_paraphrases_and_keeps_related_topics() -> None:
+    result = _run({**STATIC, "threshold": 0.85}, _records(), cache_dir=None)
+    rejected = {d.id: d.findings[0].evidence["duplicate_of"] for d in result.decisions if not d.accepted}
+    assert rejected == PARAPHRASES
+    by_id = {d.id: d for d in result.decisions}  # same form, another subject
+    assert by_id["mountain-poem"].accepted and by_id["mountain-poem"].scores["semantic_duplicate.cosine"] < 0.5
+
+
 def test_vectors_equal_wordllamas_own_inference() -> None:
-    """Mean of the token rows, normalised: what WordLlamaInference.embed(norm=True) gives, built from the same
-    files the way MODELS.md says (WordLlama.load() itself fails offline)."""
+    """Mean of the token rows, normalised: what WordLlamaInference.embed(norm=True) gives for the text with its
+    whitespace runs made single spaces, built from the same files the way MODELS.md says (WordLlama.load() itself
+    fails offline). Without that, newline and indentation tokens weighed so much in the mean that a list re-joined
+    on one line fell to cosine 0.76 with itself."""
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
     from wordllama import WordLlamaInference
@@ -68,7 +78,8 @@ def test_vectors_equal_wordllamas_own_inference() -> None:
                                 Tokenizer.from_file(str(folder / "tokenizers/l2_supercat_tokenizer_config.json")))
     texts = [r["instruction"] + "\n" + r["output"] for r in _records()]
     ours = Embedder("wordllama", "auto", 4, None).encode(texts)
-    assert np.allclose(ours, theirs.embed(texts, norm=True), atol=1e-6)
+    assert np.allclose(ours, theirs.embed([" ".join(t.split()) for t in texts], norm=True), atol=1e-6)
+    assert not np.allclose(ours, theirs.embed(texts, norm=True), atol=1e-3)
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
 
 
@@ -88,7 +99,7 @@ def test_static_backend_imports_no_torch_and_needs_no_network(tmp_path: Path) ->
             "from qualgate import Gate\n"
             f"records = [json.loads(x) for x in open({str(FIXTURES / 'semantic_sample.jsonl')!r}) if x.strip()]\n"
             "gate = Gate.from_config({'version': 1, 'input': {'id': 'id'}, 'checks': [{'check': 'semantic_duplicate',"
-            " 'model': 'wordllama', 'threshold': 0.88}, {'check': 'private_leak', 'model': 'wordllama'}]},"
+            " 'model': 'wordllama', 'threshold': 0.85}, {'check': 'private_leak', 'model': 'wordllama'}]},"
             " cache_dir=sys.argv[1])\n"
             "gate.load_set('private', [sys.argv[2]], cache_dir=sys.argv[1])\n"
             "result = gate.run(records)\n"
@@ -130,5 +141,5 @@ def test_read_ahead_embeds_only_what_the_rules_let_through(workers: int, tmp_pat
     stats = result.report["sets"]["semantic_duplicate"]["embedder"]
     assert stats["embedded"] == len(_records()) and stats["memo_hits"] >= len(_records())
     assert {d.id for d in result.decisions if not d.accepted and d.findings[0].check == "semantic_duplicate"} \
-        == set(PARAPHRASES) - {"prime-2"}  # its cosine is 0.896 here
+        == {"bread-2", "tea-2"}
 

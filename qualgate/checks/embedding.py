@@ -216,7 +216,7 @@ def _jaccard(a: Any, b: Any) -> float:
 
 # ------------------------------------------------------------------------------ semantic duplicate
 #: ``semantic_duplicate``'s threshold when none is given: per backend, measured on Alpaca (bench/RESULTS.md)
-DEFAULT_THRESHOLD = {None: 0.9, STATIC_MODEL: 0.9}
+DEFAULT_THRESHOLD = {None: 0.9, STATIC_MODEL: 0.92}
 
 
 class SemanticDuplicateParams(EmbeddingParams):
