@@ -320,18 +320,20 @@ def test_letter_and_number_counts_match_the_per_character_rules() -> None:
     assert layout_shares(text)["numeric"] == numeric / len(tokens)
 
 
-@pytest.mark.parametrize("line", [
-    "total = a + b;", "    return x", "}", "for (i = 0; i < n; i++) {", "print(x)", "SET x TO 5",
-    "The price is $5; it rises {sometimes}", "Plain prose, nothing more.",
+@pytest.mark.parametrize(("line", "code"), [
+    ("total = a + b;", True), ("    return x", True), ("}", True), ("for (i = 0; i < n; i++) {", True),
+    ("print(x)", True), ("SET x TO 5", True), ("    // loop over the rows", True), ("import sys", True),
+    ("SELECT name, age ", True), ("from bs4 import BeautifulSoup", True), ("    for num in numbers:", True),
+    ("if (x > 0) {", True), ("<div class=\"row\">", True),
+    ("Plain prose, nothing more.", False), ("<no input>", False), ("Return the list sorted by price.", False),
+    ("long term", False), ("private", False), ("class the teacher stops", False),  # Alpaca inputs, not C or Java
 ])
-def test_code_line_split_matches_one_regex(line: str) -> None:
-    """_CODE_LINE (anchored, ``match``) or _CODE_LINE_END (``search``) is the one alternation it was split from."""
-    import re
+def test_code_line_is_one_rule_for_language_and_layout(line: str, code: bool) -> None:
+    """One code-line rule (checks.common.code_line) for the language check and the layout shares: what either
+    used to call code (comments and Python loops; bare SQL clauses and imports) is code for both."""
+    from qualgate.checks.common import code_line
 
-    from qualgate.checks.text_quality import _CODE_LINE, _CODE_LINE_END
-
-    whole = re.compile(_CODE_LINE.pattern + "|" + _CODE_LINE_END.pattern)
-    assert bool(_CODE_LINE.match(line) or _CODE_LINE_END.search(line)) == bool(whole.search(line))
+    assert code_line(line) is code
 
 
 def test_default_pack_suggests_the_pack_that_fits_instruction_and_chat_records(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.common import where
+from qualgate.checks.common import CODE_BLOCK, code_line, where
 from qualgate.checks.rules import FIELD_DOC, FieldName
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
@@ -86,23 +86,6 @@ def named_languages(instruction: str) -> tuple[list[str], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------- stripping
-_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
-#: code-like lines: operators, statements ending in ; { } or ):, assignments, calls ...
-_CODE_SYMBOLS = re.compile(
-    r"==|!=|<=|>=|=>|->|::|&&|\|\||\+\+|\+=|-=|;\s*$|[{}]\s*$|^\s*[{}]|\):\s*$|\b\w+\s*=\s*[\w\"'\[({-]|"
-    r"\b[A-Za-z_][\w.]*\([^)]*\)\s*[;:{]?\s*$")
-_SYMBOL_CHARS = re.compile(r"[=;{}():&|+<>-]")
-#: ... and lines opening with a keyword, a declaration or a tag
-_CODE_START = re.compile(
-    r"\s*(?:(?:def|class|import|from\s+\S+\s+import|function|public|private|static|return|elif|except|var|let|"
-    r"const|using\s+namespace|(?:void|int|float|double|char|bool|long|auto|string)\s+\**\w+|SELECT|INSERT|UPDATE|"
-    r"DELETE|CREATE|FROM|WHERE)\b|(?:else|try)\s*:|(?:for|while|if|switch|catch)\s*\(|#\s*include|</?[A-Za-z])")
-
-
-def _code_line(line: str) -> bool:
-    return bool(_CODE_START.match(line) or (_SYMBOL_CHARS.search(line) and _CODE_SYMBOLS.search(line)))
-
-
 #: a token that is not a word of prose: numbers, URLs, e-mail addresses, paths, markup, snake_case, a.b,
 #: f(x), camelCase, $var, #tag, a=b
 _NOT_A_WORD = re.compile(r"[\d_=<>{}\[\]\\|^~$#@/*]|\w\.\w|\w\(|[a-z][A-Z]")
@@ -121,12 +104,12 @@ def strip_for_language_id(text: str, min_phrase_words: int = 3) -> str:
     between commas, semicolons, bars and line ends) of fewer than ``min_phrase_words`` such words, which are
     list items ("drip brew, french press, espresso" read as French) rather than running text.
     """
-    if "```" in text:
-        text = _FENCE.sub("\n", text)
+    if "```" in text or "~~~" in text:
+        text = CODE_BLOCK.sub("\n", text)
     seen: set[str] = set()
     words: list[str] = []
     for line in text.splitlines():
-        if _code_line(line):
+        if code_line(line):
             continue
         for phrase in _PHRASE_END.split(line):
             if phrase.isascii() and len(phrase.split()) < min_phrase_words:  # too few words to be kept

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.common import where
+from qualgate.checks.common import FENCE_LINE, where
 from qualgate.findings import Finding
 from qualgate.packs import list_param, read_list
 from qualgate.regex import compile_pattern, user_patterns
@@ -333,7 +333,6 @@ class Placeholder(Check[PlaceholderParams]):
 # anywhere; the weak one (no closing punctuation) only in prose. On Alpaca the weak sign alone rejected
 # poems, song lyrics, hashtag tweets, quotes with attributions, forms, tables, Morse code and postfix
 # expressions, and on human data (Dolly) answers whose writer skipped the final period.
-_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
 _TRAILING_TAGS = re.compile(r"(?:\s*(?:[#@]\w+|[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200d]+))+\s*$")
 _SENTENCE_END = re.compile(r"[.!?…。！？:;][\"'”’)\]]*(?:\s|$)")
 _CODE_LIKE = re.compile(r"[=(){};<>\[\]]|^\s{2,}|^\s*(?:def|return|SELECT|import|print)\b")
@@ -472,7 +471,7 @@ class Truncated(Check[TruncatedParams]):
 
     def score(self, sample: Sample) -> Measurement:
         text = sample.view(self.params.field).rstrip().rstrip(_INVISIBLE).rstrip()
-        fences = len(_FENCE.findall(text))
+        fences = len(FENCE_LINE.findall(text))
         open_fence = float(fences % 2 == 1) if self.params.check_fences else 0.0
         evidence: dict[str, Any] = {"ending": text[-80:]}
         dangling = 0.0

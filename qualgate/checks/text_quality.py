@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.common import WORD_RE, where
+from qualgate.checks.common import CODE_BLOCK, FENCE_LINE, WORD_RE, code_line, where
 from qualgate.checks.rules import FIELD_DOC, FieldName, phrase_regex
 from qualgate.checks.tasks import transformation_task
 from qualgate.findings import Finding
@@ -34,29 +34,11 @@ def _fmt(x: float) -> str:
 # Gopher's heuristics were tuned on web prose. Lists (parallel items share their phrasing), numbers and code
 # (few letters, few stop words, repeated statements) fail them without being degenerate, so a text whose
 # measured layout is mostly one of these is not judged by them, as short texts are not.
-_FENCE = re.compile(r"^[ \t]*(?:```|~~~)")
 _LIST_LINE = re.compile(
     r"^[ \t]*(?:[-*+•▪◦–]|\(?\d{1,3}[.):]|\(?[A-Za-z][.)]|\(?[ivxIVX]{1,4}[.)]|\|)[ \t]*\S"  # bullet, item, row
     r"|[^|\w\n]*\w[^|\n]*\|[^|\w\n]*\w"                                                # "cell | cell"
     r"|^[ \t]*[^\W\d_][^:.!?\n]{0,40}:[ \t]+\S"  # "Label: value", "Day 1: ...", "Person 2: ..."
     r"|^[ \t]*\w[^-–—:.!?\n]{0,40}[ \t][-–—]{1,2}[ \t]+\S")  # "Nile - River", "1564 - Born in Pisa"
-#: a code-like line, by how it starts (``match``: every alternative is anchored at the line start) ...
-_CODE_LINE = re.compile(
-    r"^[ \t]*(?:def|class|import|from|return|elif|else|try|except|finally|while|for|if|switch|case|break|"
-    r"continue|public|private|protected|static|void|int|float|double|char|bool|boolean|String|const|let|var|"
-    r"function|print|printf|println|console|System|SELECT|INSERT|UPDATE|DELETE|CREATE|WHERE|FROM|package|"
-    r"using|namespace|struct|async|await|fn|func|echo)\b.*[:;{}()=\]]"
-    r"|^[ \t]*(?:SET|READ|PRINT|DECLARE|WHILE|IF|ELSE|ELSEIF|END\w*|FOR|RETURN|FUNCTION|BEGIN|START|STOP|INPUT|"
-    r"OUTPUT|CALL|REPEAT|UNTIL|DO)\b"                                                       # pseudocode
-    r"|^[ \t]*(?:return|break|continue|pass|else|end|done|fi)\b[^.!?]*$"                   # bare statements
-    r"|^[ \t]*(?://|/\*|#include\b)"                                                      # comments
-    r"|^[ \t]*</?[A-Za-z][\w-]*(?:\s+[\w:-]+=[^>]*)?/?>"
-    r"|^[ \t]*[}\])]"
-    r"|^[ \t]*[A-Za-z_][\w.\[\]'\"]*[ \t]*(?:[-+*/%|&]|//|\*\*)?=[ \t]*[^=\s]"
-    r"|^[ \t]*[A-Za-z_][\w.]*\(.*\)[ \t]*[:,;]?[ \t]*$")
-#: ... or by how it ends (``search``); kept apart from the anchored ones, which one unanchored alternative would
-#: make the regex engine try at every position of the line
-_CODE_LINE_END = re.compile(r"[;{}][ \t]*(?://.*)?$")
 _CHORUS = re.compile(r"(?im)^[ \t]*[\[(*]*(?:chorus|refrain|hook|pre-chorus)\b[^\n]{0,20}$")
 _MATH = frozenset("+-=*/×÷±√^<>≤≥≈−")
 
@@ -114,7 +96,7 @@ def _layout_shares(text: str) -> dict[str, float]:
     for line in lines:
         n = len(line.split())
         words += n
-        if _FENCE.match(line):
+        if FENCE_LINE.match(line):
             fenced = not fenced
             code += 1
             continue
@@ -122,7 +104,7 @@ def _layout_shares(text: str) -> dict[str, float]:
             code += 1
         elif _LIST_LINE.match(line) or _comma_list(line):  # an item ending in ';' is still an item
             list_words += n
-        elif _CODE_LINE.match(line) or _CODE_LINE_END.search(line):
+        elif code_line(line):
             code += 1
         elif short_lines_are_items and n <= SHORT_LINE_WORDS:  # "Paris is a city." one per line, verse
             list_words += n
@@ -443,7 +425,6 @@ class Repetition(Check[RepetitionParams]):
 # --------------------------------------------------------------------------------- quality heuristics
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 _PUNCT = string.punctuation + "“”‘’«»…–—"
-_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
 _MARKDOWN_MARKER = re.compile(r"(?m)^[ \t]*(?:#{1,6}|[-*+•]|\d{1,3}[.)])(?=[ \t])")
 
 
@@ -511,7 +492,7 @@ class QualityHeuristics(Check[QualityHeuristicsParams]):
             return Measurement({**dict.fromkeys(self.score_names), "words": float(len(whole.split()))}, evidence)
         text = "\n".join(prose)
         if p.skip_code_blocks:
-            text = _CODE_BLOCK.sub(" ", text)
+            text = CODE_BLOCK.sub(" ", text)
         if p.strip_markdown:
             text = _MARKDOWN_MARKER.sub(" ", text)
         tokens = text.split()
