@@ -239,10 +239,11 @@ def field_group(field: str) -> str:
 
 def restore(record: Mapping[str, Any], repairs: list[dict[str, Any]]) -> dict[str, Any]:
     """The record as read, from the repaired one and its entries (rejected.jsonl's ``qualgate.repairs``, or the
-    JSON of scores.parquet's ``repairs`` column). A ``qualgate`` field added to a rejected record is dropped."""
-    out = {k: v for k, v in record.items() if k != "qualgate"}
-    if isinstance(record.get("qualgate"), Mapping) and "replaced_field" in record["qualgate"]:
-        out["qualgate"] = record["qualgate"]["replaced_field"]
+    JSON of scores.parquet's ``repairs`` column). A ``qualgate`` field added to a rejected record is dropped
+    (``runfolder.original_record``)."""
+    from qualgate.runfolder import original_record  # runfolder imports this module
+
+    out = original_record(record)[0] or {}
     for entry in repairs:
         field, before = entry["field"], entry["before"]
         m = None if field in out else _CHAT_PATH.match(field)

@@ -100,7 +100,9 @@ def original_record(rec: Mapping[str, Any]) -> tuple[dict[str, Any] | None, byte
     """The inverse of ``rejected_record``: (the record without the ``qualgate`` field, a field of that name the
     record had itself back in its place; None) or, for input that could not be parsed, (None, its raw bytes).
     The record is as the checks read it: repairs (``qualgate.repairs``) are not undone (``repair.restore`` does)."""
-    q = rec.get(QUALGATE_FIELD, {})
+    q = rec.get(QUALGATE_FIELD)
+    if not isinstance(q, Mapping):  # not a rejected.jsonl line
+        q = {}
     if "raw" in q:
         return None, base64.b64decode(q["raw_base64"]) if "raw_base64" in q else q["raw"].encode("utf-8")
     if "replaced_field" in q:
