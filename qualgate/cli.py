@@ -231,8 +231,9 @@ def report_cmd(run_dir: str, fmt: str, output: str | None) -> None:
     from pathlib import Path
 
     from qualgate.report import Report
+    from qualgate.runfolder import REPORT_JSON
 
-    path = Path(run_dir) / "report.json"
+    path = Path(run_dir) / REPORT_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
