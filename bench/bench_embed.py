@@ -2,6 +2,8 @@
 
     python bench/bench_embed.py collapse      # generations that re-sample their densest regions
     python bench/bench_embed.py throughput    # semantic_duplicate samples/s vs SentenceTransformer.encode
+    python bench/bench_embed.py grouping      # CPU time of raw encode vs char- vs token-sorted forward passes
+    python bench/bench_embed.py agreement     # static backend (model: wordllama) vs MiniLM keep-first decisions
     python bench/bench_embed.py faiss         # VectorIndex flat vs HNSW at 10k / 100k / 1M vectors
 
 collapse: Dolly (human-written, ../shared/data/dolly_3k.json) is split at random into a reference half
@@ -14,8 +16,16 @@ generation goes through a real Gate (``semantic_duplicate`` plus the diversity r
 reference, with the gate conditions below); the script prints a table and writes bench/collapse.png.
 
 throughput: the same Alpaca texts (the ``auto`` text view) embedded by plain ``SentenceTransformer.encode``
-(batch 64, normalised) and by a Gate with only ``semantic_duplicate`` (no disk cache), each in its own
-subprocess with its peak RSS; then the same Gate again with a warm disk cache.
+(batch 64, normalised) and by a Gate with only ``semantic_duplicate`` (no disk cache), with ``window: 0``
+(each gate batch embedded alone, as before the read-ahead) and with the read-ahead window, interleaved for
+``--rounds`` rounds, each run in its own subprocess with its peak RSS; then a cold and a warm disk cache.
+
+grouping: the same texts in one process, CPU time on one torch thread: raw encode, the old per-gate-batch
+calls, and the Embedder's token-sorted forward passes, with padded / real tokens of each.
+
+agreement: N Alpaca records plus planted near-copies (request reworded, answer's sentences swapped);
+keep-first decisions of the static backend at several thresholds against MiniLM's at 0.9 (precision, recall,
+natural pairs apart), speeds, and a JSONL of the disagreements to read.
 
 faiss: clustered synthetic unit vectors (384-d, like MiniLM), 1,000 queries: build and query time of
 qualgate's VectorIndex as exact (IndexFlatIP) and as HNSW (built single-threaded, as qualgate does
@@ -224,6 +234,62 @@ def throughput(args: argparse.Namespace) -> None:
         print(f"median check / median raw, window {w}: {median('check', w) / raw:.3f}x")
 
 
+# ------------------------------------------------------------------------------------------- grouping
+def grouping(args: argparse.Namespace) -> None:
+    """How texts are grouped into forward passes, in one process, interleaved, CPU time on one torch thread (other
+    tenants' load barely counts): raw ``SentenceTransformer.encode`` over all texts (its character sort), the
+    check's old grouping (one call per 512-sample gate batch) and the Embedder's token-sorted passes over all of
+    them (a window at least as large as the input). Also padded / real tokens of each grouping."""
+    import torch
+
+    from qualgate import Gate
+    from qualgate.embed import Embedder
+    from qualgate.lm.text import model_input
+
+    torch.set_num_threads(1)
+    records = alpaca_records(args.n)
+    gate = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "semantic_duplicate"}]},
+                            cache_dir=None)
+    texts = [model_input(gate.sample(r, i).text, 256) for i, r in enumerate(records, 1)]
+    embedder = Embedder(None, "cpu", 64, None)
+    model = embedder.model
+    tokens = embedder._token_counts(texts)
+    chars = np.array([len(t) for t in texts])
+
+    def padded(key: Any, window: int) -> float:
+        total = 0
+        for s in range(0, len(texts), window):
+            idx = np.arange(s, min(s + window, len(texts)))
+            order = idx[np.argsort(-key[idx], kind="stable")]
+            total += sum(int(tokens[order[b:b + 64]].max()) * len(order[b:b + 64]) for b in range(0, len(order), 64))
+        return total / int(tokens.sum())
+
+    kw: dict[str, Any] = {"batch_size": 64, "normalize_embeddings": True, "convert_to_numpy": True,
+                          "show_progress_bar": False}
+    runs = {"raw encode (characters, all)": (lambda: model.encode(texts, **kw), padded(chars, len(texts))),
+            "old check (characters, per 512)": (lambda: np.concatenate([model.encode(texts[s:s + 512], **kw)
+                                                                        for s in range(0, len(texts), 512)]),
+                                                padded(chars, 512)),
+            "Embedder (tokens, all)": (lambda: embedder._forward(texts), padded(tokens, len(texts)))}
+    model.encode(texts[:64], **kw)
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    out = {}
+    for _ in range(args.rounds):
+        for name, (fn, _) in runs.items():
+            start = time.process_time()
+            out[name] = fn()
+            cpu[name].append(time.process_time() - start)
+            print(f"{name}: {cpu[name][-1]:.1f} s CPU", file=sys.stderr)
+    raw = float(np.median(cpu["raw encode (characters, all)"]))
+    base = out["raw encode (characters, all)"]
+    print(f"\n{args.n} Alpaca texts, batch 64, one torch thread, median of {args.rounds} interleaved rounds\n")
+    print("| grouping | padded / real tokens | CPU s | vs raw encode | max |vector difference| |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (_, pad) in runs.items():
+        med = float(np.median(cpu[name]))
+        print(f"| {name} | {pad:.3f} | {med:.1f} | {med / raw:.3f}x | {float(np.abs(out[name] - base).max()):.1e} |")
+
+
 # ------------------------------------------------------------------------------------------ agreement
 def _plant(records: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` near-copies of random earlier records, appended: the request reworded ("Please ..."), the answer's
@@ -368,6 +434,9 @@ def main() -> None:
     t.add_argument("--rounds", type=int, default=3, help="interleaved rounds of raw / window 0 / window")
     t.add_argument("--window", type=int, default=4096, help="the check's read-ahead window")
     t.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True, help="also a cold and a warm cache")
+    g = sub.add_parser("grouping")
+    g.add_argument("--n", type=int, default=1000)
+    g.add_argument("--rounds", type=int, default=2)
     a = sub.add_parser("agreement")
     a.add_argument("--n", type=int, default=10_000)
     a.add_argument("--plant", type=int, default=300)
@@ -381,7 +450,8 @@ def main() -> None:
     f.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     f.add_argument("--max-hnsw", type=int, default=1_000_000)
     args = ap.parse_args()
-    {"collapse": collapse, "throughput": throughput, "agreement": agreement, "faiss": faiss_bench}[args.cmd](args)
+    {"collapse": collapse, "throughput": throughput, "grouping": grouping, "agreement": agreement,
+     "faiss": faiss_bench}[args.cmd](args)
 
 
 if __name__ == "__main__":
