@@ -825,35 +825,43 @@ class Gate:
         rest: Iterator[list[Sample]] = itertools.chain([first], [second] if second is not None else [], batches)
         featured = [c for c in self.set_checks if c.has_features]
         # what is loaded by now (modules, checks, indexes) lives for the whole run: without this, each full garbage
-        # collection walks it all again (100k-record bench corpus: 1.1 of 7.5 CPU s in the main process; 0.55 with)
-        gc.freeze()
-        if not (self.engine != "ray" and self.checkpoint_dir is None and self.workers > 1 and second is not None
-                and not self._pooled and featured):
-            rest = map(self._parsed, rest)  # only _evaluate_features_pooled takes unparsed lines (_Unparsed)
-        self.checkpoint, self.engine_info = None, {}
-        if self.checkpoint_dir is not None:
-            from qualgate.engines.checkpoint import Checkpoint
+        # collection walks it all again (100k-record bench corpus: 1.1 of 7.5 CPU s in the main process; 0.55 with).
+        # Unfrozen when the run ends, so a library user's later garbage is collected as usual; a caller who froze
+        # objects already keeps their freeze untouched.
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
+        try:
+            if not (self.engine != "ray" and self.checkpoint_dir is None and self.workers > 1 and second is not None
+                    and not self._pooled and featured):
+                rest = map(self._parsed, rest)  # only _evaluate_features_pooled takes unparsed lines (_Unparsed)
+            self.checkpoint, self.engine_info = None, {}
+            if self.checkpoint_dir is not None:
+                from qualgate.engines.checkpoint import Checkpoint
 
-            self.checkpoint = Checkpoint(self.checkpoint_dir, self)
-        if self.engine == "ray":
-            from qualgate.engines import ray as ray_engine
+                self.checkpoint = Checkpoint(self.checkpoint_dir, self)
+            if self.engine == "ray":
+                from qualgate.engines import ray as ray_engine
 
-            yield from ray_engine.evaluate(self, rest, self.ray_address)
-        elif self.checkpoint is not None:
-            yield from self._evaluate_checkpointed(rest, self.checkpoint)
-        elif self.workers > 1 and second is not None and self._pooled:
-            yield from self._evaluate_pooled(rest)
-        elif self.workers > 1 and second is not None and featured:
-            yield from self._evaluate_features_pooled(rest, featured)
-        else:
-            def scored(batch: list[Sample]) -> tuple[list[Decision], None]:
-                decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
-                apply_checks(self._pooled, decisions, self.all_findings)
-                return decisions, None
+                yield from ray_engine.evaluate(self, rest, self.ray_address)
+            elif self.checkpoint is not None:
+                yield from self._evaluate_checkpointed(rest, self.checkpoint)
+            elif self.workers > 1 and second is not None and self._pooled:
+                yield from self._evaluate_pooled(rest)
+            elif self.workers > 1 and second is not None and featured:
+                yield from self._evaluate_features_pooled(rest, featured)
+            else:
+                def scored(batch: list[Sample]) -> tuple[list[Decision], None]:
+                    decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
+                    apply_checks(self._pooled, decisions, self.all_findings)
+                    return decisions, None
 
-            for decisions, _ in read_ahead(map(scored, rest), self._local, self.all_findings):  # embeds by window
-                apply_checks(self._local, decisions, self.all_findings)
-                yield decisions
+                for decisions, _ in read_ahead(map(scored, rest), self._local, self.all_findings):  # embeds by window
+                    apply_checks(self._local, decisions, self.all_findings)
+                    yield decisions
+        finally:
+            if freeze:
+                gc.unfreeze()
 
     def _pipelined(self, batches: Iterator[list[Sample]], submit: Callable[[ProcessPoolExecutor, list[Sample]], Any],
                    join: Callable[[Any], list[Decision]], model_features: bool = False) -> Iterator[list[Decision]]:

@@ -410,3 +410,22 @@ def test_strict_names_the_line_a_worker_parsed(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         _outcome(gate, path)
     assert err.value.file == str(path) and err.value.line == 1201
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """The gate freezes what is loaded during a run (fewer full collections); a library user's process must get
+    its collector back afterwards, and a freeze of their own must survive the run."""
+    import gc
+
+    from qualgate import Gate
+
+    records = [{"id": str(i), "text": f"record number {i} says something about gardens and tomatoes"} for i in range(5)]
+    Gate.from_config("default").run(records)
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        Gate.from_config("default").run(records)
+        assert gc.get_freeze_count() > frozen // 2  # not unfrozen by the run (refcounting may free a few)
+    finally:
+        gc.unfreeze()
