@@ -33,14 +33,14 @@ from qualgate.io import (
     Oversized,
     RawRecord,
     atomic_write,
+    bounded_lines,
     check_encoding,
     detect_format,
     jsonl_lines,
+    open_binary,
     parse_line,
     read_records,
 )
-from qualgate.io import _bounded_lines as bounded_lines
-from qualgate.io import _open_binary as open_binary
 from qualgate.sample import Source, canonical_json
 
 

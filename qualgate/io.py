@@ -111,7 +111,7 @@ def check_encoding(head: bytes, path: str) -> None:
                              f"convert it first, e.g. iconv -f {name} -t UTF-8", file=path)
 
 
-def _open_binary(path: str) -> IO[bytes]:
+def open_binary(path: str) -> IO[bytes]:
     if path == "-":
         return sys.stdin.buffer
     try:
@@ -244,9 +244,9 @@ def over_values(value: Any, limit: int) -> bool:
 def read_jsonl(path: str, max_record_bytes: int = MAX_RECORD_BYTES,
                max_record_values: int = MAX_RECORD_VALUES, defer: bool = False) -> Iterator[RawRecord]:
     name = "<stdin>" if path == "-" else path
-    fh = _open_binary(path)
+    fh = open_binary(path)
     try:
-        yield from _jsonl_lines(_bounded_lines(fh, max_record_bytes), name, max_record_values, defer)
+        yield from _jsonl_lines(bounded_lines(fh, max_record_bytes), name, max_record_values, defer)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
@@ -291,7 +291,7 @@ def oversized(line: bytes, limit: int, rest: Iterable[bytes] = (), unit: str = "
     return Oversized(preview, size, digest.hexdigest(), limit, unit, what)
 
 
-def _bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | Oversized]:
+def bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | Oversized]:
     """The lines of ``fh`` (LF-terminated, as file iteration gives them); a line over ``limit`` bytes is read
     on in 1 MiB chunks, hashed and counted, never held whole, so memory stays bounded whatever the input."""
     def rest() -> Iterator[bytes]:
@@ -305,7 +305,7 @@ def _bounded_lines(fh: IO[bytes], limit: int) -> Iterator[bytes | Oversized]:
 
 
 def split_lines(data: bytes, limit: int) -> Iterator[bytes | Oversized]:
-    """The lines of a file held in memory, as ``_bounded_lines`` gives them from an open file."""
+    """The lines of a file held in memory, as ``bounded_lines`` gives them from an open file."""
     for line in io.BytesIO(data):  # lines end at LF only, as file iteration does
         yield oversized(line, limit) if len(line.removesuffix(b"\n")) > limit else line
 
@@ -346,7 +346,7 @@ def lines_at(path: str, wanted: set[int]) -> dict[int, bytes]:
     if not wanted or path == "-":  # stdin cannot be read again
         return found
     last = max(wanted)
-    fh = _open_binary(path)
+    fh = open_binary(path)
     try:
         for n, line in enumerate(fh, start=1):
             if n in wanted:
@@ -369,7 +369,7 @@ def read_json(path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_document_
     InputError naming its line and column (JSON cannot resume after one); items before it have been yielded.
     """
     name = "<stdin>" if path == "-" else path
-    fh = _open_binary(path)
+    fh = open_binary(path)
     try:
         data = _read_whole(fh, max_document_bytes)
     finally:
@@ -549,7 +549,7 @@ def read_csv(path: str, delimiter: str = ",", max_record_bytes: int = MAX_RECORD
     twice would leave each record only one of its columns (pandas and ``datasets`` keep the other, so the text
     trained on would go unchecked), and a header over either limit would make every row too large. One empty
     name is a column like any other (its key is ""), e.g. after a trailing delimiter; two are a duplicate."""
-    fh = _open_binary(path)
+    fh = open_binary(path)
     head = fh.peek(4)[:4] if hasattr(fh, "peek") else b""
     check_encoding(head, path)
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
