@@ -199,10 +199,39 @@ def test_a_checkpoint_is_not_reused_when_a_file_the_config_names_changes(data: P
     assert edited == run(None)[0] and sum(edited) < 50
 
 
+def _close(a: Any, b: Any, tol: float = 1e-5) -> bool:
+    """Equal, floats within ``tol`` (JSON text inside strings parsed and compared the same way)."""
+    if isinstance(a, str) and isinstance(b, str) and a != b and a[:1] in "{[" and b[:1] in "{[":
+        with contextlib.suppress(ValueError):
+            return _close(json.loads(a), json.loads(b), tol)
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _readable(found: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A run's outputs as values: JSONL lines parsed, scores.parquet as rows."""
+    import pyarrow.parquet as pq
+
+    out = dict(found)
+    for name in ("accepted.jsonl", "rejected.jsonl"):
+        if isinstance(out.get(name), bytes):
+            out[name] = [json.loads(x) for x in out[name].splitlines()]
+    if "scores.parquet" in out:
+        out["scores.parquet"] = pq.read_table(folder / "scores.parquet").to_pylist()
+    return out
+
+
 @pytest.mark.slow  # three embed runs, ~45 s; the map's sign is also held by test_vectors' unit test
 def test_the_embed_packs_outputs_do_not_depend_on_the_checkpoint(data: Path, tmp_path: Path) -> None:
     """With embeddings and the diversity report, a checkpointed run, and the run that loads every batch,
-    write what a plain run writes, report.json included (its PCA map once flipped sign with float noise)."""
+    write what a plain run writes, report.json included (its PCA map once flipped sign with float noise).
+    A plain run embeds by windows of samples sorted by token count, a checkpointed run batch by batch: torch's
+    vectors then differ by float noise (~1e-7), and stored cosines in their 6th decimal; decisions may not."""
     require_embed()
     subset = tmp_path / "subset.jsonl"
     subset.write_text("".join(data.read_text().splitlines(keepends=True)[:400]))
@@ -217,8 +246,11 @@ def test_the_embed_packs_outputs_do_not_depend_on_the_checkpoint(data: Path, tmp
         for section in found["report.json"]["sets"].values():  # how often its memo was hit: work, not result
             for key in ("memo_hits", "cache_hits", "embedded"):
                 section.get("embedder", {}).pop(key, None)
-        outs.append(found)
-    assert outs[0] == outs[1] == outs[2]
+        outs.append(_readable(found, tmp_path / name))
+    for out in outs[1:]:
+        tol = {"report.json": 2e-4}  # the diversity map is rounded to 4 decimals: noise can move the last one
+        assert out.keys() == outs[0].keys() and all(_close(out[k], outs[0][k], tol.get(k, 1e-5)) for k in out), \
+            [k for k in out if not _close(out[k], outs[0][k], tol.get(k, 1e-5))]
 
 
 def test_temp_files_of_killed_checkpoint_writers_are_removed(tmp_path: Path) -> None:
