@@ -52,7 +52,7 @@ def _decisions(gate: Gate, path: Path) -> list[tuple[str, bool, list[tuple[str, 
             for d in gate.stream(read_records([str(path)]))]
 
 
-@pytest.mark.parametrize("config", ["instruct", "perplexity"])
+@pytest.mark.parametrize("config", ["instruct", pytest.param("perplexity", marks=pytest.mark.slow)])
 def test_ray_engine_decides_exactly_like_the_local_engine(ray_local: Any, data: Path, config: str) -> None:
     local = _decisions(Gate.from_config(config, workers=1, batch_size=256, cache_dir=None), data)
     on_ray = _decisions(Gate.from_config(config, workers=2, batch_size=256, cache_dir=None, engine="ray"), data)
@@ -209,6 +209,7 @@ def test_checkpoints_are_reused_and_keyed_by_content(ray_local: Any, small: Path
     assert gate.checkpoint is not None and gate.checkpoint.info()["score"] == {"loaded": 10, "computed": 0}
 
 
+@pytest.mark.slow  # ~35 s in CI; the local engine's kill-and-resume is in the default run (test_crash_safety)
 def test_a_run_killed_mid_scoring_resumes_from_its_checkpoint(data: Path, tmp_path: Path) -> None:
     """SIGKILL the whole job (driver and its local Ray instance) once some batches are stored: no output file
     appears under a final name, and the same command run again loads the stored batches, scores the rest and
@@ -340,7 +341,7 @@ def _semantic_records() -> list[dict[str, Any]]:
     return records + [{**r, "id": f"{r['id']}-again"} for r in records]  # exact repeats for the index
 
 
-@pytest.mark.parametrize("partitions", [1, 3])
+@pytest.mark.parametrize("partitions", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_semdedup_partitions_on_ray(ray_local: Any, partitions: int) -> None:
     """``semantic_duplicate`` with ``partitions: K`` runs SemDeDup on Ray (k-means, search per partition, keep-first
     in order). One partition is the exact search: the local engine's duplicates, kept ids and cosines. With more,
@@ -391,6 +392,7 @@ def test_sharded_near_duplicates_with_nothing_to_pair(ray_local: Any, texts: str
     assert all(ok for _, ok, _ in runs[0]) if texts == "distinct" else not any(ok for _, ok, _ in runs[0])
 
 
+@pytest.mark.slow  # ~35 s in CI; damaged local checkpoints are in the default run (test_damaged_cache)
 def test_a_damaged_checkpoint_file_is_recomputed(ray_local: Any, small: Path, tmp_path: Path) -> None:
     config = _near_config(threshold=0.7)
     local = _full(Gate.from_config(config, workers=1, batch_size=250, cache_dir=None), small)
