@@ -42,7 +42,8 @@ class DiversityConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     field: str | None = Field(None, description="record field to embed; unset = the configured text view")
-    model: str | None = Field(None, description="local sentence-transformers folder; unset = packaged default")
+    model: str | None = Field(None, description="local sentence-transformers folder, or `wordllama` (static, "
+                                                "torch-free); unset = the packaged all-MiniLM-L6-v2")
     device: str = "auto"
     batch_size: int = Field(64, ge=1, le=4096)
     clusters: int | None = Field(None, ge=2, le=10000, description="k-means clusters; unset = sqrt(n_reference / 2)")

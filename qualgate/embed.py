@@ -46,7 +46,7 @@ _MEMO = 16384  # recent texts kept in memory (384 floats each: ~25 MiB)
 STATIC_MODEL = "wordllama"
 _STATIC_FILES = ("weights/l2_supercat_256.safetensors", "tokenizers/l2_supercat_tokenizer_config.json")
 _POOL_TOKENS = 16384  # token rows gathered at once by the static model (16 MiB of float32 at 256 dims)
-_STATIC_INSTALL = "pip install 'qualgate[embed]' (or only: pip install wordllama==0.4.0.post1 faiss-cpu)"
+_STATIC_INSTALL = "pip install 'qualgate[static]' (torch-free: wordllama and faiss-cpu)"
 
 
 class EmbeddingCache:

@@ -414,10 +414,11 @@ class Gate:
 
     def _new_diversity(self) -> DiversityTracker:
         from qualgate.diversity import DiversityConfig, DiversityTracker
-        from qualgate.models import require_modules
+        from qualgate.embed import check_model
 
-        require_modules("sentence_transformers", "faiss", who="the diversity report")
-        return DiversityTracker(self.config.diversity or DiversityConfig(), self.cache_dir)
+        config = self.config.diversity or DiversityConfig()
+        check_model(config.model, "the diversity report")  # wordllama needs no sentence-transformers
+        return DiversityTracker(config, self.cache_dir)
 
     @property
     def baseline_info(self) -> dict[str, Any] | None:

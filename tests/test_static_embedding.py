@@ -93,16 +93,26 @@ def test_empty_and_unknown_texts_get_unit_vectors() -> None:
 
 
 def test_static_backend_imports_no_torch_and_needs_no_network(tmp_path: Path) -> None:
-    """The point of the backend: a CPU run without torch or sentence-transformers in the process, and no network
-    (where ``unshare -n`` can cut it, the run goes through a namespace without one)."""
+    """The point of the backend: a CPU run without torch or sentence-transformers installed, and no network
+    (where ``unshare -n`` can cut it, the run goes through a namespace without one). The heavy packages are
+    hidden from the import system, as on a `pip install ".[static]"` machine, so an install check that still
+    asks for sentence-transformers (the diversity report's once did) fails here."""
     code = ("import json, sys\n"
+            "class Hidden:\n"
+            "    def __init__(self, finder): self.finder = finder\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'sentence_transformers', 'transformers'): return None\n"
+            "        return self.finder.find_spec(name, path, target) if hasattr(self.finder, 'find_spec') else None\n"
+            "sys.meta_path[:] = [Hidden(f) for f in sys.meta_path]\n"
             "from qualgate import Gate\n"
             f"records = [json.loads(x) for x in open({str(FIXTURES / 'semantic_sample.jsonl')!r}) if x.strip()]\n"
             "gate = Gate.from_config({'version': 1, 'input': {'id': 'id'}, 'checks': [{'check': 'semantic_duplicate',"
-            " 'model': 'wordllama', 'threshold': 0.85}, {'check': 'private_leak', 'model': 'wordllama'}]},"
+            " 'model': 'wordllama', 'threshold': 0.85}, {'check': 'private_leak', 'model': 'wordllama'}],"
+            " 'diversity': {'model': 'wordllama'}},"
             " cache_dir=sys.argv[1])\n"
             "gate.load_set('private', [sys.argv[2]], cache_dir=sys.argv[1])\n"
             "result = gate.run(records)\n"
+            "assert result.report['diversity']['model'] == 'wordllama'\n"
             "print(json.dumps([sum(not d.accepted for d in result.decisions),"
             " [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]]))\n")
     private = tmp_path / "private.jsonl"
