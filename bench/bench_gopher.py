@@ -29,7 +29,6 @@ come from runs taken turn about.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import json
 import os
@@ -45,14 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
+from bench_filter import tree_rss  # peak RSS of the whole process tree
 
 
 def timed(cmd: list[str]) -> tuple[float, int]:
