@@ -6,7 +6,6 @@ model checks run afterwards in this process. Every input record yields exactly o
 
 from __future__ import annotations
 
-import bisect
 import gc
 import itertools
 import os
@@ -20,29 +19,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qualgate.checks import Check, SetCheck
-from qualgate.checks.base import Features, RunContext
+from qualgate.checks.base import RunContext
 from qualgate.config import GateConfig, load_config
-from qualgate.decide import decide_in_order, takes_next
+from qualgate.engines.base import (
+    BatchResult,
+    Unparsed,
+    alive,
+    apply_checks,
+    build_scorer,
+    init_worker,
+    input_sample,
+    join_verdicts,
+    sample_of,
+    score_batch,
+    worker_features,
+    worker_parse,
+    worker_run,
+)
 from qualgate.errors import ConfigError, InputError
-from qualgate.findings import MALFORMED, Decision, Finding
-from qualgate.io import RawRecord, dumps_record, parse_line, read_records
+from qualgate.findings import MALFORMED, Decision
+from qualgate.io import RawRecord, dumps_record, read_records
 from qualgate.npz import save_npz
 from qualgate.preamble import HEAD as PREAMBLE_HEAD
 from qualgate.preamble import fit_on_input, with_prefixes
-from qualgate.repair import Repairer, content_hash_id
+from qualgate.repair import Repairer
 from qualgate.report import Report, ReportBuilder
 from qualgate.runfolder import rejected_record
 from qualgate.sample import (
     ROLES,
     FieldMap,
-    FieldProblem,
     FieldWatch,
     Sample,
     SetUsage,
     Source,
     TextSpec,
-    make_sample,
-    malformed,
     unparseable_sample,
 )
 
@@ -62,9 +72,6 @@ def read_ahead(batches: Iterator[Any], checks: Sequence[Any], all_findings: bool
     return embedding_read_ahead(batches, checks, all_findings)
 
 
-Verdict = tuple[list[Finding], dict[str, float | None], list[str], dict[str, dict[str, Any]]]
-#: Per check name: the batch positions a worker computed features for, and those features.
-BatchFeatures = dict[str, tuple[list[int], Features]]
 #: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
 SET_ROLES = ("baseline", "private", "reference")
 #: In every set index's cache key: 2 = records of a set without the id field are indexed (by content hash),
@@ -77,247 +84,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _readable(d: Decision) -> bool:
-    return d.sample.problem is None
-
-
-def _alive(d: Decision, all_findings: bool) -> bool:
-    """Whether ``d`` takes the next check (``decide.decide_in_order``'s rule)."""
-    return _readable(d) and takes_next(d.findings, all_findings)
-
-
-#: After a conflict the rest of a batch is decided in parts of at least this many samples, growing while none
-#: conflicts: a conflict redoes at most the rest of its part, not of the batch (``apply_checks``). Conflicts are
-#: rare in real data (none in 10,000 Alpaca records); with one every 4 records, deciding took ~1.7x as long.
-_MIN_PART = 32
-
-
-def apply_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all_findings: bool,
-                 features: BatchFeatures | None = None) -> None:
-    """Run ``checks`` in order over ``decisions``, adding scores and findings in place.
-
-    A sample that already has a finding skips later checks unless ``all_findings``; a malformed
-    sample skips every check (there is nothing sound to score). ``features`` are set-check features
-    precomputed by workers for (a superset of) the live samples.
-
-    Decisions are those of batches of one sample: a keep-first check compares a sample with the samples it
-    admitted tentatively earlier in the batch, and a later check may reject one of those. When a result
-    relied on such a one (``SetCheck.tentative_uses``: a conflict), the decisions before it stand, the
-    keep-first checks admit only those, and the rest is decided again (the other checks' results kept).
-    Decisions do not depend on where a batch is cut, so after a conflict the rest goes in smaller parts.
-    """
-    lead = next((i for i, c in enumerate(checks) if isinstance(c, SetCheck) and c.keeps_first), len(checks))
-    _run_checks(checks[:lead], decisions, all_findings, features)
-    if lead == len(checks):
-        return
-    rest, start, size = checks[lead:], 0, len(decisions)
-    memo: dict[tuple[str, int], Any] = {}
-    before = [(d.findings, d.scores, d.skipped, d.evidence) for d in decisions]
-    while start < len(decisions):
-        part = decisions[start:start + size]
-        for d, (f, sc, sk, ev) in zip(part, before[start:start + len(part)], strict=True):
-            d.findings, d.scores, d.skipped, d.evidence = list(f), dict(sc), list(sk), dict(ev)
-        scored = _run_checks(rest, part, all_findings, _shifted(features, start, start + len(part)), memo)
-        accepted = [not d.findings for d in part]
-        done = min((positions[q] for check, positions in scored for p, q in check.tentative_uses().items()
-                    if not accepted[positions[p]]), default=len(part))
-        for check, positions in scored:  # keep-first indexes admit only what every check accepted
-            check.commit([accepted[p] for p in positions if p < done])
-        start += done
-        size = 2 * len(part) if done == len(part) else max(_MIN_PART, 2 * done)
-
-
-def _run_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all_findings: bool,
-                features: BatchFeatures | None, memo: dict[tuple[str, int], Any] | None = None,
-                ) -> list[tuple[SetCheck[Any], list[int]]]:
-    """One pass of ``checks`` over ``decisions``; returns the keep-first checks scored and the positions they
-    scored. ``memo`` keeps the other checks' results (by check and decision) for a later pass."""
-    scored: list[tuple[SetCheck[Any], list[int]]] = []
-
-    def run(k: int, positions: list[int]) -> None:
-        check, live = checks[k], [decisions[i] for i in positions]
-        results: Iterable[Any]
-        if isinstance(check, SetCheck) and check.keeps_first:
-            results = check.score_batch([d.sample for d in live], [not d.findings for d in live],
-                                        _features_for(features, check.name, positions))
-            scored.append((check, positions))
-        elif memo is None:
-            results = _score_live(check, live, positions, features)
-        else:
-            todo = [r for r, d in enumerate(live) if (check.name, id(d)) not in memo]
-            new = _score_live(check, [live[r] for r in todo], [positions[r] for r in todo], features)
-            memo.update(((check.name, id(live[r])), m) for r, m in zip(todo, new, strict=True))
-            results = [memo[check.name, id(d)] for d in live]
-        for d, m in zip(live, results, strict=True):
-            if isinstance(m, FieldProblem):
-                bad = malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key)
-                d.findings.append(replace(bad, evidence={**bad.evidence, "from_check": check.name}))
-                continue
-            for key in check.score_names:
-                d.scores[f"{check.name}.{key}"] = m.values.get(key)
-            if m.evidence:
-                d.evidence[check.name] = m.evidence
-            d.findings.extend(check.decide(m))
-
-    decide_in_order([c.name for c in checks], decisions, all_findings, run, _readable)
-    return scored
-
-
-def _score_live(check: Check[Any], live: list[Decision], positions: list[int],
-                features: BatchFeatures | None) -> Iterable[Any]:
-    """A check's results for ``live`` (a per-sample check, or a set check whose results depend on nothing
-    else in the batch)."""
-    if not live:
-        return []
-    if check.per_sample:
-        return (_score_one(check, d.sample) for d in live)
-    assert isinstance(check, SetCheck)
-    return check.score_batch([d.sample for d in live], [not d.findings for d in live],
-                             _features_for(features, check.name, positions))
-
-
-def _shifted(features: BatchFeatures | None, start: int, end: int) -> BatchFeatures | None:
-    """``features`` of the batch's samples at positions ``start`` to ``end``, numbered from ``start``."""
-    if not features:
-        return features
-    out: BatchFeatures = {}
-    for name, (have, feats) in features.items():
-        lo, hi = bisect.bisect_left(have, start), bisect.bisect_left(have, end)
-        out[name] = (have, feats) if (lo, hi) == (0, len(have)) and not start else \
-            ([p - start for p in have[lo:hi]], feats.take(list(range(lo, hi))))
-    return out
-
-
-def _features_for(features: BatchFeatures | None, name: str, positions: list[int]) -> Features | None:
-    if not features or name not in features:
-        return None
-    have, feats = features[name]
-    if have == positions:
-        return feats
-    row = {p: r for r, p in enumerate(have)}
-    if not all(p in row for p in positions):
-        return None
-    return feats.take([row[p] for p in positions])
-
-
-def _score_one(check: Check[Any], sample: Sample) -> Any:
-    try:
-        return check.score(sample)
-    except FieldProblem as exc:
-        return exc
-
-
-# ------------------------------------------------------------------------------------- samples
-def sample_of(record: Mapping[str, Any], source: Source, raw: bytes | None, spec: TextSpec, id_key: str | None,
-              repairer: Repairer | None, id_fallback: bool, fields: Mapping[str, str] | None = None) -> Sample:
-    """The sample of ``record`` after ``repairer`` (if any). A repaired record loses its raw line
-    (accepted.jsonl holds the repaired one) and keeps the id of the record as read: a content-hash id names
-    the input, so it does not change when repairs are turned on or change (overrides and scores of earlier
-    runs still find it; an override's sha256 binds to the repaired content the reviewer saw)."""
-    fixed = repairer.repair(record) if repairer is not None else record
-    if fixed is record:
-        return make_sample(record, spec, id_key, source, raw, id_fallback=id_fallback, fields=fields)
-    sample = make_sample(fixed, spec, id_key, source, None, id_fallback=id_fallback, fields=fields)
-    value = record.get(id_key) if id_key is not None else None
-    if not isinstance(value, (str, int)) or isinstance(value, bool):  # a content-hash id: of the input
-        sample.id = content_hash_id(record) or sample.id
-    return sample
-
-
-def input_sample(item: RawRecord, spec: TextSpec, id_key: str | None, repairer: Repairer | None,
-                 id_fallback: bool, fields: Mapping[str, str] | None = None) -> Sample:
-    """The sample of a parsed record as read (``Gate.sample``; worker processes call it on the lines they parse)."""
-    if item.error is not None or item.record is None:
-        reason, msg = item.error or ("not_an_object", "no record")
-        return unparseable_sample(reason, msg, item.source, item.raw or b"")
-    return sample_of(item.record, item.source, item.raw if item.verbatim else None, spec, id_key, repairer,
-                     id_fallback, fields)
-
-
-# ----------------------------------------------------------------------------- worker processes
-#: A scorer: the per-sample checks, the set checks whose features it computes, and ``all_findings``.
-Scorer = tuple[list[Check[Any]], list[SetCheck[Any]], bool]
-_WORKER: Scorer | None = None
-#: How a worker turns a raw JSONL line into a Sample: the text spec, the id field and ``input.max_record_values``.
-_MAKER: tuple[TextSpec, str | None, int] | None = None
-
-
-def build_scorer(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
-                 model_features: bool = False) -> Scorer:
-    """A scorer's own checks, built from the config. ``model_features``: model-based set checks (embeddings,
-    ``hf`` perplexity) compute their features here too (the Ray engine's actors, which may hold GPUs, and the
-    checkpointed local engine, which stores them)."""
-    checks = {c.name: c for c in (spec.build() for spec in load_config(config).checks)}
-    set_checks = [c for n in featured if isinstance(c := checks[n], SetCheck)]
-    for c in set_checks:
-        c.features_in_workers = model_features and c.model_features
-    return [checks[n] for n in names], set_checks, all_findings
-
-
-def _init_worker(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
-                 model_features: bool = False) -> None:
-    """Build this worker process's scorer (``build_scorer``) and how it makes samples of raw lines."""
-    global _WORKER, _MAKER
-    _WORKER = build_scorer(config, names, featured, all_findings, model_features)
-    cfg = load_config(config)
-    _MAKER = (TextSpec(cfg.input.text), cfg.input.id, cfg.input.max_record_values)
-
-
-#: What a worker sends back for a batch of raw lines: the samples (``raw`` and ``source`` left out where they are
-#: the line and its place, which the main process still holds: ``kept_raw``), the positions still alive, and the
-#: set checks' features.
-ParsedBatch = tuple[list[Sample], list[bool], list[int], dict[str, Features]]
-
-
-def _worker_parse(lines: list[tuple[bytes, str, int, Mapping[str, str] | None]]) -> ParsedBatch:
-    """Parse raw JSONL lines, make their samples and compute the set checks' features (configs without
-    per-sample checks), so the main process only decides: it no longer parses, and pickled samples load ~3x
-    faster than their JSON parses."""
-    assert _WORKER is not None and _MAKER is not None, "worker not initialised"
-    spec, id_key, max_values = _MAKER
-    samples, kept_raw = [], []
-    for line, file, n, fields in lines:
-        source = Source(file, n)
-        sample = input_sample(parse_line(line, source, max_values), spec, id_key, None, False, fields)
-        kept = sample.raw is line and sample.source is source
-        if kept:
-            sample.raw = sample.source = None
-        samples.append(sample)
-        kept_raw.append(kept)
-    all_findings = _WORKER[2]
-    live = [i for i, s in enumerate(samples) if _alive(Decision(s, [s.problem] if s.problem else []), all_findings)]
-    alive = [samples[i] for i in live]
-    features = {c.name: c.features_from(c.feature_input(alive)) for c in _WORKER[1] if c.has_features}
-    return samples, kept_raw, live, features
-
-
-def _worker_features(inputs: dict[str, Any]) -> dict[str, Features]:
-    """Only the set checks' features, from what ``feature_input`` gave (configs without per-sample checks)."""
-    assert _WORKER is not None, "worker not initialised"
-    by_name = {c.name: c for c in _WORKER[1]}
-    return {name: by_name[name].features_from(data) for name, data in inputs.items()}
-
-
-def _worker_run(samples: list[Sample]) -> tuple[list[Verdict], BatchFeatures]:
-    assert _WORKER is not None, "worker not initialised"
-    return score_batch(_WORKER, samples)
-
-
-def score_batch(scorer: Scorer, samples: list[Sample]) -> tuple[list[Verdict], BatchFeatures]:
-    """The per-sample verdicts of a batch and its set checks' features: everything that does not depend on
-    the other samples, so it can run anywhere and be stored."""
-    checks, set_checks, all_findings = scorer
-    decisions = [Decision(s, [s.problem] if s.problem else []) for s in samples]
-    apply_checks(checks, decisions, all_findings)
-    features: BatchFeatures = {}
-    live = [i for i, d in enumerate(decisions) if _alive(d, all_findings)]
-    for check in set_checks:
-        feats = check.features([samples[i] for i in live]) if live else None
-        if feats is not None:
-            features[check.name] = (live, feats)
-    return [(d.findings, d.scores, d.skipped, d.evidence) for d in decisions], features
 
 
 # ----------------------------------------------------------------------------------------- gate
@@ -335,11 +101,6 @@ class Result:
     @property
     def rejected(self) -> list[dict[str, Any]]:
         return [rejected_record(d) for d in self.decisions if not d.accepted]
-
-
-@dataclass
-class _Unparsed(Sample):
-    """A JSONL line (``raw``) not parsed yet: a worker process parses it and makes its sample (``_worker_parse``)."""
 
 
 class InputRecords(Iterator[RawRecord]):
@@ -401,7 +162,10 @@ class Gate:
             check.bind(self.context)
         self.checks = sorted(built, key=lambda c: c.cost)  # stable: config order within a cost
         lead = list(itertools.takewhile(lambda c: c.per_sample, self.checks))
-        self._pooled, self._local = lead, self.checks[len(lead):]
+        #: the leading per-sample checks, which an engine may run anywhere (worker processes, Ray actors) ...
+        self.pooled_checks: list[Check[Any]] = lead
+        #: ... and the rest (set-aware and model checks), which decide in this process, in input order
+        self.local_checks: list[Check[Any]] = self.checks[len(lead):]
         self._baseline_state: dict[str, dict[str, Any]] = {}
         #: reviewer overrides applied to every decision after all checks (``use_overrides``)
         self.overrides: Overrides | None = None
@@ -470,7 +234,7 @@ class Gate:
         """The Samples of ``records``, in order, each file's roles read from the fields its first records
         name them by (``FieldMap``); ``used`` collects, per file, the roles read from another field.
         ``unparsed_after``: deferred JSONL lines (``RawRecord.deferred``) after that many records stay unparsed
-        (``_Unparsed``, for worker processes to parse); the others are parsed here."""
+        (``Unparsed``, for worker processes to parse); the others are parsed here."""
         max_values = self.config.input.max_record_values
         for file, group in itertools.groupby(enumerate(records, start=1), key=lambda t: _file_of(t[1])):
             head = [(n, item.parsed(max_values) if isinstance(item, RawRecord) else item)
@@ -480,7 +244,7 @@ class Gate:
                 used[file] = fields
             for n, item in itertools.chain(head, group):
                 if unparsed_after is not None and n > unparsed_after and isinstance(item, RawRecord) and item.deferred:
-                    yield _Unparsed("", None, raw=item.raw, source=item.source, fields=fields)
+                    yield Unparsed("", None, raw=item.raw, source=item.source, fields=fields)
                 else:
                     yield self.sample(item, n, id_fallback=id_fallback, fields=fields)
 
@@ -495,13 +259,13 @@ class Gate:
         """Whether worker processes parse the input (``_evaluate_features_pooled``): a local run in processes,
         without per-sample checks (those run in the workers on samples the main process made), repairs (timed
         here) or a checkpoint (which stores scored batches of samples)."""
-        return (self.engine == "local" and self.checkpoint_dir is None and self.workers > 1 and not self._pooled
+        return (self.engine == "local" and self.checkpoint_dir is None and self.workers > 1 and not self.pooled_checks
                 and self.repairer is None and any(c.has_features for c in self.set_checks))
 
-    def _parsed(self, batch: list[Sample]) -> list[Sample]:
-        """``batch`` with its unparsed lines (``_Unparsed``) parsed here."""
+    def parsed(self, batch: list[Sample]) -> list[Sample]:
+        """``batch`` with its unparsed lines (``Unparsed``) parsed here."""
         return [self.sample(RawRecord(s.source or Source("<records>", 0), None, s.raw, deferred=True), 0,
-                            fields=s.fields) if isinstance(s, _Unparsed) else s for s in batch]
+                            fields=s.fields) if isinstance(s, Unparsed) else s for s in batch]
 
     # ------------------------------------------------------------------------------------- baseline
     @property
@@ -516,7 +280,7 @@ class Gate:
                 if check.name in self._baseline_state:
                     fresh.import_state(self._baseline_state[check.name])
                 self.checks[i] = fresh
-        self._local = self.checks[len(self._pooled):]
+        self.local_checks = self.checks[len(self.pooled_checks):]
 
     def load_baseline(self, paths: Sequence[str], *, fmt: str | None = None,
                       cache_dir: str | Path | None = None) -> dict[str, Any]:
@@ -712,7 +476,7 @@ class Gate:
         """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""
         self._baseline_state[check.name] = state
         self.checks = [check if c.name == check.name else c for c in self.checks]
-        self._local = self.checks[len(self._pooled):]
+        self.local_checks = self.checks[len(self.pooled_checks):]
 
     def report_sections(self) -> dict[str, Any]:
         """Dataset-level sections contributed by set-aware checks (duplicate clusters, ...)."""
@@ -834,8 +598,8 @@ class Gate:
             gc.freeze()
         try:
             if not (self.engine != "ray" and self.checkpoint_dir is None and self.workers > 1 and second is not None
-                    and not self._pooled and featured):
-                rest = map(self._parsed, rest)  # only _evaluate_features_pooled takes unparsed lines (_Unparsed)
+                    and not self.pooled_checks and featured):
+                rest = map(self.parsed, rest)  # only _evaluate_features_pooled takes unparsed lines (Unparsed)
             self.checkpoint, self.engine_info = None, {}
             if self.checkpoint_dir is not None:
                 from qualgate.engines.checkpoint import Checkpoint
@@ -847,18 +611,19 @@ class Gate:
                 yield from ray_engine.evaluate(self, rest, self.ray_address)
             elif self.checkpoint is not None:
                 yield from self._evaluate_checkpointed(rest, self.checkpoint)
-            elif self.workers > 1 and second is not None and self._pooled:
+            elif self.workers > 1 and second is not None and self.pooled_checks:
                 yield from self._evaluate_pooled(rest)
             elif self.workers > 1 and second is not None and featured:
                 yield from self._evaluate_features_pooled(rest, featured)
             else:
                 def scored(batch: list[Sample]) -> tuple[list[Decision], None]:
                     decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
-                    apply_checks(self._pooled, decisions, self.all_findings)
+                    apply_checks(self.pooled_checks, decisions, self.all_findings)
                     return decisions, None
 
-                for decisions, _ in read_ahead(map(scored, rest), self._local, self.all_findings):  # embeds by window
-                    apply_checks(self._local, decisions, self.all_findings)
+                # embeds by window
+                for decisions, _ in read_ahead(map(scored, rest), self.local_checks, self.all_findings):
+                    apply_checks(self.local_checks, decisions, self.all_findings)
                     yield decisions
         finally:
             if freeze:
@@ -882,15 +647,16 @@ class Gate:
     def _evaluate_pooled(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
         """Per-sample checks (and set checks' features) in the workers; set checks here, in order."""
         def submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Any:
-            return batch, pool.submit(_worker_run, [replace(s, raw=None) for s in batch])
+            return batch, pool.submit(worker_run, [replace(s, raw=None) for s in batch])
 
-        def join(pending: tuple[list[Sample], Future[tuple[list[Verdict], BatchFeatures]]]) -> Any:
+        def join(pending: tuple[list[Sample], Future[BatchResult]]) -> Any:
             batch, future = pending
-            verdicts, features = future.result()
-            return [Decision(s, *v) for s, v in zip(batch, verdicts, strict=True)], features
+            result = future.result()
+            return [Decision(s, *v) for s, v in zip(batch, result.verdicts, strict=True)], result.features
 
-        for decisions, features in read_ahead(self._pipelined(batches, submit, join), self._local, self.all_findings):
-            apply_checks(self._local, decisions, self.all_findings, features)
+        for decisions, features in read_ahead(self._pipelined(batches, submit, join), self.local_checks,
+                                              self.all_findings):
+            apply_checks(self.local_checks, decisions, self.all_findings, features)
             yield decisions
 
     def run_config(self) -> dict[str, Any]:
@@ -898,13 +664,14 @@ class Gate:
         detected (``preamble.with_prefixes``), so they drop what this process drops."""
         return with_prefixes(self.config.to_dict(), self.set_checks)
 
-    def _scorer_args(self, model_features: bool = False) -> tuple[Any, ...]:
-        return (self.run_config(), [c.name for c in self._pooled], [c.name for c in self.set_checks],
+    def scorer_args(self, model_features: bool = False) -> tuple[Any, ...]:
+        """The arguments of ``engines.base.build_scorer`` (and ``init_worker``) for this gate's scorers."""
+        return (self.run_config(), [c.name for c in self.pooled_checks], [c.name for c in self.set_checks],
                 self.all_findings, model_features)
 
     def _pool(self, model_features: bool = False) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=self._scorer_args(model_features))
+        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=init_worker,
+                                   initargs=self.scorer_args(model_features))
 
     def _evaluate_checkpointed(self, batches: Iterator[list[Sample]],
                                checkpoint: Checkpoint) -> Iterator[list[Decision]]:
@@ -921,15 +688,15 @@ class Gate:
             if isinstance(result, Future):
                 result = result.result()
                 checkpoint.save_scored(key, result)
-            return self._join_verdicts(batch, result)
+            return join_verdicts(self.local_checks, self.all_findings, batch, result)
 
         if self.workers > 1:
             return self._pipelined(batches, lambda pool, batch: stored_or(batch, lambda b: pool.submit(
-                _worker_run, [replace(s, raw=None) for s in b])), join, model_features=True)
-        scorer = build_scorer(*self._scorer_args(model_features=True))
+                worker_run, [replace(s, raw=None) for s in b])), join, model_features=True)
+        scorer = build_scorer(*self.scorer_args(model_features=True))
 
-        def here(batch: list[Sample]) -> Future[tuple[list[Verdict], BatchFeatures]]:
-            done: Future[tuple[list[Verdict], BatchFeatures]] = Future()
+        def here(batch: list[Sample]) -> Future[BatchResult]:
+            done: Future[BatchResult] = Future()
             done.set_result(score_batch(scorer, batch))
             return done
 
@@ -940,14 +707,14 @@ class Gate:
         """No per-sample checks: workers compute only the set checks' features (from texts, which pickle
         cheaply), while this process keeps the index and makes the keep-first decisions in order."""
         def submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Any:
-            if all(isinstance(s, _Unparsed) and s.source is not None for s in batch):  # the head was parsed here
-                return batch, None, pool.submit(_worker_parse, [(s.raw or b"", s.source.file, s.source.line, s.fields)
+            if all(isinstance(s, Unparsed) and s.source is not None for s in batch):  # the head was parsed here
+                return batch, None, pool.submit(worker_parse, [(s.raw or b"", s.source.file, s.source.line, s.fields)
                                                                 for s in batch if s.source is not None])
-            batch = self._parsed(batch)
+            batch = self.parsed(batch)
             decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
-            live = [i for i, d in enumerate(decisions) if _alive(d, self.all_findings)]
+            live = [i for i, d in enumerate(decisions) if alive(d, self.all_findings)]
             inputs = {c.name: c.feature_input([batch[i] for i in live]) for c in featured}
-            return decisions, live, pool.submit(_worker_features, inputs)
+            return decisions, live, pool.submit(worker_features, inputs)
 
         def join(pending: tuple[Any, list[int] | None, Future[Any]]) -> list[Decision]:
             decisions: list[Decision]
@@ -961,17 +728,10 @@ class Gate:
             else:
                 decisions, found = batch, future.result()
             features = {name: (live, f) for name, f in found.items()}
-            apply_checks(self._local, decisions, self.all_findings, features)
+            apply_checks(self.local_checks, decisions, self.all_findings, features)
             return decisions
 
         return self._pipelined(batches, submit, join)
-
-    def _join_verdicts(self, batch: list[Sample], result: tuple[list[Verdict], BatchFeatures]) -> list[Decision]:
-        """Decisions from a worker's verdicts and features, with the set-aware checks applied here, in order."""
-        verdicts, features = result
-        decisions = [Decision(s, f, sc, sk, ev) for s, (f, sc, sk, ev) in zip(batch, verdicts, strict=True)]
-        apply_checks(self._local, decisions, self.all_findings, features)
-        return decisions
 
 
 def _file_of(item: Any) -> str:

@@ -389,7 +389,7 @@ def test_process_pool_gives_the_same_decisions(tmp_path: Path) -> None:
     serial = [decision_view(d) for d in
               Gate.from_config("default", workers=1, batch_size=8).stream(read_records([str(src)]))]
     pooled_gate = Gate.from_config("default", workers=2, batch_size=8)
-    assert pooled_gate._pooled, "the default pack's checks should be per-sample (pooled)"
+    assert pooled_gate.pooled_checks, "the default pack's checks should be per-sample (pooled)"
     pooled = [decision_view(d) for d in pooled_gate.stream(read_records([str(src)]))]
     assert len(serial) > 8 * 4  # several batches
     assert any(v[1] for v in serial) and not all(v[1] for v in serial)

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from qualgate.engines.base import BatchFeatures, BatchResult, Verdict
 from qualgate.findings import Finding
 from qualgate.npz import save_npz
 
 if TYPE_CHECKING:
-    from qualgate.gate import BatchFeatures, Gate, Verdict
+    from qualgate.gate import Gate
     from qualgate.sample import Sample
 
 T = TypeVar("T")
@@ -112,7 +113,7 @@ class Checkpoint:
         return h.hexdigest()
 
     # ---------------------------------------------------------------------------------- scoring
-    def load_scored(self, key: str) -> tuple[list[Verdict], BatchFeatures] | None:
+    def load_scored(self, key: str) -> BatchResult | None:
         arrays = self._load(self.root / "score" / f"{key}.npz")
         if arrays is None:
             return None
@@ -124,7 +125,7 @@ class Checkpoint:
         return result
 
     @staticmethod
-    def _scored(arrays: dict[str, Any]) -> tuple[list[Verdict], BatchFeatures]:
+    def _scored(arrays: dict[str, Any]) -> BatchResult:
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8", "surrogatepass"))
         verdicts: list[Verdict] = [([Finding.from_dict(f) for f in findings], scores, skipped, evidence)
                                    for findings, scores, skipped, evidence in meta["verdicts"]]
@@ -144,12 +145,12 @@ class Checkpoint:
             if cls_name == "EmbeddingFeatures":
                 _check_vectors(feats.vecs, len(live))
             features[name] = (live, feats)
-        return verdicts, features
+        return BatchResult(verdicts, features)
 
-    def save_scored(self, key: str, result: tuple[list[Verdict], BatchFeatures]) -> None:
+    def save_scored(self, key: str, result: BatchResult) -> None:
         from qualgate.checks.perplexity import ScoredFeatures
 
-        verdicts, features = result
+        verdicts, features = result.verdicts, result.features
         arrays: dict[str, Any] = {}
         described = []
         classes = {cls: name for name, cls in _features_classes().items()}

@@ -23,6 +23,7 @@ import numpy as np
 
 from qualgate.checks.embedding import SemanticDuplicate
 from qualgate.checks.minhash import NearDuplicate
+from qualgate.engines.base import BatchResult, init_worker, join_verdicts, worker_run
 from qualgate.engines.lsh import PairTable
 from qualgate.engines.semantic import NeighbourTable
 from qualgate.models import require_modules
@@ -51,15 +52,12 @@ def connect(address: str | None = None) -> Any:
 class _Scorer:
     """One Ray actor: the gate's per-sample checks and feature makers, built once."""
 
-    def __init__(self, config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool) -> None:
-        from qualgate.gate import _init_worker
+    def __init__(self, config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
+                 model_features: bool) -> None:
+        init_worker(config, names, featured, all_findings, model_features)
 
-        _init_worker(config, names, featured, all_findings, model_features=True)
-
-    def run(self, samples: list[Sample]) -> Any:
-        from qualgate.gate import _worker_run
-
-        return _worker_run(samples)
+    def run(self, samples: list[Sample]) -> BatchResult:
+        return worker_run(samples)
 
 
 def evaluate(gate: Gate, batches: Iterator[list[Sample]], address: str | None = None) -> Iterator[list[Decision]]:
@@ -72,8 +70,7 @@ def evaluate(gate: Gate, batches: Iterator[list[Sample]], address: str | None = 
     # a lost worker costs the batches it held, not the run
     actor = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / n) if gpus else 0, max_restarts=RETRIES,
                        max_task_retries=RETRIES)(_Scorer)
-    args = (gate.run_config(), [c.name for c in gate._pooled], [c.name for c in gate.set_checks],
-            gate.all_findings)
+    args = gate.scorer_args(model_features=True)
     run_id = uuid.uuid4().hex[:8]
     pool = [actor.options(name=f"qualgate-scorer-{run_id}-{i}").remote(*args) for i in range(n)]
     shuffled = shuffled_checks(ray, gate)
@@ -135,21 +132,21 @@ def _streamed(gate: Gate, ray: Any, pool: list[Any], batches: Iterator[list[Samp
 def _join(gate: Gate, ray: Any, scoring: _Scoring, batch: list[Sample], ref: Any) -> list[Decision]:
     result = ray.get(ref)
     scoring.save([ref])
-    return gate._join_verdicts(batch, result)
+    return join_verdicts(gate.local_checks, gate.all_findings, batch, result)
 
 
 def _batch_rows(result: Any, name: str) -> tuple[Any, Any]:
     """A Ray task: the LSH shuffle rows of one scored batch (it reads the actor's result where it lies)."""
     from qualgate.engines.lsh import batch_tables
 
-    return batch_tables(result[1], name)
+    return batch_tables(result.features, name)
 
 
 def _batch_vectors(result: Any, name: str, first: int) -> Any:
     """A Ray task: one scored batch's embeddings with their global positions (partitioned semantic search)."""
     from qualgate.engines.semantic import batch_vectors
 
-    return batch_vectors(result[1], name, first)
+    return batch_vectors(result.features, name, first)
 
 
 class _Shuffled:
@@ -290,12 +287,13 @@ def _staged(gate: Gate, ray: Any, pool: list[Any], batches: Iterator[list[Sample
     deciding = 0.0
     for batch_ref, ref, start in scored:
         clock = time.perf_counter()
-        verdicts, features = ray.get(ref)
+        result = ray.get(ref)
+        features = result.features
         for stage in shuffled:
             if stage.name in features:
                 live, feats = features[stage.name]
                 features[stage.name] = (live, stage.features(tables[stage.name], live, feats, start))
-        decisions = gate._join_verdicts(ray.get(batch_ref), (verdicts, features))
+        decisions = join_verdicts(gate.local_checks, gate.all_findings, ray.get(batch_ref), result)
         deciding += time.perf_counter() - clock
         stages["decide"] = round(deciding, 3)
         yield decisions
