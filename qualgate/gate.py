@@ -1,41 +1,24 @@
 """Gate: the ordered checks of one config, run over samples in batches, cheapest first.
 
-Per-sample checks run in worker processes (``workers > 1``) on batches, in input order; set-aware and
-model checks run afterwards in this process. Every input record yields exactly one Decision.
+The gate holds a config's checks, makes samples of records, loads the sets its set-aware checks compare with,
+and applies overrides and the diversity report; an engine (``engines.local``, ``engines.ray``) runs the
+batches. Every input record yields exactly one Decision.
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
 import os
-import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
-from multiprocessing import get_context
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qualgate.checks import Check, SetCheck
 from qualgate.checks.base import RunContext
 from qualgate.config import GateConfig, load_config
-from qualgate.engines.base import (
-    BatchResult,
-    Unparsed,
-    alive,
-    apply_checks,
-    build_scorer,
-    init_worker,
-    input_sample,
-    join_verdicts,
-    sample_of,
-    score_batch,
-    worker_features,
-    worker_parse,
-    worker_run,
-)
+from qualgate.engines import local as local_engine
+from qualgate.engines.base import Unparsed, frozen_gc, input_sample, sample_of
 from qualgate.errors import ConfigError, InputError
 from qualgate.findings import MALFORMED, Decision
 from qualgate.io import RawRecord, dumps_record, read_records
@@ -60,16 +43,6 @@ if TYPE_CHECKING:
     from qualgate.diversity import DiversityTracker
     from qualgate.engines.checkpoint import Checkpoint
     from qualgate.overrides import Overrides
-
-
-def read_ahead(batches: Iterator[Any], checks: Sequence[Any], all_findings: bool) -> Iterator[Any]:
-    """``checks.embedding.read_ahead``: only an embedding check reads ahead, and a gate without one never imported
-    that module (numpy and the model stack), so the batches pass through unchanged."""
-    if "qualgate.checks.embedding" not in sys.modules:
-        return batches
-    from qualgate.checks.embedding import read_ahead as embedding_read_ahead
-
-    return embedding_read_ahead(batches, checks, all_findings)
 
 
 #: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
@@ -256,7 +229,7 @@ class Gate:
                                                        limits.max_record_values, defer))
 
     def _parses_in_workers(self) -> bool:
-        """Whether worker processes parse the input (``_evaluate_features_pooled``): a local run in processes,
+        """Whether worker processes parse the input (``engines.local.features_pooled``): a local run in processes,
         without per-sample checks (those run in the workers on samples the main process made), repairs (timed
         here) or a checkpoint (which stores scored batches of samples)."""
         return (self.engine == "local" and self.checkpoint_dir is None and self.workers > 1 and not self.pooled_checks
@@ -583,23 +556,13 @@ class Gate:
                 "text": self.config.input.text, "id": self.config.input.id, "fields": self.fields_used}
 
     def _evaluate(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
+        """Decisions for ``batches`` by this gate's engine (``engines.local`` or ``engines.ray``)."""
         first = next(batches, None)
         if first is None:
             return
         second = next(batches, None)
         rest: Iterator[list[Sample]] = itertools.chain([first], [second] if second is not None else [], batches)
-        featured = [c for c in self.set_checks if c.has_features]
-        # what is loaded by now (modules, checks, indexes) lives for the whole run: without this, each full garbage
-        # collection walks it all again (100k-record bench corpus: 1.1 of 7.5 CPU s in the main process; 0.55 with).
-        # Unfrozen when the run ends, so a library user's later garbage is collected as usual; a caller who froze
-        # objects already keeps their freeze untouched.
-        freeze = gc.get_freeze_count() == 0
-        if freeze:
-            gc.freeze()
-        try:
-            if not (self.engine != "ray" and self.checkpoint_dir is None and self.workers > 1 and second is not None
-                    and not self.pooled_checks and featured):
-                rest = map(self.parsed, rest)  # only _evaluate_features_pooled takes unparsed lines (Unparsed)
+        with frozen_gc():
             self.checkpoint, self.engine_info = None, {}
             if self.checkpoint_dir is not None:
                 from qualgate.engines.checkpoint import Checkpoint
@@ -608,56 +571,9 @@ class Gate:
             if self.engine == "ray":
                 from qualgate.engines import ray as ray_engine
 
-                yield from ray_engine.evaluate(self, rest, self.ray_address)
-            elif self.checkpoint is not None:
-                yield from self._evaluate_checkpointed(rest, self.checkpoint)
-            elif self.workers > 1 and second is not None and self.pooled_checks:
-                yield from self._evaluate_pooled(rest)
-            elif self.workers > 1 and second is not None and featured:
-                yield from self._evaluate_features_pooled(rest, featured)
+                yield from ray_engine.evaluate(self, map(self.parsed, rest), self.ray_address)
             else:
-                def scored(batch: list[Sample]) -> tuple[list[Decision], None]:
-                    decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
-                    apply_checks(self.pooled_checks, decisions, self.all_findings)
-                    return decisions, None
-
-                # embeds by window
-                for decisions, _ in read_ahead(map(scored, rest), self.local_checks, self.all_findings):
-                    apply_checks(self.local_checks, decisions, self.all_findings)
-                    yield decisions
-        finally:
-            if freeze:
-                gc.unfreeze()
-
-    def _pipelined(self, batches: Iterator[list[Sample]], submit: Callable[[ProcessPoolExecutor, list[Sample]], Any],
-                   join: Callable[[Any], list[Decision]], model_features: bool = False) -> Iterator[list[Decision]]:
-        """Submit batches to a worker pool, at most 2 per worker in flight, and join them in input order."""
-        pool = self._pool(model_features)
-        pending: deque[Any] = deque()
-        try:
-            for batch in batches:
-                pending.append(submit(pool, batch))
-                if len(pending) >= 2 * self.workers:
-                    yield join(pending.popleft())
-            while pending:
-                yield join(pending.popleft())
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _evaluate_pooled(self, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
-        """Per-sample checks (and set checks' features) in the workers; set checks here, in order."""
-        def submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Any:
-            return batch, pool.submit(worker_run, [replace(s, raw=None) for s in batch])
-
-        def join(pending: tuple[list[Sample], Future[BatchResult]]) -> Any:
-            batch, future = pending
-            result = future.result()
-            return [Decision(s, *v) for s, v in zip(batch, result.verdicts, strict=True)], result.features
-
-        for decisions, features in read_ahead(self._pipelined(batches, submit, join), self.local_checks,
-                                              self.all_findings):
-            apply_checks(self.local_checks, decisions, self.all_findings, features)
-            yield decisions
+                yield from local_engine.evaluate(self, rest, second is not None)
 
     def run_config(self) -> dict[str, Any]:
         """The config workers, Ray actors and checkpoints build checks from: with the shared prefixes this run
@@ -668,70 +584,6 @@ class Gate:
         """The arguments of ``engines.base.build_scorer`` (and ``init_worker``) for this gate's scorers."""
         return (self.run_config(), [c.name for c in self.pooled_checks], [c.name for c in self.set_checks],
                 self.all_findings, model_features)
-
-    def _pool(self, model_features: bool = False) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=init_worker,
-                                   initargs=self.scorer_args(model_features))
-
-    def _evaluate_checkpointed(self, batches: Iterator[list[Sample]],
-                               checkpoint: Checkpoint) -> Iterator[list[Decision]]:
-        """Score each batch whole (per-sample checks and every set check's features, models included, in
-        ``workers`` processes), store it in ``checkpoint``, then decide in order here. A killed run started
-        again loads the batches it stored and scores only the rest; deciding is cheap and is simply redone."""
-        def stored_or(batch: list[Sample], score: Callable[[list[Sample]], Any]) -> tuple[list[Sample], str, Any]:
-            key = checkpoint.batch_key(batch)
-            found = checkpoint.load_scored(key)
-            return batch, key, (found if found is not None else score(batch))
-
-        def join(pending: tuple[list[Sample], str, Any]) -> list[Decision]:
-            batch, key, result = pending
-            if isinstance(result, Future):
-                result = result.result()
-                checkpoint.save_scored(key, result)
-            return join_verdicts(self.local_checks, self.all_findings, batch, result)
-
-        if self.workers > 1:
-            return self._pipelined(batches, lambda pool, batch: stored_or(batch, lambda b: pool.submit(
-                worker_run, [replace(s, raw=None) for s in b])), join, model_features=True)
-        scorer = build_scorer(*self.scorer_args(model_features=True))
-
-        def here(batch: list[Sample]) -> Future[BatchResult]:
-            done: Future[BatchResult] = Future()
-            done.set_result(score_batch(scorer, batch))
-            return done
-
-        return (join(stored_or(batch, here)) for batch in batches)
-
-    def _evaluate_features_pooled(self, batches: Iterator[list[Sample]],
-                                  featured: list[SetCheck[Any]]) -> Iterator[list[Decision]]:
-        """No per-sample checks: workers compute only the set checks' features (from texts, which pickle
-        cheaply), while this process keeps the index and makes the keep-first decisions in order."""
-        def submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Any:
-            if all(isinstance(s, Unparsed) and s.source is not None for s in batch):  # the head was parsed here
-                return batch, None, pool.submit(worker_parse, [(s.raw or b"", s.source.file, s.source.line, s.fields)
-                                                                for s in batch if s.source is not None])
-            batch = self.parsed(batch)
-            decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
-            live = [i for i, d in enumerate(decisions) if alive(d, self.all_findings)]
-            inputs = {c.name: c.feature_input([batch[i] for i in live]) for c in featured}
-            return decisions, live, pool.submit(worker_features, inputs)
-
-        def join(pending: tuple[Any, list[int] | None, Future[Any]]) -> list[Decision]:
-            decisions: list[Decision]
-            batch, live, future = pending
-            if live is None:
-                samples, kept_raw, live, found = future.result()
-                for s, line, kept in zip(samples, batch, kept_raw, strict=True):
-                    if kept:
-                        s.raw, s.source = line.raw, line.source
-                decisions = [Decision(s, [s.problem] if s.problem else []) for s in samples]
-            else:
-                decisions, found = batch, future.result()
-            features = {name: (live, f) for name, f in found.items()}
-            apply_checks(self.local_checks, decisions, self.all_findings, features)
-            return decisions
-
-        return self._pipelined(batches, submit, join)
 
 
 def _file_of(item: Any) -> str:
