@@ -1,5 +1,5 @@
 """The order and skip rule of a gate, written once: the gate applies it while it scores a batch
-(``gate._run_checks``), ``qualgate tune`` when it re-decides a stored run from its scores (``tune._redecide``).
+(``engines.base.apply_checks``), ``qualgate tune`` when it re-decides a stored run from its scores (``tune._redecide``).
 
 Checks decide in order, cheapest first. A sample that already has a finding skips every later check unless the
 run asks for all findings, and a sample that could not be read skips every check (there is nothing sound to
