@@ -19,10 +19,9 @@ from qualgate.checks.base import RunContext
 from qualgate.config import GateConfig, load_config
 from qualgate.engines import local as local_engine
 from qualgate.engines.base import Unparsed, frozen_gc, input_sample, sample_of
-from qualgate.errors import ConfigError, InputError
+from qualgate.errors import InputError
 from qualgate.findings import MALFORMED, Decision
 from qualgate.io import RawRecord, dumps_record, read_records
-from qualgate.npz import save_npz
 from qualgate.preamble import HEAD as PREAMBLE_HEAD
 from qualgate.preamble import fit_on_input, with_prefixes
 from qualgate.repair import Repairer
@@ -38,18 +37,21 @@ from qualgate.sample import (
     TextSpec,
     unparseable_sample,
 )
+from qualgate.sets import (
+    SET_ROLES,
+    LoadedSets,
+    built_state,
+    cache_path,
+    load_cached,
+    refuse_unusable,
+    require_sets,
+    warn_unusable,
+)
 
 if TYPE_CHECKING:
     from qualgate.diversity import DiversityTracker
     from qualgate.engines.checkpoint import Checkpoint
     from qualgate.overrides import Overrides
-
-
-#: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
-SET_ROLES = ("baseline", "private", "reference")
-#: In every set index's cache key: 2 = records of a set without the id field are indexed (by content hash),
-#: 3 = the roles a config names are found in each file (``input.fields``, ``FieldMap``)
-_SET_INDEX_VERSION = 3
 
 
 def default_workers() -> int:
@@ -139,12 +141,11 @@ class Gate:
         self.pooled_checks: list[Check[Any]] = lead
         #: ... and the rest (set-aware and model checks), which decide in this process, in input order
         self.local_checks: list[Check[Any]] = self.checks[len(lead):]
-        self._baseline_state: dict[str, dict[str, Any]] = {}
+        #: the sets loaded for the set-aware checks (``load_set``, ``fit_input``): each check's index of its set
+        self.sets = LoadedSets()
         #: reviewer overrides applied to every decision after all checks (``use_overrides``)
         self.overrides: Overrides | None = None
         self._auto_fit = False  # the input fit came from run(), so the next run() refits on its own records
-        self.sets_info: dict[str, dict[str, Any]] = {}
-        self._set_usage: dict[str, SetUsage] = {}  # why records of each loaded set were unusable
         self.diversity: DiversityTracker | None = None
         if config.diversity is not None or config.gate.needs_diversity:
             self.diversity = self._new_diversity()
@@ -156,6 +157,11 @@ class Gate:
         config = self.config.diversity or DiversityConfig()
         check_model(config.model, "the diversity report")  # wordllama needs no sentence-transformers
         return DiversityTracker(config, self.cache_dir)
+
+    @property
+    def sets_info(self) -> dict[str, dict[str, Any]]:
+        """Per role loaded: its files, records, cache use and unusable records (``LoadedSets.info``)."""
+        return self.sets.info
 
     @property
     def baseline_info(self) -> dict[str, Any] | None:
@@ -250,8 +256,8 @@ class Gate:
         for i, check in enumerate(self.checks):
             if isinstance(check, SetCheck):
                 fresh = self._build_set_check(check.name)
-                if check.name in self._baseline_state:
-                    fresh.import_state(self._baseline_state[check.name])
+                if check.name in self.sets.state:
+                    fresh.import_state(self.sets.state[check.name])
                 self.checks[i] = fresh
         self.local_checks = self.checks[len(self.pooled_checks):]
 
@@ -292,11 +298,11 @@ class Gate:
     def input_fit_checks(self) -> list[SetCheck[Any]]:
         """Checks that will fit on the input itself: they need their set, can fit, and have none loaded."""
         return [c for c in self.set_checks if c.fits_on_input and c.needs_set()
-                and (c.name not in self._baseline_state or c.set_role == "input")]
+                and (c.name not in self.sets.state or c.set_role == "input")]
 
     @property
     def needs_input_fit(self) -> bool:
-        return any(c.name not in self._baseline_state for c in self.input_fit_checks())
+        return any(c.name not in self.sets.state for c in self.input_fit_checks())
 
     def fit_input(self, records: Iterable[Any]) -> dict[str, Any]:
         """Fit the checks that learn from the input itself (perplexity without a reference) on ``records``,
@@ -307,15 +313,12 @@ class Gate:
 
     def _index_set(self, role: str, records: Callable[[], Iterable[Any]], digest: str | None,
                    cache_dir: Path | None, files: list[str]) -> dict[str, Any]:
-        import numpy as np
-        import xxhash
-
         info: dict[str, Any] = {"files": files, "records": 0, "skipped": 0, "not_indexed": {}, "cache": {}}
-        self.sets_info[role] = info
+        self.sets.info[role] = info
         users = (self.input_fit_checks() if role == "input"
                  else [c for c in self.set_checks if c.compares_with == role])
         for check in users:
-            self._baseline_state.pop(check.name, None)
+            self.sets.state.pop(check.name, None)
         self._fresh_set_checks()  # a new set replaces the old one; nothing of earlier runs is kept
         users = [c for c in self.set_checks if c.name in {u.name for u in users}]
         tracker = None
@@ -328,26 +331,11 @@ class Gate:
         todo: list[tuple[SetCheck[Any], Path | None]] = []
         usage = SetUsage(self.spec)
         for check in users:
-            repaired = f"|{self.repairer.config.token()}" if self.repairer is not None else ""  # repaired texts
-            key = xxhash.xxh3_128_hexdigest(f"{role}|{digest}|{check.cache_token()}|{self.config.input.text}|"
-                                            f"{self.config.input.id}|{_SET_INDEX_VERSION}{repaired}|"
-                                            f"{sorted(self.config.input.fields.items())}".encode())
-            cached = cache_dir / f"{check.kind}-{key}.npz" if cache_dir is not None and digest else None
+            cached = cache_path(cache_dir, digest, role, check, self.config, self.repairer)
             if cached is not None and cached.is_file():
                 fresh = self._build_set_check(check.name, role)
-                try:
-                    with np.load(cached, allow_pickle=False) as z:
-                        state = {k: z[k] for k in z.files}
-                    fresh.import_state(state)
-                    counts = state["_qualgate_counts"].tolist()
-                    if "_qualgate_usage" in state:
-                        usage.restore(str(state["_qualgate_usage"]), check.name)
-                except Exception as exc:  # damaged (or foreign): rebuilt from the files and stored again
-                    import warnings
-
-                    warnings.warn(f"cached {role} index {cached} is not usable ({type(exc).__name__}: {exc}); "
-                                  "rebuilding it", stacklevel=3)
-                else:
+                if (hit := load_cached(cached, fresh, usage, role)) is not None:
+                    state, counts = hit
                     self._install(fresh, state)
                     info["skipped"], info["not_indexed"][check.name] = counts
                     info["cache"][check.name] = {"status": "hit", "path": str(cached)}
@@ -370,11 +358,11 @@ class Gate:
                     usage.add_field("diversity", good, tracker.cfg.field)
             try:
                 names = [c.name for c in users] + (["diversity"] if tracker is not None else [])
-                self._refuse_unusable(role, files, usage, names)
+                refuse_unusable(role, files, usage, names)
             except InputError:  # as if this set had never been loaded
-                del self.sets_info[role]
+                del self.sets.info[role]
                 for check in users:
-                    self._baseline_state.pop(check.name, None)
+                    self.sets.state.pop(check.name, None)
                 self._fresh_set_checks()
                 if tracker is not None:
                     tracker.reference, tracker.reference_files = None, []
@@ -383,36 +371,19 @@ class Gate:
             if tracker is not None and tracker.reference is not None:
                 info["records"] = tracker.reference.seen
             for check, cached in todo:
-                state = check.export_state()
-                state["_qualgate_counts"] = np.asarray([skipped, not_indexed[check.name]], dtype=np.int64)
-                state["_qualgate_usage"] = np.asarray(usage.to_json())
-                self._install(check, state)
+                self._install(check, built_state(check, skipped, not_indexed[check.name], usage, cached))
                 info["not_indexed"][check.name] = not_indexed[check.name]
                 info["cache"][check.name] = {"status": "miss" if cached else "disabled", "path": str(cached or "")}
-                if cached is not None:
-                    save_npz(cached, state)
         info["records"] = max([info["records"], *(getattr(c, "n_baseline", 0) for c in self.set_checks
                                                     if c.name in {u.name for u in users})])
-        self._set_usage[role] = usage
+        self.sets.usage[role] = usage
         if tracker is not None:
             tracker.reference_unusable = usage.explain("diversity")
         if usage.causes or usage.by_user:
             info["unusable"] = usage.summary()
             if role != "input":
-                _warn_unusable(role, files, usage)
+                warn_unusable(role, files, usage)
         return info
-
-    def _refuse_unusable(self, role: str, files: list[str], usage: SetUsage, users: list[str]) -> None:
-        """A set of which a check (or the diversity report) can use no record is a mistake to report, naming
-        the cause, not an empty index to run with. The input (fitting on itself) only has its records rejected."""
-        if role == "input" or not usage.records:
-            return
-        for user in users:
-            if usage.usable_by(user) == 0:
-                who = "" if usage.usable == 0 else (" by the diversity report" if user == "diversity"
-                                                    else f" by check '{user}'")
-                raise InputError(f"{role} set: 0 of {usage.records} records usable{who}: {usage.explain(user)}",
-                                 file=", ".join(files) or None)
 
     def _build_set_check(self, name: str, role: str | None = None) -> SetCheck[Any]:
         check = self._specs[name].build()
@@ -423,31 +394,11 @@ class Gate:
         return check
 
     def _require_sets(self) -> None:
-        """Checks that only make sense against a private or reference set refuse to run without one."""
-        for check in self.set_checks:
-            role = check.compares_with
-            if role == "baseline" or not check.needs_set():
-                continue
-            if check.name not in self._baseline_state:
-                if check.fits_on_input:
-                    raise ConfigError(f"check '{check.name}' ({check.kind}) learns from a {role} set, and none is "
-                                      f"loaded: pass --{role} PATH, or let it fit on the input itself "
-                                      "(the CLI does when the input is a file; library: gate.run(records), or "
-                                      "gate.fit_input(records) before gate.stream(records))", file=self.config.source)
-                raise ConfigError(f"check '{check.name}' ({check.kind}) compares with a {role} set, and none is "
-                                  f"loaded: pass --{role} PATH (library: gate.load_set('{role}', paths))",
-                                  file=self.config.source)
-            have = getattr(check, "n_baseline", 0)
-            if have < check.min_set_size and check.set_role != "input":  # too small an input: the check abstains
-                where = "the input" if check.set_role == "input" else f"the {role} set"
-                usage = self._set_usage.get(role)
-                why = f" of {usage.records}: {cause}" if usage and (cause := usage.explain(check.name)) else ""
-                raise ConfigError(f"check '{check.name}' ({check.kind}) needs at least {check.min_set_size} "
-                                  f"usable records in {where}, got {have}{why}", file=self.config.source)
+        require_sets(self.sets, self.set_checks, self.config.source)
 
     def _install(self, check: SetCheck[Any], state: dict[str, Any]) -> None:
         """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""
-        self._baseline_state[check.name] = state
+        self.sets.state[check.name] = state
         self.checks = [check if c.name == check.name else c for c in self.checks]
         self.local_checks = self.checks[len(self.pooled_checks):]
 
@@ -601,21 +552,6 @@ def named_fields(config: GateConfig) -> set[str]:
     if config.diversity is not None and config.diversity.field:
         names.add(config.diversity.field)
     return names & set(ROLES)
-
-
-def _warn_unusable(role: str, files: list[str], usage: SetUsage) -> None:
-    """Records of a set left out (a private one is then not protected): said, not silent."""
-    import warnings
-
-    where = f"{role} set {', '.join(files)}"
-    if usage.usable < usage.records:
-        warnings.warn(f"{where}: {usage.records - usage.usable} of {usage.records} records left out: "
-                      f"{usage.explain()}", stacklevel=4)
-    for user in sorted(usage.by_user):
-        if usage.by_user[user]:
-            who = "the diversity report" if user == "diversity" else f"check '{user}'"
-            warnings.warn(f"{where}: {sum(usage.by_user[user].values())} usable records not used by {who}: "
-                          f"{usage.explain(user, whole_set=False)}", stacklevel=4)
 
 
 def default_cache_dir() -> Path:
