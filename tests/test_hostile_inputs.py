@@ -254,7 +254,11 @@ def test_a_million_word_record_is_judged_with_bounded_memory(tmp_path: Path) -> 
     code, peak, err = _run_measured(["filter", str(path), "-c", "embed", "-o", str(tmp_path / "out"), "-q",
                                      "--no-html", "--no-cache", "-j", "1", "--all-findings"])
     assert code in (0, 1), err
-    assert peak < 1000 << 10, peak  # KiB: 750 MB measured (torch and the model ~0.6 GB); 1.6 GB uncut
+    # KiB. The model (torch + MiniLM, ~0.6 GB) is loaded when the read-ahead window is embedded, before MinHash
+    # shingles the million words (~0.2 GB for a moment): 0.92-1.04 GB measured (0.69 GB when the model loaded
+    # after MinHash, as it did before the window; any run with more than one batch loads it first anyway). Uncut,
+    # the embedder alone took 0.8 GB more.
+    assert peak < 1300 << 10, peak
     rejected = (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()
     assert len(rejected) + len((tmp_path / "out" / "accepted.jsonl").read_text().splitlines()) == 2
 
