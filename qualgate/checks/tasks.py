@@ -73,10 +73,20 @@ TRANSFORM_WORDS = re.compile(
     "divide|break|cut|separate|group|combine|merge|join|connect|list|table|matrix|bullet|json|csv|array|vector")
 
 
-@lru_cache(maxsize=4096)  # the repetition and prompt_echo checks ask about the same instructions, batch by batch
 def transformation_task(instruction: str) -> str | None:
     """The phrase that makes ``instruction`` a transformation task (its answer may copy, reorder or repeat
     the input), or None."""
+    # the repetition and prompt_echo checks ask about the same instructions, batch by batch; the cache keeps
+    # its keys alive, so only instructions of ordinary length go through it
+    return _transformation_task(instruction) if len(instruction) <= 20_000 else _find_transformation(instruction)
+
+
+@lru_cache(maxsize=4096)
+def _transformation_task(instruction: str) -> str | None:
+    return _find_transformation(instruction)
+
+
+def _find_transformation(instruction: str) -> str | None:
     # ASCII only: IGNORECASE also folds a few non-ASCII letters ("ſ" is "s", "K" is "k") that lower() keeps
     if instruction.isascii() and not TRANSFORM_WORDS.search(instruction.lower()):
         return None

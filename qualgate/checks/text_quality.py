@@ -70,9 +70,11 @@ def letterless_tokens(text: str) -> int:
 
 
 #: layout_shares of recent texts: the repetition and quality checks measure the same parts of a sample, one
-#: check after the other over a batch, so a batch's worth (and more) is kept
+#: check after the other over a batch, so a batch's worth (and more) is kept. Only texts up to
+#: _LAYOUT_CACHE_CHARS are kept (the keys are the texts: 8,192 records near the 16 MiB limit must not stay alive)
 _LAYOUT_CACHE: dict[str, dict[str, float]] = {}
 _LAYOUT_CACHE_SIZE = 8192
+_LAYOUT_CACHE_CHARS = 20_000
 
 
 def layout_shares(text: str) -> dict[str, float]:
@@ -80,6 +82,8 @@ def layout_shares(text: str) -> dict[str, float]:
     "Term - value" lines, short comma-separated items, short lines one after another), share of whitespace
     tokens that are numbers or math (no letter; a digit, or an operator such as '+' or '='), and share of
     non-blank lines that look like code (fenced lines, statements, pseudocode, braces, assignments, calls)."""
+    if len(text) > _LAYOUT_CACHE_CHARS:
+        return _layout_shares(text)
     cached = _LAYOUT_CACHE.get(text)
     if cached is None:
         if len(_LAYOUT_CACHE) >= _LAYOUT_CACHE_SIZE:
