@@ -10,11 +10,9 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.common import WORD_RE, where
+from qualgate.checks.common import FIELD_DOC, WORD_RE, FieldName, where
 from qualgate.checks.rules import (
-    FIELD_DOC,
     BoilerplateParams,
-    FieldName,
     PhraseCheck,
     PhraseMatch,
     _compile_all,

@@ -9,6 +9,7 @@ WORD_RE = re.compile(r"\w+(?:['’]\w+)*")
 
 #: a check's ``field`` parameter: a record field, or None for the configured text view
 FieldName = str | None
+FIELD_DOC = "record field to read; unset = the configured text view"
 OUTPUT_DOC = "record field to read; null = the configured text view"
 
 

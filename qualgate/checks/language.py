@@ -30,8 +30,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.common import CODE_BLOCK, code_line, where
-from qualgate.checks.rules import FIELD_DOC, FieldName
+from qualgate.checks.common import CODE_BLOCK, FIELD_DOC, FieldName, code_line, where
 from qualgate.errors import ConfigError
 from qualgate.findings import Finding
 from qualgate.sample import FieldProblem, Sample, as_text

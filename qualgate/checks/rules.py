@@ -9,14 +9,11 @@ from typing import Any, Generic, TypeVar
 from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.common import FENCE_LINE, where
+from qualgate.checks.common import FENCE_LINE, FIELD_DOC, FieldName, where
 from qualgate.findings import Finding
 from qualgate.packs import list_param, read_list
 from qualgate.regex import compile_pattern, user_patterns
 from qualgate.sample import FieldProblem, Sample
-
-FieldName = str | None
-FIELD_DOC = "record field to read; unset = the configured text view"
 
 
 def _compile_all(patterns: list[str], ignore_case: bool = False, trusted: bool = False) -> list[Any]:

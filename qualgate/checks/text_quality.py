@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from qualgate.checks.base import Check, Measurement, Params, register
-from qualgate.checks.common import CODE_BLOCK, FENCE_LINE, WORD_RE, code_line, where
-from qualgate.checks.rules import FIELD_DOC, FieldName, phrase_regex
+from qualgate.checks.common import CODE_BLOCK, FENCE_LINE, FIELD_DOC, WORD_RE, FieldName, code_line, where
+from qualgate.checks.rules import phrase_regex
 from qualgate.checks.tasks import transformation_task
 from qualgate.findings import Finding
 from qualgate.packs import list_param, read_list
