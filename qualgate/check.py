@@ -130,11 +130,6 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def content_key(record: Any) -> str:
-    """Identity of a record's content: canonical JSON (sorted keys), hashed."""
-    return _digest(canonical_json(record)).hex()
-
-
 def repo_path(path: str, root: str) -> str:
     """``path`` relative to the repository root, '/'-separated. A path whose real location is outside the
     repository (a symlink a pull request added, pointing at ~/.ssh or /etc, or ``..``) is an InputError:
@@ -145,12 +140,6 @@ def repo_path(path: str, root: str) -> str:
         what = "a symlink to" if os.path.islink(path) else "a path to"
         raise InputError(f"{what} {real}, outside the repository {real_root}: not read", file=path)
     return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
-
-
-def base_bytes(path: str, base: str) -> bytes | None:
-    """The file's content at revision ``base`` (None when it did not exist there)."""
-    root = repo_root(path)
-    return show(root, base, repo_path(path, root), path)
 
 
 def show(root: str, rev: str, rel: str, name: str | None = None) -> bytes | None:
@@ -209,6 +198,7 @@ def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdi
         blob = _blob(root, ref, rel) if kind == "jsonl" else None
         keys = _keys_file(workdir, blob[0], suffix, max_bytes, max_values) if blob else None
         cached = _cached_keys(keys, workdir, suffix, blob[1]) if keys and blob else None
+        old: bytes | None = None
         if cached is not None:
             base_file, change.base_records, known, seen = cached
         elif (old := show(root, ref, rel, path)) is not None:
@@ -231,7 +221,7 @@ def find_changes(paths: Sequence[str], base: str | None, fmt: str | None, workdi
         if base_file is not None:
             change.base_file = str(base_file)
             change.changed = os.path.getsize(path) != base_file.stat().st_size \
-                or Path(path).read_bytes() != base_file.read_bytes()
+                or Path(path).read_bytes() != (base_file.read_bytes() if old is None else old)
         if kind == "jsonl":
             for n, line in _numbered_lines(path, max_bytes):
                 change.records += 1

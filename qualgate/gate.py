@@ -317,8 +317,7 @@ class Gate:
         self.sets.info[role] = info
         users = (self.input_fit_checks() if role == "input"
                  else [c for c in self.set_checks if c.compares_with == role])
-        for check in users:
-            self.sets.state.pop(check.name, None)
+        self.sets.forget([c.name for c in users])
         self._fresh_set_checks()  # a new set replaces the old one; nothing of earlier runs is kept
         users = [c for c in self.set_checks if c.name in {u.name for u in users}]
         tracker = None
@@ -361,8 +360,7 @@ class Gate:
                 refuse_unusable(role, files, usage, names)
             except InputError:  # as if this set had never been loaded
                 del self.sets.info[role]
-                for check in users:
-                    self.sets.state.pop(check.name, None)
+                self.sets.forget([c.name for c in users])
                 self._fresh_set_checks()
                 if tracker is not None:
                     tracker.reference, tracker.reference_files = None, []
