@@ -18,7 +18,7 @@ from typing import Any
 
 from qualgate.checks import Check, SetCheck
 from qualgate.checks.base import Features
-from qualgate.config import load_config
+from qualgate.config import GateConfig, load_config
 from qualgate.decide import decide_in_order, takes_next
 from qualgate.findings import Decision, Finding
 from qualgate.io import RawRecord, parse_line
@@ -216,7 +216,12 @@ class Scorer:
     all_findings: bool
 
 
-def build_scorer(config: dict[str, Any], names: list[str], featured: list[str], all_findings: bool,
+def new_decisions(samples: Sequence[Sample]) -> list[Decision]:
+    """Each sample's decision before any check: an unreadable one carries its problem as its finding."""
+    return [Decision(s, [s.problem] if s.problem else []) for s in samples]
+
+
+def build_scorer(config: dict[str, Any] | GateConfig, names: list[str], featured: list[str], all_findings: bool,
                  model_features: bool = False) -> Scorer:
     """A scorer's own checks, built from the config. ``model_features``: model-based set checks (embeddings,
     ``hf`` perplexity) compute their features here too (the Ray engine's actors, which may hold GPUs, and the
@@ -231,7 +236,7 @@ def build_scorer(config: dict[str, Any], names: list[str], featured: list[str], 
 def score_batch(scorer: Scorer, samples: list[Sample]) -> BatchResult:
     """The per-sample verdicts of a batch and its set checks' features: everything that does not depend on
     the other samples, so it can run anywhere and be stored."""
-    decisions = [Decision(s, [s.problem] if s.problem else []) for s in samples]
+    decisions = new_decisions(samples)
     apply_checks(scorer.checks, decisions, scorer.all_findings)
     features: BatchFeatures = {}
     live = [i for i, d in enumerate(decisions) if alive(d, scorer.all_findings)]
@@ -279,8 +284,8 @@ def init_worker(config: dict[str, Any], names: list[str], featured: list[str], a
                 model_features: bool = False) -> None:
     """Build this worker process's scorer (``build_scorer``) and how it makes samples of raw lines."""
     global _WORKER, _MAKER
-    _WORKER = build_scorer(config, names, featured, all_findings, model_features)
-    cfg = load_config(config)
+    cfg = load_config(config)  # once: the scorer and the sample maker read the same config
+    _WORKER = build_scorer(cfg, names, featured, all_findings, model_features)
     _MAKER = (TextSpec(cfg.input.text), cfg.input.id, cfg.input.max_record_values)
 
 
@@ -316,8 +321,7 @@ def worker_parse(lines: list[tuple[bytes, str, int, Mapping[str, str] | None]]) 
             sample.raw = sample.source = None
         samples.append(sample)
         kept_raw.append(kept)
-    all_findings = _WORKER.all_findings
-    live = [i for i, s in enumerate(samples) if alive(Decision(s, [s.problem] if s.problem else []), all_findings)]
+    live = [i for i, s in enumerate(samples) if s.problem is None]  # fresh: only an unreadable one skips checks
     kept_alive = [samples[i] for i in live]
     features = {c.name: c.features_from(c.feature_input(kept_alive)) for c in _WORKER.set_checks if c.has_features}
     return samples, kept_raw, live, features

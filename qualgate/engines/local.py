@@ -26,6 +26,7 @@ from qualgate.engines.base import (
     build_scorer,
     init_worker,
     join_verdicts,
+    new_decisions,
     score_batch,
     worker_features,
     worker_parse,
@@ -67,7 +68,7 @@ def evaluate(gate: Gate, batches: Iterator[list[Sample]], several: bool) -> Iter
 def in_process(gate: Gate, batches: Iterator[list[Sample]]) -> Iterator[list[Decision]]:
     """``-j 1``: every check here, batch by batch (an embedding check embeds a window of batches ahead)."""
     def scored(batch: list[Sample]) -> tuple[list[Decision], None]:
-        decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
+        decisions = new_decisions(batch)
         apply_checks(gate.pooled_checks, decisions, gate.all_findings)
         return decisions, None
 
@@ -153,7 +154,7 @@ def features_pooled(gate: Gate, batches: Iterator[list[Sample]],
             return batch, None, pool.submit(worker_parse, [(s.raw or b"", s.source.file, s.source.line, s.fields)
                                                            for s in batch if s.source is not None])
         batch = gate.parsed(batch)
-        decisions = [Decision(s, [s.problem] if s.problem else []) for s in batch]
+        decisions = new_decisions(batch)
         live = [i for i, d in enumerate(decisions) if alive(d, gate.all_findings)]
         inputs = {c.name: c.feature_input([batch[i] for i in live]) for c in featured}
         return decisions, live, pool.submit(worker_features, inputs)
@@ -166,7 +167,7 @@ def features_pooled(gate: Gate, batches: Iterator[list[Sample]],
             for s, line, kept in zip(samples, batch, kept_raw, strict=True):
                 if kept:
                     s.raw, s.source = line.raw, line.source
-            decisions = [Decision(s, [s.problem] if s.problem else []) for s in samples]
+            decisions = new_decisions(samples)
         else:
             decisions, found = batch, future.result()
         features = {name: (live, f) for name, f in found.items()}
