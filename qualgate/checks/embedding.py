@@ -29,6 +29,7 @@ from qualgate.checks.base import (
     unpack_sources,
 )
 from qualgate.checks.minhash import Found, count_found
+from qualgate.decide import takes_next
 from qualgate.embed import F32, STATIC_MODEL, Embedder, check_model, shared_embedder
 from qualgate.findings import Decision, Finding
 from qualgate.index import BandCandidates, KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
@@ -106,24 +107,27 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
     def _embed(self, samples: Sequence[Sample], features: Any = None) -> tuple[F32, list[FieldProblem | None]]:
         """Unit vectors of the samples' field (zeros where it is missing) and the problems; ``features``: the
         vectors an engine's worker already computed for exactly these samples."""
-        texts, problems = field_texts(samples, self.params.field)
         if isinstance(features, EmbeddingFeatures):
-            return features.vecs, problems
+            return features.vecs, field_texts(samples, self.params.field)[1]
+        todo, ok, problems = self._to_embed(samples)
+        vecs = np.zeros((len(samples), self.embedder.dim), dtype=np.float32)
+        if ok:
+            vecs[ok] = self.embedder.encode(todo)
+        return vecs, problems
+
+    def _to_embed(self, samples: Sequence[Sample]) -> tuple[list[str], list[int], list[FieldProblem | None]]:
+        """The texts to embed (the readable samples' field, shared preamble dropped), their positions, and every
+        sample's problem."""
+        texts, problems = field_texts(samples, self.params.field)
         if self.preamble is not None:
             texts = self.preamble.strip_all(texts)
         ok = [i for i, p in enumerate(problems) if p is None]
-        vecs = np.zeros((len(samples), self.embedder.dim), dtype=np.float32)
-        if ok:
-            vecs[ok] = self.embedder.encode([texts[i] for i in ok])
-        return vecs, problems
+        return [texts[i] for i in ok], ok, problems
 
     def prefetch(self, samples: Sequence[Sample]) -> None:
         """Embed now what ``_embed`` will ask for in the coming batches (``read_ahead``): one call over a window of
         samples lets the embedder sort them by token count, and the vectors wait in its memory."""
-        texts, problems = field_texts(samples, self.params.field)
-        if self.preamble is not None:
-            texts = self.preamble.strip_all(texts)
-        self.embedder.encode([t for t, p in zip(texts, problems, strict=True) if p is None])
+        self.embedder.encode(self._to_embed(samples)[0])
 
     def feature_input(self, samples: Sequence[Sample]) -> Any | None:
         """Texts to embed, only where an engine asked for model work in its workers (``features_in_workers``:
@@ -202,8 +206,8 @@ def read_ahead(batches: Iterator[Any], checks: Sequence[Any],
                 break
         if not held:
             return
-        alive = [d.sample for decisions, _ in held for d in decisions
-                 if d.sample.problem is None and (all_findings or not d.findings)]
+        alive = [d.sample for decisions, _ in held for d in decisions  # those the next check will see
+                 if d.sample.problem is None and takes_next(d.findings, all_findings)]
         if alive:
             for check in wanting:
                 check.prefetch(alive)
@@ -221,7 +225,8 @@ DEFAULT_THRESHOLD = {None: 0.9, STATIC_MODEL: 0.92}
 
 
 class SemanticDuplicateParams(EmbeddingParams):
-    threshold: float = Field(0.9, gt=0, le=1, description="cosine at or above which a sample repeats a kept one; "
+    threshold: float = Field(DEFAULT_THRESHOLD[None], gt=0, le=1,
+                             description="cosine at or above which a sample repeats a kept one; "
                              f"unset = {DEFAULT_THRESHOLD[None]}, with model {STATIC_MODEL} "
                              f"{DEFAULT_THRESHOLD[STATIC_MODEL]}")
     max_cluster_size: int = Field(100, ge=1, description="warn when one kept sample absorbs more duplicates")
