@@ -159,10 +159,10 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
                                max_record_values=gate.config.input.max_record_values)
             else:
                 records = gate.read(list(inputs), fmt)
-            for d in gate.stream(records):
-                writer.write(d)
-                builder.add(d)
-                bar.update(1)
+            for batch in gate.batches(records):
+                writer.write_all(batch)
+                builder.add_all(batch)
+                bar.update(len(batch))
         elapsed = time.perf_counter() - start
         report = gate.finish_report(builder, inputs=list(inputs), seconds=round(elapsed, 3),
                                     samples_per_second=round(builder.total / elapsed, 1) if elapsed else None)

@@ -418,6 +418,12 @@ class Gate:
     # -------------------------------------------------------------------------------------- running
     def stream(self, records: Iterable[Any]) -> Iterator[Decision]:
         """One Decision per record, in input order, computed a batch at a time."""
+        for batch in self.batches(records):
+            yield from batch
+
+    def batches(self, records: Iterable[Any]) -> Iterator[list[Decision]]:
+        """``stream``'s decisions a batch at a time, in input order (``RunWriter.write_all`` and
+        ``ReportBuilder.add_all`` take a batch whole)."""
         self._require_sets()
         self._fresh_set_checks()
         if self.diversity is not None:
@@ -434,23 +440,26 @@ class Gate:
             self.overrides.reset()
         watch = FieldWatch(self.spec, [c.name for c in self.checks], self.config.input.id)
         for batch in self._evaluate(batches):
-            for d in batch:  # a field missing in nearly all of a file's first records: exit 2, not 100% rejected
-                watch.observe(d)
+            if not (watch.closed and _all_from(batch, watch.file)):  # a watched file's first records (or a new file)
+                for d in batch:  # a field missing in nearly all of a file's first records: exit 2, not 100% rejected
+                    watch.observe(d)
             if self.overrides is not None:  # last: a reviewer's word wins, and diversity sees the final set
                 self.overrides.apply_all(batch)
             if self.diversity is not None:
                 self.diversity.observe(batch)
-            for d in batch:
-                if self.strict and d.findings and d.findings[0].check == MALFORMED:
-                    f, src = d.findings[0], d.sample.source
-                    if src is None:
-                        raise InputError(f.message, key=f.evidence.get("key"))
-                    detail = f.message.removeprefix(f"{src}: ")
-                    if src.unit != "line":
-                        detail = f"{src.unit} {src.line}: {detail}"
-                    raise InputError(detail, file=src.file, line=src.line if src.unit == "line" else None,
-                                     key=f.evidence.get("key"))
-                yield d
+            if self.strict:
+                for k, d in enumerate(batch):
+                    if d.findings and d.findings[0].check == MALFORMED:
+                        yield batch[:k]  # the decisions before it stand, as ``stream`` gives them one by one
+                        f, src = d.findings[0], d.sample.source
+                        if src is None:
+                            raise InputError(f.message, key=f.evidence.get("key"))
+                        detail = f.message.removeprefix(f"{src}: ")
+                        if src.unit != "line":
+                            detail = f"{src.unit} {src.line}: {detail}"
+                        raise InputError(detail, file=src.file, line=src.line if src.unit == "line" else None,
+                                         key=f.evidence.get("key"))
+            yield batch
         watch.finish()
 
     def run(self, records: Iterable[Any], *, engine: str | None = None) -> Result:
@@ -533,6 +542,11 @@ class Gate:
         """The arguments of ``engines.base.build_scorer`` (and ``init_worker``) for this gate's scorers."""
         return (self.run_config(), [c.name for c in self.pooled_checks], [c.name for c in self.set_checks],
                 self.all_findings, model_features)
+
+
+def _all_from(batch: list[Decision], file: str | None) -> bool:
+    """Whether every decision of ``batch`` is of a sample read from ``file`` (``FieldWatch`` has nothing to add)."""
+    return all((s.source.file if s.source is not None else "<records>") == file for s in [d.sample for d in batch])
 
 
 def _file_of(item: Any) -> str:

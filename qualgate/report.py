@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from qualgate.config import GateConditions, GateConfig
 from qualgate.findings import MALFORMED, OVERRIDE, Decision
 from qualgate.packs import pack_notes, suggested_pack
 from qualgate.preamble import summary
-from qualgate.repair import field_group, repairs_of
+from qualgate.repair import Repaired, field_group, repairs_of
 from qualgate.untrusted import md_code, md_text, term
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -69,7 +70,26 @@ class ReportBuilder:
                 self._first[col] = self.checks[name]
 
     def add(self, d: Decision) -> None:
-        self.total += 1
+        self.add_all([d])
+
+    def add_all(self, decisions: Sequence[Decision]) -> None:
+        """``add`` each of ``decisions``, in order: the score columns one at a time, and per decision only what
+        it has beyond scores (findings, skipped checks, an override, repairs)."""
+        self.total += len(decisions)
+        for key, values in self._scores.items():
+            values.extend([v for d in decisions if (v := d.scores.get(key)) is not None])
+        for key, stats in self._first.items():
+            stats.scored += sum([key in d.scores for d in decisions])
+        plain = self._fits is None
+        for d in decisions:
+            if plain and not (d.findings or d.skipped or d.override is not None
+                              or isinstance(d.sample.record, Repaired)):
+                self.accepted += 1  # accepted, as nothing was found
+            else:
+                self._add_rest(d)
+
+    def _add_rest(self, d: Decision) -> None:
+        """What ``add`` counts of a decision besides its scores."""
         accepted = d.accepted
         if accepted:
             self.accepted += 1
@@ -86,12 +106,7 @@ class ReportBuilder:
                     self.repair_steps[step][field_group(entry["field"])] += 1
         if self._fits is not None and d.sample.record is not None and (pack := suggested_pack(d.sample.record)):
             self._fits[pack] += 1
-        columns, first, scores = self._scores, self._first, d.scores
-        for key, value in scores.items():
-            if value is not None and key in columns:
-                columns[key].append(value)
-            if key in first:
-                first[key].scored += 1
+        scores = d.scores
         for name in d.skipped:
             if name in self.checks:
                 self.checks[name].skipped += 1
