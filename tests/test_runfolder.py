@@ -51,3 +51,30 @@ def test_unparseable_input_gives_back_its_bytes(raw: bytes) -> None:
     sample = unparseable_sample("invalid_json", "not JSON", Source("in.jsonl", 7), raw)
     d = Decision(sample, [sample.problem] if sample.problem else [])
     assert _round_trip(d) == (None, raw)
+
+
+def _same(a: list[Any], b: list[Any]) -> bool:
+    """Equal lists, NaN equal to NaN."""
+    return [("nan" if isinstance(x, float) and x != x else x) for x in a] == \
+        [("nan" if isinstance(x, float) and x != x else x) for x in b]
+
+
+COLUMNS = {"string": st.none() | st.text(max_size=12), "bool": st.none() | st.booleans(),
+           "int64": st.none() | st.integers(-2**63, 2**63 - 1),
+           "double": st.none() | st.floats() | st.integers(-2**53, 2**53)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(COLUMNS)).flatmap(lambda k: st.tuples(st.just(k), st.lists(COLUMNS[k], max_size=20))))
+def test_arrow_column_holds_what_pa_array_would(case: tuple[str, list[Any]]) -> None:
+    """scores.parquet's columns are built from buffers (``pa.array`` would import pandas): same values, nulls
+    and type as ``pa.array`` gives, for every column type the run folder writes."""
+    import pyarrow as pa
+
+    from qualgate.runfolder import arrow_column
+
+    kind = {"string": pa.string(), "bool": pa.bool_(), "int64": pa.int64(), "double": pa.float64()}[case[0]]
+    ours, theirs = arrow_column(case[1], kind), pa.array(case[1], kind)
+    ours.validate(full=True)
+    assert ours.type == theirs.type and ours.null_count == theirs.null_count
+    assert _same(ours.to_pylist(), theirs.to_pylist())
