@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,15 @@ def _utf8(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def _utf8_all(texts: list[str | None]) -> list[str | None]:
+    """``_utf8`` of each text (None stays None), testing them all at once: nearly always all are valid."""
+    try:
+        "".join([t for t in texts if t is not None]).encode("utf-8")
+    except UnicodeEncodeError:
+        return [_utf8(t) if t is not None else None for t in texts]
+    return texts
 
 
 def arrow_column(values: list[Any], kind: Any) -> Any:
@@ -175,40 +184,62 @@ class RunWriter:
     def write(self, d: Decision, stored_evidence: Mapping[str, str | None] | None = None) -> None:
         """``stored_evidence``: evidence already as JSON text per check (``qualgate tune`` passes on what it
         read instead of decoding and encoding it again)."""
-        s, accepted = d.sample, d.accepted
-        if accepted:
-            line = s.raw if s.raw is not None else dumps_record(s.record)
-            self.accepted.write(line + b"\n")
-        else:
-            self.rejected.write(dumps_record(rejected_record(d)) + b"\n")
-        rows, src, scores = self._rows, s.source, d.scores
-        rows["id"].append(_utf8(s.id))
-        rows["accepted"].append(accepted)
-        rows["file"].append(_utf8(src.file) if src else None)
-        rows["line"].append(src.line if src else None)
+        self.write_all([d], None if stored_evidence is None else [stored_evidence])
+
+    def write_all(self, decisions: Sequence[Decision],
+                  stored_evidence: Sequence[Mapping[str, str | None]] | None = None) -> None:
+        """``write`` each of ``decisions``, in order: a batch's accepted lines go out in one write, its rejected
+        ones in another, and each column is filled in one pass (written record by record, a 100k-record
+        near-duplicate run spent 1.8 of its 7.8 CPU s here)."""
+        accepted = [d.accepted for d in decisions]
+        lines = [s.raw if s.raw is not None else dumps_record(s.record)
+                 for s, a in zip([d.sample for d in decisions], accepted, strict=True) if a]
+        if lines:
+            lines.append(b"")
+            self.accepted.write(b"\n".join(lines))
+        if not all(accepted):
+            self.rejected.write(b"".join([dumps_record(rejected_record(d)) + b"\n"
+                                          for d, a in zip(decisions, accepted, strict=True) if not a]))
+        start = 0
+        while start < len(decisions):  # row groups of _ROWS_PER_GROUP rows, wherever the batches end
+            end = start + _ROWS_PER_GROUP - len(self._rows["id"])
+            self._add_rows(decisions[start:end], accepted[start:end],
+                           None if stored_evidence is None else stored_evidence[start:end])
+            start = end
+            if len(self._rows["id"]) >= _ROWS_PER_GROUP:
+                self._flush()
+
+    def _add_rows(self, part: Sequence[Decision], accepted: list[bool],
+                  stored_evidence: Sequence[Mapping[str, str | None]] | None) -> None:
+        """The scores.parquet rows of ``part`` (and its overrides.jsonl lines), column by column."""
+        rows, samples = self._rows, [d.sample for d in part]
+        sources = [s.source for s in samples]
+        rows["id"] += _utf8_all([s.id for s in samples])
+        rows["accepted"] += accepted
+        rows["file"] += _utf8_all([src.file if src is not None else None for src in sources])
+        rows["line"] += [src.line if src is not None else None for src in sources]
         for c in self.columns:
-            rows[c].append(scores.get(c))
-        rows[SKIPPED].append(",".join(d.skipped) if d.skipped else None)
-        rows[UNIT].append(src.unit if src is not None and src.unit != "line" else None)
-        if stored_evidence is not None:
-            for name in self.checks:
-                rows[EVIDENCE_PREFIX + name].append(stored_evidence.get(name))
-        else:
-            evidence = d.evidence
-            for name in self.checks:
-                ev = evidence.get(name)
-                rows[EVIDENCE_PREFIX + name].append(dumps_record(ev).decode("utf-8") if ev else None)
-        rows[OVERRIDE_COLUMN].append(dumps_record(d.override.to_dict()).decode("utf-8") if d.override else None)
-        repairs = repairs_of(s.record)
-        rows[REPAIRS_COLUMN].append(_utf8(dumps_record(repairs).decode("utf-8")) if repairs else None)
-        if d.override is not None:
-            if self._overrides is None:
-                self._overrides = self.files.open(OVERRIDES)
-            self._overrides.write(dumps_record({"id": s.id, "source": src.to_dict() if src else None,
-                                                **d.override.to_dict(),
-                                                "findings": [f.to_dict() for f in d.findings]}) + b"\n")
-        if len(rows["id"]) >= _ROWS_PER_GROUP:
-            self._flush()
+            rows[c] += [d.scores.get(c) for d in part]
+        rows[SKIPPED] += [",".join(d.skipped) if d.skipped else None for d in part]
+        rows[UNIT] += [src.unit if src is not None and src.unit != "line" else None for src in sources]
+        for name in self.checks:
+            if stored_evidence is not None:
+                rows[EVIDENCE_PREFIX + name] += [stored.get(name) for stored in stored_evidence]
+            else:
+                rows[EVIDENCE_PREFIX + name] += [dumps_record(ev).decode("utf-8") if (ev := d.evidence.get(name))
+                                                 else None for d in part]
+        rows[OVERRIDE_COLUMN] += [dumps_record(d.override.to_dict()).decode("utf-8") if d.override else None
+                                  for d in part]
+        rows[REPAIRS_COLUMN] += [_utf8(dumps_record(repairs).decode("utf-8")) if (repairs := repairs_of(s.record))
+                                 else None for s in samples]
+        for d in part:
+            if d.override is not None:
+                if self._overrides is None:
+                    self._overrides = self.files.open(OVERRIDES)
+                src = d.sample.source
+                self._overrides.write(dumps_record({"id": d.sample.id, "source": src.to_dict() if src else None,
+                                                    **d.override.to_dict(),
+                                                    "findings": [f.to_dict() for f in d.findings]}) + b"\n")
 
     def _flush(self) -> None:
         import pyarrow as pa
