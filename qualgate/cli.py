@@ -85,6 +85,11 @@ def main() -> None:
               "used by private_leak). Only their ids are ever written.")
 @click.option("--reference", multiple=True, help="Human reference data (repeatable): the diversity report and "
               "the outlier check measure the accepted set against it; perplexity trains on it.")
+@click.option("--benchmark", "benchmarks", multiple=True, metavar="NAME=PATH",
+              help="A benchmark no sample may contain (repeatable; used by contamination, -c decontam): a JSONL/JSON/"
+              "CSV/Parquet file, an index from `qualgate bench-index build`, or NAME alone for a shipped index.")
+@click.option("--benchmark-text", "benchmark_texts", multiple=True, metavar="NAME=TEMPLATE",
+              help="Text view of a benchmark file's items, e.g. gsm8k='{question}\\n{answer}' (default: auto).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where embeddings and set indexes are cached (default: $QUALGATE_CACHE_DIR or ~/.cache/qualgate).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write any cache.")
@@ -102,6 +107,7 @@ def main() -> None:
 def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | None, id_field: str | None,
                fields: tuple[str, ...], fmt: str | None, all_findings: bool, strict: bool, workers: int,
                batch_size: int, baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
+               benchmarks: tuple[str, ...], benchmark_texts: tuple[str, ...],
                cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
                checkpoint: str | None, html: bool, quiet: bool) -> None:
     """Filter INPUTS (JSONL, JSON, CSV, TSV, Parquet; '-' = stdin JSONL) into accepted and rejected records.
@@ -111,7 +117,7 @@ def filter_cmd(inputs: tuple[str, ...], config: str, outdir: str, text: str | No
     try:
         _filter(inputs, config, outdir, text, id_field, fields, fmt, all_findings, strict, workers, batch_size,
                 baseline, private, reference, cache_dir, no_cache, overrides, engine, ray_address, checkpoint, html,
-                quiet)
+                quiet, benchmarks, benchmark_texts)
     except KeyboardInterrupt:  # outside the run's own handler (loading models, indexing sets): a clean stop too
         click.echo("qualgate: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -121,7 +127,8 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
             fields: tuple[str, ...], fmt: str | None, all_findings: bool, strict: bool, workers: int, batch_size: int,
             baseline: tuple[str, ...], private: tuple[str, ...], reference: tuple[str, ...],
             cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
-            checkpoint: str | None, html: bool, quiet: bool) -> None:
+            checkpoint: str | None, html: bool, quiet: bool, benchmarks: tuple[str, ...] = (),
+            benchmark_texts: tuple[str, ...] = ()) -> None:
     from qualgate.gate import Gate, default_cache_dir
     from qualgate.report import ReportBuilder
     from qualgate.runfolder import RunWriter
@@ -137,6 +144,7 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
         for role, paths in (("baseline", baseline), ("private", private), ("reference", reference)):
             if paths:
                 gate.load_set(role, list(paths), fmt=fmt, cache_dir=cache)
+        _load_benchmarks(gate, benchmarks, benchmark_texts, cache)
         if gate.needs_input_fit:
             names = ", ".join(c.name for c in gate.input_fit_checks())
             if "-" in inputs:
@@ -194,6 +202,30 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
                 if c.get("message"):
                     click.echo(f"    {term(c['message'])}", err=True)
     sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
+
+
+def _load_benchmarks(gate: Any, items: tuple[str, ...], texts: tuple[str, ...], cache: Any) -> None:
+    """``--benchmark NAME=PATH`` (or a shipped NAME) with ``--benchmark-text NAME=TEMPLATE``, loaded into ``gate``."""
+    import os
+
+    named: dict[str, str | None] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not name.strip() or (sep and not path.strip()):
+            raise click.BadParameter(f"{item!r}: expected NAME=PATH, or NAME for a shipped index",
+                                     param_hint="--benchmark")
+        if name.strip() in named:
+            raise click.BadParameter(f"benchmark {name.strip()!r} given twice", param_hint="--benchmark")
+        named[name.strip()] = os.path.abspath(path.strip()) if sep else None  # before a check changes directory
+    views: dict[str, str] = {}
+    for item in texts:
+        name, sep, template = item.partition("=")
+        if not sep or name.strip() not in named:
+            raise click.BadParameter(f"{item!r}: expected NAME=TEMPLATE for a NAME given with --benchmark",
+                                     param_hint="--benchmark-text")
+        views[name.strip()] = template
+    for name, where in named.items():
+        gate.load_benchmark(name, where, text=views.get(name), cache_dir=cache)
 
 
 def _role_fields(items: tuple[str, ...]) -> dict[str, str] | None:
@@ -531,6 +563,97 @@ def schema_cmd(output: str | None) -> None:
             fh.write(text.encode("utf-8"))
     else:
         click.echo(text, nl=False)
+
+
+@main.group("bench-index")
+def bench_index_group() -> None:
+    """Hashed n-gram indexes of benchmarks (hashes and item ids, no text) for the contamination check."""
+
+
+@bench_index_group.command("build")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Index file to write (.npz).")
+@click.option("-n", "n", default=13, show_default=True, type=click.IntRange(5, 50), help="Word n-gram size.")
+@click.option("--text", default=None, help="Text view of the items: 'auto', a field, or a template like "
+              "'{question}\\n{answer}' (default: auto).")
+@click.option("--id", "id_field", default=None, help="Field holding each item's id (default: id, task_id, ... "
+              "else the row number).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet"]), default=None)
+@click.option("--licence", default=None, help="The benchmark's licence and origin, recorded in the index.")
+def bench_index_build(name: str, files: tuple[str, ...], output: str, n: int, text: str | None, id_field: str | None,
+                      fmt: str | None, licence: str | None) -> None:
+    """Build the hashed index of benchmark NAME from FILES you have (nothing is downloaded).
+
+    The index holds 64-bit n-gram hashes, item ids, counts and each file's sha256: no benchmark text.
+    Use it with `qualgate filter -c decontam --benchmark NAME=OUTPUT`.
+    """
+    import os
+
+    from qualgate.decontam import BenchmarkIndex, open_benchmark
+
+    try:
+        if not output.endswith(".npz"):
+            raise ConfigError("the index file name must end in .npz", key="--output")
+        parts = []
+        for path in files:
+            bench = open_benchmark(name, path, text=text, id=id_field, fmt=fmt)
+            if bench.is_index:
+                raise ConfigError("FILES are the benchmark's data files, not an index", file=path)
+            texts, ids = bench.items()
+            if len(files) > 1:
+                ids = [f"{os.path.basename(path)}:{i}" for i in ids]
+            parts.append(BenchmarkIndex.build(name, texts, ids, n,
+                                              {**bench.provenance(), **({"licence": licence} if licence else {})}))
+        index = parts[0] if len(parts) == 1 else _merged_files(name, parts)
+        index.save(output)
+    except QualgateError as exc:
+        _fail(exc)
+    _show_index(index.describe(), output)
+
+
+def _merged_files(name: str, parts: list[Any]) -> Any:
+    from qualgate.decontam import BenchmarkIndex
+
+    infos = [p.meta["benchmarks"][name] for p in parts]
+    merged = BenchmarkIndex.merge([p.renamed(f"{name}#{k}") for k, p in enumerate(parts)])
+    info = {**infos[0], "items": len(merged), "short_items": sum(i["short_items"] for i in infos),
+            "empty_items": sum(i["empty_items"] for i in infos), "sources": [s for i in infos for s in i["sources"]]}
+    return BenchmarkIndex(merged.n, [name], merged.item_ids, [0] * len(merged), merged.item_ngrams,
+                          merged.item_words, merged.ngrams, merged.ngram_item, merged.short, merged.short_item,
+                          {"benchmarks": {name: info}})
+
+
+def _show_index(info: dict[str, Any], path: str) -> None:
+    click.echo(f"{term(path)}: {info['items']:,} items, {info['ngrams']:,} {info['n']}-gram hashes "
+               f"(index version {info['version']})")
+    for b in info["benchmarks"]:
+        click.echo(f"  {term(b['name'])}: {b['items']:,} items, {b['ngrams']:,} n-grams, {b['short_items']:,} items "
+                   f"shorter than {info['n']} words, {b.get('empty_items', 0):,} empty; text view "
+                   f"{term(repr(b.get('text')))}, id {term(repr(b.get('id')))}")
+        for src in b.get("sources", []):
+            click.echo(f"    from {term(src['file'])} sha256 {src['sha256']}")
+        if b.get("licence"):
+            click.echo(f"    licence: {term(b['licence'])}")
+
+
+@bench_index_group.command("show")
+@click.argument("path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def bench_index_show(path: str, out_format: str) -> None:
+    """Counts and provenance of a benchmark index file (it holds no text to show)."""
+    import json
+
+    from qualgate.decontam import BenchmarkIndex
+
+    try:
+        info = BenchmarkIndex.load(path).describe()
+    except QualgateError as exc:
+        _fail(exc)
+    if out_format == "json":
+        click.echo(json.dumps(info, indent=2))
+    else:
+        _show_index(info, path)
 
 
 @main.group("lm")

@@ -295,6 +295,33 @@ class Gate:
             self._auto_fit = False
         return info
 
+    def load_benchmark(self, name: str, path: str | Path | None = None, *, text: str | None = None,
+                       id: str | None = None, fmt: str | None = None,
+                       cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Load a named benchmark for the checks that compare with benchmarks (``contamination``): ``path`` is a data
+        file (items read with ``text``, "auto" by default), an index from ``qualgate bench-index build``, or None for
+        an index shipped in rules/benchmarks. Its hashed index is cached in ``cache_dir``, keyed by its content."""
+        from qualgate.checks.contamination import BenchmarkCheck
+        from qualgate.decontam import open_benchmark
+        from qualgate.errors import ConfigError
+
+        users = [c for c in self.set_checks if isinstance(c, BenchmarkCheck)]
+        if not users:
+            raise ConfigError(f"--benchmark {name}: config {self.config.label} has no check that compares with "
+                              "benchmarks: use -c decontam, or add `- check: contamination` to the config",
+                              file=self.config.source)
+        self.sets.benchmarks[name] = open_benchmark(name, path, text=text, id=id, fmt=fmt)
+        for check in users:
+            if (wanted := check.wanted(self.sets.benchmarks)) is not None:
+                fresh = self._build_set_check(check.name, "benchmark")
+                assert isinstance(fresh, BenchmarkCheck)
+                fresh.use_benchmarks(wanted, cache_dir)
+                self._install(fresh, fresh.export_state())
+        info = self.sets.info.setdefault("benchmark", {"benchmarks": {}})
+        bench = self.sets.benchmarks[name]
+        info["benchmarks"][name] = {"file": str(bench.path), "sha256": bench.sha256, "index": bench.is_index}
+        return info
+
     def input_fit_checks(self) -> list[SetCheck[Any]]:
         """Checks that will fit on the input itself: they need their set, can fit, and have none loaded."""
         return [c for c in self.set_checks if c.fits_on_input and c.needs_set()

@@ -17,6 +17,7 @@ from qualgate.sample import SetUsage
 if TYPE_CHECKING:
     from qualgate.checks import SetCheck
     from qualgate.config import GateConfig
+    from qualgate.decontam import Benchmark
     from qualgate.repair import Repairer
 
 #: The sets a gate can load for its set-aware checks (``SetCheck.compares_with``).
@@ -35,6 +36,8 @@ class LoadedSets:
         self.state: dict[str, dict[str, Any]] = {}
         self.info: dict[str, dict[str, Any]] = {}
         self.usage: dict[str, SetUsage] = {}
+        #: named benchmarks (``Gate.load_benchmark``), for the checks that compare with benchmarks
+        self.benchmarks: dict[str, Benchmark] = {}
 
     def forget(self, names: Sequence[str]) -> None:
         for name in names:
@@ -128,7 +131,7 @@ def require_sets(sets: LoadedSets, checks: Sequence[SetCheck[Any]], source: str 
                                   "(the CLI does when the input is a file; library: gate.run(records), or "
                                   "gate.fit_input(records) before gate.stream(records))", file=source)
             raise ConfigError(f"check '{check.name}' ({check.kind}) compares with a {role} set, and none is "
-                              f"loaded: pass --{role} PATH (library: gate.load_set('{role}', paths))", file=source)
+                              f"loaded: {check.how_to_load()}", file=source)
         have = getattr(check, "n_baseline", 0)
         if have < check.min_set_size and check.set_role != "input":  # too small an input: the check abstains
             where = "the input" if check.set_role == "input" else f"the {role} set"

@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "near_duplicate": "minhash",
     "semantic_duplicate": "embedding", "private_leak": "embedding", "outlier": "embedding",
     "perplexity": "perplexity",
+    "contamination": "contamination",
 }
 
 

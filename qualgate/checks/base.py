@@ -202,6 +202,11 @@ class SetCheck(Check[P]):
         """False when this instance can run without its set (e.g. a given model and absolute thresholds)."""
         return True
 
+    def how_to_load(self) -> str:
+        """What a user does to give this check its set (the refusal to run without it says so)."""
+        role = self.compares_with
+        return f"pass --{role} PATH (library: gate.load_set('{role}', paths))"
+
     def score(self, sample: Sample) -> Measurement:
         result = self.score_batch([sample], [True])[0]
         if isinstance(result, FieldProblem):

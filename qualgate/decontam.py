@@ -1,0 +1,573 @@
+"""Benchmark decontamination: hashed word n-gram indexes of evaluation sets, and the lookup of a batch of samples.
+
+A benchmark item (a question, a coding task, ...) is normalised as ``minhashing.Shingler`` does (NFKC, casefold,
+every non-word character, line breaks included, folded to one space; digits kept), its words are hashed to 64
+bits and every word n-gram (13 by default, as GPT-3's decontamination) becomes a 64-bit hash. Since line breaks
+are spaces after normalisation, a sample that re-wraps an item into short lines still has the same n-grams.
+Text shorter than n words has no n-gram: so each line of an item shorter than n words (a trivia question above
+its answer) and each whole item shorter than n words is hashed as a whole, and compared with each line, each
+paragraph and the whole text of a sample shorter than n words (normalised the same way).
+
+A ``BenchmarkIndex`` holds only those hashes, the items' ids and counts: no benchmark text, so an index can be
+shipped or cached, and nothing of a benchmark reaches an output beyond the sample's own matched span. Looking a
+batch up is one ``np.searchsorted`` over the sorted n-gram hashes; only samples with a hit are examined further.
+The check that uses it is ``qualgate.checks.contamination``; ``qualgate bench-index`` builds index files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qualgate.errors import ConfigError, InputError
+from qualgate.index import I64, U64, ranges
+from qualgate.minhashing import Shingler, _fmix64_np, _pow_table
+
+#: Bump when normalisation, hashing or the index layout changes: cached indexes are rebuilt and index files
+#: built by another version are refused (they would silently match nothing).
+VERSION = 1
+DEFAULT_N = 13
+#: Fields a benchmark file's item id is read from, in order (else the item's 0-based row: "row 12")
+ID_FIELDS = ("id", "task_id", "question_id", "qid", "_id", "uid", "idx")
+SPAN_CHARS = 200  # a matched span in the evidence is cut to this many characters
+_C2 = 0x9FB21C651E98DF25  # odd: word polynomial base of a segment (an n-gram or a whole line)
+_C2_INV = pow(_C2, -1, 1 << 64)
+_LEN = 0xD6E8FEB86659FD93  # mixes a segment's word count
+_SHINGLER = Shingler(DEFAULT_N, "word")
+_PROBE = "The quick brown fox jumps over the lazy dog, 12 times; Ünïcode ﬁne."
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def normalize(text: str) -> str:
+    """NFKC, casefold, punctuation / symbols / whitespace / line breaks folded to single spaces (digits kept)."""
+    return _SHINGLER.normalize(text)
+
+
+# ------------------------------------------------------------------------------------------ hashing
+@dataclass
+class Tokens:
+    """64-bit word hashes of a batch of normalised texts: text i's words are ``hashes[starts[i]:starts[i]+counts[i]]``,
+    with prefix sums that hash any run of words (an n-gram, a line) in O(1)."""
+
+    hashes: U64
+    starts: I64
+    counts: I64
+    prefix: U64
+
+    @classmethod
+    def of(cls, normalized: Sequence[str]) -> Tokens:
+        counts = np.fromiter((t.count(" ") + 1 if t else 0 for t in normalized), np.int64, len(normalized))
+        starts = np.cumsum(counts) - counts
+        present = [t for t in normalized if t]
+        if present:
+            joined = " ".join(present)
+            cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+            hashes, _ = Shingler._word_hashes(cp, present)
+        else:
+            hashes = np.empty(0, np.uint64)
+        prefix = np.zeros(len(hashes) + 1, dtype=np.uint64)
+        np.cumsum(hashes * _pow_table(_C2, len(hashes)), out=prefix[1:])
+        return cls(hashes, starts.astype(np.int64), counts, prefix)
+
+    def segments(self, starts: I64, lengths: I64) -> U64:
+        """The hash of each run of ``lengths[j]`` words from flat word position ``starts[j]`` (independent of where
+        the run sits: the same words give the same hash in any text)."""
+        if len(starts) == 0:
+            return np.empty(0, np.uint64)
+        raw = (self.prefix[starts + lengths] - self.prefix[starts]) * _pow_table(_C2_INV, len(self.hashes))[starts]
+        return _fmix64_np(raw + lengths.astype(np.uint64) * np.uint64(_LEN))
+
+    def ngrams(self, n: int) -> tuple[U64, I64, I64]:
+        """Every word n-gram's hash, with the text it is in and its first word's position in that text."""
+        long = np.flatnonzero(self.counts >= n)
+        per = self.counts[long] - n + 1
+        flat = ranges(self.starts[long], per)
+        doc = np.repeat(long, per)
+        return self.segments(flat, np.full(len(flat), n, np.int64)), doc, flat - self.starts[doc]
+
+
+def probe() -> int:
+    """A fixed text's 13-gram hash: stored in every index, so a file hashed another way is refused, not missed."""
+    tok = Tokens.of([normalize(_PROBE)])
+    return int(tok.ngrams(DEFAULT_N)[0][0])
+
+
+def _unique_per_doc(hashes: U64, doc: I64) -> tuple[U64, I64, I64]:
+    """Distinct (doc, hash) pairs and where each first occurred (index into the inputs)."""
+    order = np.lexsort((hashes, doc))
+    h, d = hashes[order], doc[order]
+    keep = np.ones(len(h), dtype=bool)
+    keep[1:] = (h[1:] != h[:-1]) | (d[1:] != d[:-1])
+    return h[keep], d[keep], order[keep]
+
+
+# ------------------------------------------------------------------------------------------- index
+@dataclass
+class Match:
+    """The benchmark item a sample overlaps most: ``overlap`` = share of the item's n-grams found in the sample
+    (1.0 for a short item matched whole), ``span`` = the sample's own matched text, cut to ``SPAN_CHARS``."""
+
+    benchmark: str
+    item_id: str
+    overlap: float
+    matched: int
+    item_ngrams: int
+    how: str
+    span: str
+    start: int
+    end: int
+    also: list[dict[str, Any]] = field(default_factory=list)
+
+    def evidence(self, n: int) -> dict[str, Any]:
+        ev: dict[str, Any] = {"benchmark": self.benchmark, "item_id": self.item_id, "span": self.span,
+                              "overlap": round(self.overlap, 6), "matched_ngrams": self.matched,
+                              "item_ngrams": self.item_ngrams, "match": self.how, "n": n}
+        if self.also:
+            ev["also"] = self.also
+        return ev
+
+
+class BenchmarkIndex:
+    """Sorted 64-bit n-gram hashes of benchmark items -> item; whole hashes of the items' lines (and items) shorter
+    than n words -> item, with their word counts. Holds ids and counts, never text."""
+
+    def __init__(self, n: int, names: list[str], item_ids: Any, item_bench: Any, item_ngrams: Any,
+                 item_words: Any, ngrams: U64, ngram_item: Any, short: U64, short_item: Any, short_words: Any,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.n, self.names = n, names
+        self.item_ids = np.asarray(item_ids, dtype=str)
+        self.item_bench = np.asarray(item_bench, dtype=np.int32)
+        self.item_ngrams = np.asarray(item_ngrams, dtype=np.int32)
+        self.item_words = np.asarray(item_words, dtype=np.int32)
+        self.ngrams, self.ngram_item = np.asarray(ngrams, np.uint64), np.asarray(ngram_item, np.int32)
+        self.short, self.short_item = np.asarray(short, np.uint64), np.asarray(short_item, np.int32)
+        self.short_words = np.asarray(short_words, np.int32)
+        self.meta = meta or {}
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    # ------------------------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, name: str, texts: Sequence[str], ids: Sequence[str], n: int = DEFAULT_N,
+              meta: dict[str, Any] | None = None) -> BenchmarkIndex:
+        """The index of one benchmark's item ``texts`` (named by ``ids``)."""
+        normalized, line_words = split_lines(texts)
+        tok = Tokens.of(normalized)
+        h, doc, _ = tok.ngrams(n)
+        h, doc, _ = _unique_per_doc(h, doc)
+        order = np.argsort(h, kind="stable")
+        per_item = np.bincount(doc, minlength=len(texts)).astype(np.int32)
+        segs = [(d, first, k) for d, words in enumerate(line_words)
+                for first, k, _ in _segments(words, int(tok.counts[d]), n, paragraphs=False)]
+        s_doc = np.asarray([x[0] for x in segs], np.int64)
+        s_len = np.asarray([x[2] for x in segs], np.int64)
+        short = tok.segments(tok.starts[s_doc] + np.asarray([x[1] for x in segs], np.int64), s_len)
+        short, s_doc, first = _unique_per_doc(short, s_doc)
+        s_order = np.argsort(short, kind="stable")
+        info = {"version": VERSION, "probe": str(probe()), "n": n, "items": len(texts),
+                "short_items": int(((tok.counts > 0) & (tok.counts < n)).sum()), "short_lines": len(short),
+                "empty_items": int((tok.counts == 0).sum()), **(meta or {})}
+        return cls(n, [name], list(ids), np.zeros(len(texts), np.int32), per_item, tok.counts.astype(np.int32),
+                   h[order], doc[order], short[s_order], s_doc[s_order], s_len[first][s_order],
+                   {"benchmarks": {name: info}})
+
+    @classmethod
+    def merge(cls, parts: Sequence[BenchmarkIndex]) -> BenchmarkIndex:
+        """One index over several (each benchmark keeps its name; items are renumbered)."""
+        if not parts:
+            raise ValueError("nothing to merge")
+        if len({p.n for p in parts}) != 1:
+            raise ValueError(f"indexes of different n: {sorted({p.n for p in parts})}")
+        if len(parts) == 1:
+            return parts[0]
+        names: list[str] = []
+        item_off, bench_off = 0, 0
+        cols: dict[str, list[Any]] = {k: [] for k in ("ids", "bench", "ng", "words", "h", "hi", "s", "si", "sw")}
+        meta: dict[str, Any] = {"benchmarks": {}}
+        for p in parts:
+            names += p.names
+            cols["ids"].append(p.item_ids)
+            cols["bench"].append(p.item_bench + bench_off)
+            cols["ng"].append(p.item_ngrams)
+            cols["words"].append(p.item_words)
+            cols["h"].append(p.ngrams)
+            cols["hi"].append(p.ngram_item + item_off)
+            cols["s"].append(p.short)
+            cols["si"].append(p.short_item + item_off)
+            cols["sw"].append(p.short_words)
+            meta["benchmarks"].update(p.meta.get("benchmarks", {}))
+            item_off += len(p)
+            bench_off += len(p.names)
+        h, hi = np.concatenate(cols["h"]), np.concatenate(cols["hi"])
+        s, si = np.concatenate(cols["s"]), np.concatenate(cols["si"])
+        o, so = np.argsort(h, kind="stable"), np.argsort(s, kind="stable")
+        return cls(parts[0].n, names, np.concatenate(cols["ids"]), np.concatenate(cols["bench"]),
+                   np.concatenate(cols["ng"]), np.concatenate(cols["words"]), h[o], hi[o], s[so], si[so],
+                   np.concatenate(cols["sw"])[so], meta)
+
+    def renamed(self, name: str) -> BenchmarkIndex:
+        """This (single-benchmark) index under another name."""
+        if len(self.names) != 1:
+            raise ValueError("only a single-benchmark index can be renamed")
+        info = dict(self.meta.get("benchmarks", {}).get(self.names[0], {}))
+        if self.names[0] != name:
+            info["built_as"] = self.names[0]
+        return BenchmarkIndex(self.n, [name], self.item_ids, self.item_bench, self.item_ngrams, self.item_words,
+                              self.ngrams, self.ngram_item, self.short, self.short_item, self.short_words,
+                              {"benchmarks": {name: info}})
+
+    # --------------------------------------------------------------------------------- (de)serialising
+    def arrays(self) -> dict[str, Any]:
+        """Plain arrays for ``np.savez`` (loaded with ``allow_pickle=False``)."""
+        return {"decontam_version": np.asarray(VERSION), "n": np.asarray(self.n),
+                "names": np.asarray(self.names, dtype=str), "item_ids": self.item_ids, "item_bench": self.item_bench,
+                "item_ngrams": self.item_ngrams, "item_words": self.item_words, "ngrams": self.ngrams,
+                "ngram_item": self.ngram_item, "short": self.short, "short_item": self.short_item,
+                "short_words": self.short_words,
+                "meta": np.asarray(json.dumps(self.meta, sort_keys=True))}
+
+    @classmethod
+    def from_arrays(cls, a: Any, where: str = "<index>") -> BenchmarkIndex:
+        try:
+            version = int(a["decontam_version"])
+            meta = json.loads(str(a["meta"]))
+            index = cls(int(a["n"]), [str(x) for x in a["names"].tolist()], a["item_ids"], a["item_bench"],
+                        a["item_ngrams"], a["item_words"], a["ngrams"], a["ngram_item"], a["short"],
+                        a["short_item"], a["short_words"], meta)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputError(f"not a qualgate benchmark index ({type(exc).__name__}: {exc})", file=where) from None
+        if version != VERSION:
+            raise InputError(f"benchmark index version {version}, this qualgate reads version {VERSION}: rebuild "
+                             "it with `qualgate bench-index build`", file=where)
+        probes = {b.get("probe") for b in meta.get("benchmarks", {}).values()}
+        if probes - {str(probe())}:
+            raise InputError("benchmark index hashed differently from this qualgate's hashing: rebuild it with "
+                             "`qualgate bench-index build`", file=where)
+        return index
+
+    def save(self, path: str | Path) -> None:
+        from qualgate.npz import save_npz
+
+        save_npz(Path(path), self.arrays())
+
+    @classmethod
+    def load(cls, path: str | Path) -> BenchmarkIndex:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"cannot read benchmark index: {exc}", file=str(path)) from None
+        return cls.from_arrays(arrays, str(path))
+
+    # ------------------------------------------------------------------------------------- matching
+    def match(self, texts: Sequence[str], *, short_min_words: int = 6, max_items_per_ngram: int = 10,
+              min_matches: int = 1) -> list[Match | None]:
+        """Per text: the item it overlaps most (highest share of the item's n-grams, then most n-grams), or None.
+
+        An n-gram that more than ``max_items_per_ngram`` items share is template text (answer formats,
+        instructions repeated by every item) and matches nothing. Where no n-gram matched, each line, paragraph and
+        the whole text of a sample shorter than n words and at least ``short_min_words`` long is looked up among
+        the items' short lines (and short items) whole."""
+        n = self.n
+        lines = len(self.short) > 0
+        normalized, line_words = split_lines(texts) if lines else ([normalize(t) for t in texts], [])
+        tok = Tokens.of(normalized)
+        out: list[Match | None] = [None] * len(texts)
+        found: dict[int, dict[int, list[tuple[int, int]]]] = {}  # doc -> item -> (word position, hash) of hits
+        if len(self.ngrams):
+            h, doc, pos = tok.ngrams(n)
+            lo = np.searchsorted(self.ngrams, h, side="left")
+            hit = lo < len(self.ngrams)
+            hit[hit] = self.ngrams[lo[hit]] == h[hit]
+            if hit.any():
+                hi = np.searchsorted(self.ngrams, h[hit], side="right")
+                for d, p, g, a, b in zip(doc[hit].tolist(), pos[hit].tolist(), h[hit].tolist(), lo[hit].tolist(),
+                                         hi.tolist(), strict=True):
+                    if b - a > max_items_per_ngram:
+                        continue
+                    for item in self.ngram_item[a:b].tolist():
+                        found.setdefault(d, {}).setdefault(item, []).append((p, g))
+        for d, items in found.items():
+            scored = []
+            for item, hits in items.items():
+                matched = len({g for _, g in hits})  # distinct n-grams of the item, not repeats
+                scored.append((matched / max(int(self.item_ngrams[item]), 1), matched, item, [p for p, _ in hits]))
+            scored = [s for s in scored if s[1] >= min_matches] or scored
+            scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
+            overlap, matched, item, positions = scored[0]
+            start_w, end_w = _longest_run(sorted(set(positions)), n)
+            out[d] = self._match(texts[d], normalized[d], item, overlap, matched, "ngram", start_w, end_w,
+                                 [self._also(s[2], s[0]) for s in scored[1:5]])
+        if lines:
+            self._match_short(texts, normalized, line_words, tok, out, short_min_words, max_items_per_ngram)
+        return out
+
+    def _match_short(self, texts: Sequence[str], normalized: list[str], line_words: list[list[int]], tok: Tokens,
+                     out: list[Match | None], short_min_words: int, max_items: int) -> None:
+        """Whole matches of the items' short lines against each line, paragraph and whole text of the samples
+        without an n-gram match."""
+        segs = [(d, first, k, how) for d, words in enumerate(line_words) if out[d] is None
+                for first, k, how in _segments(words, int(tok.counts[d]), self.n, paragraphs=True)
+                if k >= short_min_words]
+        if not segs:
+            return
+        h = tok.segments(tok.starts[np.asarray([x[0] for x in segs], np.int64)] +
+                         np.asarray([x[1] for x in segs], np.int64), np.asarray([x[2] for x in segs], np.int64))
+        lo = np.searchsorted(self.short, h, side="left")
+        hit = lo < len(self.short)
+        hit[hit] = self.short[lo[hit]] == h[hit]
+        if not hit.any():
+            return
+        hi = np.searchsorted(self.short, h, side="right")
+        best: dict[int, tuple[float, int, int]] = {}  # text -> (overlap, segment, item): the most of an item wins
+        for j in np.flatnonzero(hit).tolist():
+            if hi[j] - lo[j] > max_items:
+                continue
+            d, _, k, _ = segs[j]
+            for item in self.short_item[lo[j]:hi[j]].tolist():
+                overlap = k / max(int(self.item_words[item]), 1)
+                if d not in best or overlap > best[d][0]:
+                    best[d] = (overlap, j, item)
+        for d, (overlap, j, item) in best.items():
+            _, first, k, how = segs[j]
+            out[d] = self._match(texts[d], normalized[d], item, overlap, 1, how, first, first + k, [])
+
+    def _also(self, item: int, overlap: float) -> dict[str, Any]:
+        return {"benchmark": self.names[int(self.item_bench[item])], "item_id": str(self.item_ids[item]),
+                "overlap": round(overlap, 6)}
+
+    def _match(self, text: str, normalized: str, item: int, overlap: float, matched: int, how: str, start_w: int,
+               end_w: int, also: list[dict[str, Any]]) -> Match:
+        start, end, span = _span(text, normalized, start_w, end_w)
+        return Match(self.names[int(self.item_bench[item])], str(self.item_ids[item]), overlap, matched,
+                     int(self.item_ngrams[item]), how, span, start, end, also)
+
+    def describe(self) -> dict[str, Any]:
+        """Counts and provenance (no text): what ``bench-index show`` prints and the report records."""
+        per = []
+        for b, name in enumerate(self.names):
+            items = np.flatnonzero(self.item_bench == b)
+            info = self.meta.get("benchmarks", {}).get(name, {})
+            per.append({"name": name, "items": len(items),
+                        "ngrams": int(np.isin(self.ngram_item, items).sum()),
+                        "short_lines": int(np.isin(self.short_item, items).sum()),
+                        **{k: v for k, v in info.items() if k not in ("probe", "items", "short_lines")}})
+        return {"n": self.n, "version": VERSION, "items": len(self), "ngrams": len(self.ngrams),
+                "benchmarks": per}
+
+
+def split_lines(texts: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """Each text normalised (as ``normalize`` does the whole) and the word count of each of its lines."""
+    normalized: list[str] = []
+    line_words: list[list[int]] = []
+    for t in texts:
+        norm = [normalize(x) for x in t.split("\n")]
+        line_words.append([x.count(" ") + 1 if x else 0 for x in norm])
+        normalized.append(" ".join(x for x in norm if x))
+    return normalized, line_words
+
+
+def _segments(line_words: list[int], total: int, n: int, paragraphs: bool) -> list[tuple[int, int, str]]:
+    """(first word, words, how) of each line shorter than n words, of each paragraph (runs of lines between empty
+    ones; with ``paragraphs``) and of the whole text, where shorter than n words."""
+    out: list[tuple[int, int, str]] = []
+    w, para_start, para_lines = 0, 0, 0
+    for k in [*line_words, 0]:
+        if k and k < n:
+            out.append((w, k, "line"))
+        if k:
+            para_start, para_lines = (w, 1) if para_lines == 0 else (para_start, para_lines + 1)
+        else:
+            if paragraphs and para_lines > 1 and w - para_start < n and w - para_start < total:
+                out.append((para_start, w - para_start, "paragraph"))
+            para_lines = 0
+        w += k
+    if 0 < total < n and sum(1 for k in line_words if k) > 1:
+        out.append((0, total, "text"))
+    return out
+
+
+def _longest_run(positions: list[int], n: int) -> tuple[int, int]:
+    """Words [start, end) covered by the longest run of overlapping matched n-grams."""
+    best = (positions[0], positions[0] + n)
+    run_start = prev = positions[0]
+    for p in [*positions[1:], None]:
+        if p is not None and p < prev + n:
+            prev = p
+            continue
+        if prev + n - run_start > best[1] - best[0]:
+            best = (run_start, prev + n)
+        if p is not None:
+            run_start = prev = p
+    return best
+
+
+def _span(text: str, normalized: str, start_w: int, end_w: int) -> tuple[int, int, str]:
+    """Character offsets and text of words [start_w, end_w) of ``text`` (its own words, as written)."""
+    words = list((_ASCII_WORD if text.isascii() else _WORD).finditer(text))
+    total = normalized.count(" ") + 1 if normalized else 0
+    if len(words) == total and end_w <= total:
+        start, end = words[start_w].start(), words[end_w - 1].end()
+        span = text[start:end]
+    else:  # NFKC changed the word count (ligatures, fractions): the normalised words instead
+        start, end = -1, -1
+        span = " ".join(normalized.split(" ")[start_w:end_w])
+    if len(span) > SPAN_CHARS:
+        span = span[:SPAN_CHARS - 1] + "…"
+    return start, end, span
+
+
+# ------------------------------------------------------------------------------------- benchmark files
+@dataclass
+class Benchmark:
+    """One named benchmark: a data file the user has (items read with a text view), or an index file built by
+    ``qualgate bench-index build`` / shipped in rules/benchmarks (hashes only: no text, so no embedding stage)."""
+
+    name: str
+    path: Path
+    sha256: str
+    text: str = "auto"
+    id: str | None = None
+    fmt: str | None = None
+    is_index: bool = False
+    shipped: bool = False
+    _built: dict[int, BenchmarkIndex] = field(default_factory=dict, repr=False)
+
+    def items(self) -> tuple[list[str], list[str]]:
+        """The item texts and ids (see ``ID_FIELDS``). An index file holds no text: ConfigError."""
+        if self.is_index:
+            raise ConfigError(f"benchmark '{self.name}' is a hashed index ({self.path}): it holds no text; pass "
+                              f"the benchmark's data file as --benchmark {self.name}=PATH", key="benchmark")
+        return read_items(self.path, self.text, self.id, self.fmt, self.name)
+
+    def index(self, n: int, cache_dir: str | Path | None = None) -> BenchmarkIndex:
+        """The n-gram index (cached in ``cache_dir`` under a key of the file's content, n, text view and id)."""
+        if n in self._built:
+            return self._built[n]
+        if self.is_index:
+            path = self.path
+            if self.shipped:
+                path = self.path.with_name(f"{self.name}-{n}.npz")
+                if not path.is_file():
+                    have = sorted(p.stem for p in self.path.parent.glob(f"{self.name}-*.npz"))
+                    raise ConfigError(f"benchmark '{self.name}' ships as {', '.join(have)}, not for n={n}: build one "
+                                      f"from the data file with `qualgate bench-index build {self.name} FILE -n {n}`",
+                                      key="benchmark")
+            index = BenchmarkIndex.load(path).renamed(self.name)
+            if index.n != n:
+                raise ConfigError(f"benchmark index {path} holds {index.n}-grams, the check uses n={n}: rebuild it "
+                                  f"with `qualgate bench-index build {self.name} FILES -n {n}`", key="benchmark")
+        else:
+            cached = self._cache_path(n, cache_dir)
+            loaded: BenchmarkIndex | None = None
+            if cached is not None and cached.is_file():
+                try:
+                    loaded = BenchmarkIndex.load(cached)
+                except InputError:
+                    loaded = None  # damaged: rebuilt below
+            if loaded is None:
+                texts, ids = self.items()
+                loaded = BenchmarkIndex.build(self.name, texts, ids, n, self.provenance())
+                if cached is not None:
+                    loaded.save(cached)
+            index = loaded.renamed(self.name)
+        self._built[n] = index
+        return index
+
+    def _cache_path(self, n: int, cache_dir: str | Path | None) -> Path | None:
+        if cache_dir is None:
+            return None
+        import xxhash
+
+        key = xxhash.xxh3_128_hexdigest(f"{self.sha256}|{n}|{self.text}|{self.id}|{self.fmt}|{VERSION}".encode())
+        return Path(cache_dir) / f"benchmark-{key}.npz"
+
+    def provenance(self) -> dict[str, Any]:
+        return {"sources": [{"file": self.path.name, "sha256": self.sha256}], "text": self.text, "id": self.id}
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shipped_dir() -> Path:
+    from qualgate.packs import rules_dir
+
+    return rules_dir() / "benchmarks"
+
+
+def shipped_names() -> list[str]:
+    folder = shipped_dir()
+    return sorted({p.stem.rsplit("-", 1)[0] for p in folder.glob("*-*.npz")}) if folder.is_dir() else []
+
+
+def open_benchmark(name: str, path: str | Path | None = None, *, text: str | None = None, id: str | None = None,
+                   fmt: str | None = None) -> Benchmark:
+    """A benchmark by name: ``path`` is a data file (JSONL/JSON/CSV/Parquet) or an index ``.npz``; no path = an
+    index shipped in rules/benchmarks."""
+    if not name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ConfigError(f"benchmark name {name!r}: use letters, digits, '_', '-', '.'", key="--benchmark")
+    if path is None:
+        folder = shipped_dir()
+        found = sorted(folder.glob(f"{name}-*.npz")) if folder.is_dir() else []
+        if not found:
+            have = ", ".join(shipped_names()) or "none"
+            raise ConfigError(f"no shipped benchmark index named '{name}' (shipped: {have}); pass the benchmark's "
+                              f"file as --benchmark {name}=PATH", key="--benchmark")
+        return Benchmark(name, found[0], file_sha256(found[0]), is_index=True, shipped=True)
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"benchmark '{name}' file not found", file=str(path))
+    is_index = p.suffix == ".npz"
+    if is_index and text is not None:
+        raise ConfigError(f"benchmark '{name}' is an index file ({p}): a text view applies to data files only",
+                          key="--benchmark-text")
+    return Benchmark(name, p, file_sha256(p), text or "auto", id, fmt, is_index=is_index)
+
+
+def read_items(path: Path, text: str, id_field: str | None, fmt: str | None,
+               name: str) -> tuple[list[str], list[str]]:
+    """A benchmark file's item texts and ids. ``text``: "auto" (as the input's auto view; a record it cannot read
+    gives the newline-joined string fields other than the id), a field, or a template."""
+    from qualgate.io import read_records
+    from qualgate.sample import FieldProblem, TextSpec
+
+    spec = TextSpec(text)
+    texts: list[str] = []
+    ids: list[str] = []
+    skipped = 0
+    for row, raw in enumerate(read_records([str(path)], fmt)):
+        record = raw.record
+        if record is None:
+            skipped += 1
+            continue
+        key = id_field or next((k for k in ID_FIELDS if isinstance(record.get(k), (str, int))), None)
+        value = record.get(key) if key else None
+        item_id = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else f"row {row}"
+        try:
+            item = spec.render(record)[0]
+        except FieldProblem:
+            if spec.kind != "auto":
+                skipped += 1
+                continue
+            item = "\n".join(v for k, v in record.items() if isinstance(v, str) and k != key)
+        texts.append(item)
+        ids.append(item_id)
+    if not texts:
+        raise InputError(f"benchmark '{name}': no usable item ({skipped} records without the text view "
+                         f"{text!r}); pass --benchmark-text {name}=TEMPLATE", file=str(path))
+    return texts, ids
+

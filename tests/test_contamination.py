@@ -1,0 +1,187 @@
+"""The contamination check (issue 21): samples that contain a benchmark item, found by hashed word n-grams, with
+evidence that names the item but never writes benchmark text the sample did not itself contain."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from qualgate import Gate
+from qualgate.cli import main
+from qualgate.decontam import BenchmarkIndex, normalize
+from qualgate.errors import ConfigError, InputError
+from tests.conftest import FIXTURES
+
+BENCH = FIXTURES / "benchmark_sample.jsonl"
+SAMPLES = FIXTURES / "contaminated_sample.jsonl"
+ITEMS = [json.loads(x) for x in BENCH.read_text().splitlines()]
+#: sample id -> the benchmark item it contains and how it was found (everything else in the fixture is clean)
+CONTAMINATED = {"verbatim": ("gm-03", "ngram"),           # the question inside a longer answer
+                "rewrapped": ("gm-06", "ngram"),          # re-wrapped into 4-word lines
+                "light_edit": ("gm-12", "ngram"),         # "On Sunday" -> "On Monday": the runs around it survive
+                "shouting": ("gm-09", "ngram"),           # upper case, other punctuation
+                "trivia_line": ("tq-02", "line"),         # a 10-word question as the instruction
+                "trivia_whole": ("tq-08", "text"),        # question and answer, nothing else
+                "long_trivia": ("tq-11", "ngram"),        # a 19-word question inside a sentence
+                "solution_copy": ("gm-16", "line")}       # only the worked solution, on a line of its own
+
+
+def records() -> list[dict[str, Any]]:
+    return [json.loads(x) for x in SAMPLES.read_text().splitlines()]
+
+
+def gate(**params: Any) -> Gate:
+    cfg = {"version": 1, "input": {"id": "id"}, "checks": [{"check": "contamination", **params}]}
+    g = Gate.from_config(cfg, cache_dir=None)
+    g.load_benchmark("school", BENCH)
+    return g
+
+
+def test_copies_are_rejected_with_the_item_and_the_samples_own_span() -> None:
+    result = gate().run(records())
+    got = {d.id: d.findings[0] for d in result.decisions if d.findings}
+    assert {k: (f.evidence["item_id"], f.evidence["match"]) for k, f in got.items()} == CONTAMINATED
+    for d in result.decisions:
+        if d.findings:
+            ev = d.findings[0].evidence
+            assert d.findings[0].reason == "contamination" and ev["benchmark"] == "school" and 0 < ev["overlap"] <= 1
+            assert ev["span"] in d.sample.text  # the sample's text, as written
+    rewrapped = got["rewrapped"].evidence
+    assert rewrapped["span"].startswith("A water tank holds\n900 litres") and rewrapped["matched_ngrams"] >= 20
+    assert got["light_edit"].evidence["matched_ngrams"] < got["light_edit"].evidence["item_ngrams"]
+    assert got["trivia_whole"].evidence["overlap"] == 1.0
+    assert "contains benchmark school item gm-03" in got["verbatim"].message
+
+
+def test_near_topic_samples_are_kept() -> None:
+    """Same people, numbers and facts in other words: not contamination."""
+    result = gate().run(records())
+    kept = {d.id for d in result.decisions if d.accepted}
+    assert kept == {r["id"] for r in records()} - set(CONTAMINATED)
+    assert all(k.startswith("clean_") for k in kept) and len(kept) == 8
+
+
+def test_min_overlap_and_n() -> None:
+    """A share threshold keeps a sample that quotes a small part of an item; 8-grams find the same copies."""
+    result = gate(min_overlap=0.3).run(records())
+    rejected = {d.id for d in result.decisions if not d.accepted}
+    assert "light_edit" not in rejected and {"verbatim", "rewrapped"} <= rejected
+    assert {d.id for d in gate(n=8).run(records()).decisions if not d.accepted} == set(CONTAMINATED)
+
+
+def test_template_ngrams_shared_by_many_items_match_nothing() -> None:
+    texts = [f"Question {i}: answer with a single number and show the working in the box below please." for i in
+             range(12)]
+    index = BenchmarkIndex.build("tmpl", texts, [str(i) for i in range(12)])
+    probe = ["Please answer with a single number and show the working in the box below please, thanks."]
+    assert index.match(probe, max_items_per_ngram=10) == [None]
+    assert index.match(probe, max_items_per_ngram=20)[0] is not None
+
+
+def _words(text: str) -> list[str]:
+    return normalize(text).split(" ")
+
+
+def test_no_benchmark_text_reaches_the_run_folder_beyond_the_matched_spans(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["filter", str(SAMPLES), "-c", "decontam", "--id", "id", "-o", str(out),
+                                       "--benchmark", f"school={BENCH}", "-q", "--no-cache", "-j", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    written = normalize(" ".join(p.read_bytes().decode("utf-8", "replace") for p in out.iterdir() if p.is_file()))
+    inputs = normalize(" ".join(str(v) for r in records() for v in r.values()))
+    rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in rejected} == set(CONTAMINATED)
+    for item in ITEMS:  # every 6-word run of every item that is in the output was in the input samples already
+        words = _words(item["question"] + " " + item["answer"])
+        for i in range(len(words) - 5):
+            run = " ".join(words[i:i + 6])
+            assert run not in written or run in inputs, (item["id"], run)
+
+
+def test_bench_index_build_writes_hashes_and_ids_only(tmp_path: Path) -> None:
+    index_file = tmp_path / "school-13.npz"
+    run = CliRunner().invoke(main, ["bench-index", "build", "school", str(BENCH), "-o", str(index_file),
+                                    "--licence", "CC0, written for these tests"], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    assert "30 items" in run.output
+    raw = index_file.read_bytes()
+    with np.load(index_file, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    strings = [str(x) for a in arrays.values() if a.dtype.kind == "U" for x in np.atleast_1d(a).tolist()]
+    assert sorted(arrays["item_ids"].tolist()) == sorted(i["id"] for i in ITEMS)
+    text_dump = normalize(" ".join(strings)) + " " + normalize(raw.decode("latin-1"))
+    for item in ITEMS:
+        words = _words(item["question"])
+        assert not any(" ".join(words[i:i + 3]) in text_dump for i in range(len(words) - 2)), item["id"]
+    show = CliRunner().invoke(main, ["bench-index", "show", str(index_file)], catch_exceptions=False)
+    assert "30 items" in show.output and "CC0" in show.output and "sha256" in show.output
+    # the index file gives the same decisions as the data file it was built from
+    g = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "contamination"}]},
+                         cache_dir=None)
+    g.load_benchmark("school", index_file)
+    assert {d.id for d in g.run(records()).decisions if not d.accepted} == set(CONTAMINATED)
+
+
+def test_the_index_cache_is_keyed_by_content(tmp_path: Path) -> None:
+    bench, cache = tmp_path / "bench.jsonl", tmp_path / "cache"
+    shutil.copy(BENCH, bench)
+    cfg = {"version": 1, "input": {"id": "id"}, "checks": [{"check": "contamination"}]}
+    probe = [{"id": "new", "instruction": "Recite.", "output": "The lighthouse keeper counted nine hundred and "
+                                                                "twelve gulls on the rocks before the storm arrived."}]
+    for _ in range(2):
+        g = Gate.from_config(cfg, cache_dir=None)
+        g.load_benchmark("school", bench, cache_dir=cache)
+        assert g.run(probe).decisions[0].accepted
+    assert len(list(cache.glob("benchmark-*.npz"))) == 1
+    bench.write_text(bench.read_text() + json.dumps({"id": "new-item", "question": probe[0]["output"],
+                                                     "answer": "912"}) + "\n")
+    g = Gate.from_config(cfg, cache_dir=None)
+    g.load_benchmark("school", bench, cache_dir=cache)
+    assert len(list(cache.glob("benchmark-*.npz"))) == 2
+    assert g.run(probe).decisions[0].findings[0].evidence["item_id"] == "new-item"
+
+
+def test_clear_errors() -> None:
+    decontam = Gate.from_config("decontam", cache_dir=None)
+    with pytest.raises(ConfigError, match=r"compares with a benchmark set, and none is loaded: pass --benchmark "
+                                          r"NAME=PATH"):
+        decontam.run(records())
+    with pytest.raises(ConfigError, match="no check that compares with benchmarks: use -c decontam"):
+        Gate.from_config("default", cache_dir=None).load_benchmark("school", BENCH)
+    with pytest.raises(ConfigError, match="no shipped benchmark index named 'nosuch'"):
+        decontam.load_benchmark("nosuch")
+    with pytest.raises(InputError, match="benchmark 'school' file not found"):
+        decontam.load_benchmark("school", "no/such/file.jsonl")
+    named = Gate.from_config({"version": 1, "checks": [{"check": "contamination", "benchmarks": ["gsm8k"]}]},
+                             cache_dir=None)
+    named.load_benchmark("school", BENCH)
+    with pytest.raises(ConfigError, match=re.escape("pass --benchmark gsm8k=PATH")):
+        named.run(records())
+
+
+def test_an_index_of_another_n_is_refused(tmp_path: Path) -> None:
+    index_file = tmp_path / "school-8.npz"
+    assert CliRunner().invoke(main, ["bench-index", "build", "school", str(BENCH), "-o", str(index_file), "-n",
+                                     "8"]).exit_code == 0
+    g = Gate.from_config("decontam", cache_dir=None)
+    with pytest.raises(ConfigError, match="holds 8-grams, the check uses n=13"):
+        g.load_benchmark("school", index_file)
+
+
+def test_cli_errors_name_the_flag(tmp_path: Path) -> None:
+    run = CliRunner().invoke(main, ["filter", str(SAMPLES), "-c", "decontam", "-o", str(tmp_path / "o"), "-q"])
+    assert run.exit_code == 2 and "--benchmark NAME=PATH" in run.output
+    run = CliRunner().invoke(main, ["filter", str(SAMPLES), "-o", str(tmp_path / "o"), "-q", "--benchmark",
+                                    f"school={BENCH}"])
+    assert run.exit_code == 2 and "use -c decontam" in run.output
+    run = CliRunner().invoke(main, ["filter", str(SAMPLES), "-c", "decontam", "-o", str(tmp_path / "o"), "-q",
+                                    "--benchmark", f"school={BENCH}", "--benchmark-text", "other={question}"])
+    assert run.exit_code == 2 and "--benchmark-text" in run.output
