@@ -287,6 +287,44 @@ def report_cmd(run_dir: str, fmt: str, output: str | None) -> None:
     sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
 
 
+@main.command("card")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "yaml"]), default="md", show_default=True,
+              help="md: CARD.md (Hugging Face YAML front matter and a summary); json: card.json; yaml: card.json as "
+                   "YAML.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file instead of stdout.")
+@click.option("--rebuild", is_flag=True, help="Build the card again from report.json, scores.parquet and "
+              "rejected.jsonl (and hash the inputs again) instead of reading card.json.")
+@click.option("--source-dataset", "source_datasets", multiple=True, metavar="NAME",
+              help="Hugging Face source_datasets entry (repeatable; default: the input file names). Rebuilds.")
+@click.option("--task-category", "task_categories", multiple=True, metavar="NAME",
+              help="Hugging Face task_categories entry, e.g. text-generation (repeatable). Rebuilds.")
+def card_cmd(run_dir: str, fmt: str, output: str | None, rebuild: bool, source_datasets: tuple[str, ...],
+             task_categories: tuple[str, ...]) -> None:
+    """Print the provenance card of the run in RUN_DIR: config and its sha256, inputs with sha256 and counts,
+    models, per-check thresholds and counts, gate result, diversity and leak summaries.
+
+    Reads card.json, or builds the card from the run's files when there is none (older runs). Exit 0, or 2 for
+    errors.
+    """
+    from qualgate.card import load_card, render
+
+    try:
+        card = load_card(run_dir, rebuild=rebuild, source_datasets=list(source_datasets) or None,
+                         task_categories=list(task_categories))
+        text = render(card, fmt)
+    except QualgateError as exc:
+        _fail(exc)
+    if output:
+        from qualgate.io import atomic_write
+
+        with atomic_write(output) as fh:
+            fh.write(text.encode("utf-8"))
+    else:
+        click.echo(text, nl=False)
+
+
 @main.command("tune")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, exists=True),
               help="Output folder of a `qualgate filter` run.")

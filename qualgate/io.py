@@ -969,6 +969,10 @@ class AtomicFiles:
         self._tmp[name] = tmp
         return os.fdopen(fd, "wb")
 
+    def pending(self, name: str) -> Path:
+        """The temp file that becomes ``outdir/name`` on commit (to read back what was written, once closed)."""
+        return self._tmp[name]
+
     def commit(self, stale: Iterable[str] = ()) -> None:
         """Rename every file into place (the marker last); ``stale``: final names this run did not write and
         an earlier run may have (removed, so the folder holds one run's files)."""

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 ACCEPTED, REJECTED, SCORES, OVERRIDES = "accepted.jsonl", "rejected.jsonl", "scores.parquet", "overrides.jsonl"
 REPORT_JSON = "report.json"
 #: Every file a run may write; report.json is written last and means the folder holds one complete run.
-OUTPUT_NAMES = (ACCEPTED, REJECTED, SCORES, OVERRIDES, REPORT_JSON, "report.md", "report.html", "report.junit.xml")
+#: card.json and CARD.md are its provenance card (``qualgate.card``).
+OUTPUT_NAMES = (ACCEPTED, REJECTED, SCORES, OVERRIDES, REPORT_JSON, "report.md", "report.html", "report.junit.xml",
+                "card.json", "CARD.md")
 #: The field a rejected.jsonl line adds to the record: id, findings, source, skipped (``Decision.qualgate_field``).
 QUALGATE_FIELD = "qualgate"
 
@@ -272,6 +274,12 @@ class RunWriter:
                 fh.write(render_html(report.data).encode("utf-8"))
         with self.files.open("report.junit.xml") as fh:
             fh.write(report.to_junit().encode("utf-8"))
+        from qualgate.card import build_card, card_files, tally_files
+
+        card = build_card(report.data, tally_files(self.files.pending(SCORES), self.files.pending(REJECTED)))
+        for name, blob in card_files(card):
+            with self.files.open(name) as fh:
+                fh.write(blob)
         self.files.commit(stale=OUTPUT_NAMES)
 
     def abort(self) -> None:

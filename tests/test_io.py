@@ -27,7 +27,7 @@ BROKEN = FIXTURES / "broken.jsonl"
 INSTRUCT = FIXTURES / "instruct_sample.jsonl"
 CHAT = FIXTURES / "chat_sample.jsonl"
 FINAL_NAMES = ("accepted.jsonl", "rejected.jsonl", "scores.parquet", "report.json", "report.md", "report.html",
-               "report.junit.xml")
+               "report.junit.xml", "card.json", "CARD.md")
 GOOD = {"instruction": "Name a prime number.", "input": "", "output": "Seven is a prime number."}
 GOOD_LINE = json.dumps(GOOD).encode()
 RULES_ONLY = Path(__file__).resolve().parent.parent / "fixtures" / "rules_only.yaml"  # no dedup: GOOD repeats
