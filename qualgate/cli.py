@@ -666,9 +666,10 @@ def _show_index(info: dict[str, Any], path: str) -> None:
     click.echo(f"{term(path)}: {info['items']:,} items, {info['ngrams']:,} {info['n']}-gram hashes "
                f"(index version {info['version']})")
     for b in info["benchmarks"]:
-        click.echo(f"  {term(b['name'])}: {b['items']:,} items, {b['ngrams']:,} n-grams, {b['short_items']:,} items "
-                   f"shorter than {info['n']} words, {b.get('empty_items', 0):,} empty; text view "
-                   f"{term(repr(b.get('text')))}, id {term(repr(b.get('id')))}")
+        click.echo(f"  {term(b['name'])}: {b['items']:,} items, {b['ngrams']:,} n-grams, {b['short_lines']:,} "
+                   f"lines and items shorter than {info['n']} words ({b.get('short_items', 0):,} items), "
+                   f"{b.get('empty_items', 0):,} empty; text view {term(repr(b.get('text')))}, id field "
+                   f"{term(b.get('id') or 'auto')}")
         for src in b.get("sources", []):
             click.echo(f"    from {term(src['file'])} sha256 {src['sha256']}")
         if b.get("licence"):

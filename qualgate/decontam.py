@@ -55,12 +55,14 @@ def normalize(text: str) -> str:
 @dataclass
 class Tokens:
     """64-bit word hashes of a batch of normalised texts: text i's words are ``hashes[starts[i]:starts[i]+counts[i]]``,
-    with prefix sums that hash any run of words (an n-gram, a line) in O(1)."""
+    with prefix sums that hash any run of words (an n-gram, a line) in O(1) and count its wordy words (two or more
+    characters, not all digits)."""
 
     hashes: U64
     starts: I64
     counts: I64
     prefix: U64
+    wordy: I64
 
     @classmethod
     def of(cls, normalized: Sequence[str]) -> Tokens:
@@ -71,11 +73,23 @@ class Tokens:
             joined = " ".join(present)
             cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
             hashes, _ = Shingler._word_hashes(cp, present)
+            space = cp == 32
+            token = np.cumsum(space)[~space]  # each non-space character's word
+            length = np.bincount(token, minlength=len(hashes))
+            digits = np.bincount(token, weights=((cp >= 48) & (cp <= 57))[~space], minlength=len(hashes))
+            wordy = (length >= 2) & (digits < length)
         else:
-            hashes = np.empty(0, np.uint64)
+            hashes, wordy = np.empty(0, np.uint64), np.empty(0, bool)
         prefix = np.zeros(len(hashes) + 1, dtype=np.uint64)
         np.cumsum(hashes * _pow_table(_C2, len(hashes)), out=prefix[1:])
-        return cls(hashes, starts.astype(np.int64), counts, prefix)
+        wordy_prefix = np.zeros(len(hashes) + 1, dtype=np.int64)
+        np.cumsum(wordy, out=wordy_prefix[1:])
+        return cls(hashes, starts.astype(np.int64), counts, prefix, wordy_prefix)
+
+    def wordy_words(self, starts: I64, lengths: I64) -> I64:
+        """How many words of each run have two or more characters, not all digits (not "1 2 3", "a b c")."""
+        out: I64 = self.wordy[starts + lengths] - self.wordy[starts]
+        return out
 
     def segments(self, starts: I64, lengths: I64) -> U64:
         """The hash of each run of ``lengths[j]`` words from flat word position ``starts[j]`` (independent of where
@@ -288,6 +302,9 @@ class BenchmarkIndex:
             lo = np.searchsorted(self.ngrams, h, side="left")
             hit = lo < len(self.ngrams)
             hit[hit] = self.ngrams[lo[hit]] == h[hit]
+            if hit.any():  # an n-gram mostly of numbers and letters ("0 1 2 ... 9 a b c d e f") matches nothing
+                at = np.flatnonzero(hit)
+                hit[at] = tok.wordy_words(tok.starts[doc[at]] + pos[at], np.full(len(at), n, np.int64)) * 2 >= n
             if hit.any():
                 hi = np.searchsorted(self.ngrams, h[hit], side="right")
                 for d, p, g, a, b in zip(doc[hit].tolist(), pos[hit].tolist(), h[hit].tolist(), lo[hit].tolist(),
@@ -318,10 +335,15 @@ class BenchmarkIndex:
         segs = [(d, first, k, how) for d, words in enumerate(line_words) if out[d] is None
                 for first, k, how in _segments(words, int(tok.counts[d]), self.n, paragraphs=True)
                 if k >= short_min_words]
+        if segs:  # enough wordy words: not a line of numbers ("1, 2, 3, 4, 5, 6") or a bare signature
+            flat = tok.starts[np.asarray([x[0] for x in segs], np.int64)] + np.asarray([x[1] for x in segs], np.int64)
+            lengths = np.asarray([x[2] for x in segs], np.int64)
+            wordy = tok.wordy_words(flat, lengths) >= short_min_words
+            segs = [x for x, ok in zip(segs, wordy.tolist(), strict=True) if ok]
+            flat, lengths = flat[wordy], lengths[wordy]
         if not segs:
             return
-        h = tok.segments(tok.starts[np.asarray([x[0] for x in segs], np.int64)] +
-                         np.asarray([x[1] for x in segs], np.int64), np.asarray([x[2] for x in segs], np.int64))
+        h = tok.segments(flat, lengths)
         lo = np.searchsorted(self.short, h, side="left")
         hit = lo < len(self.short)
         hit[hit] = self.short[lo[hit]] == h[hit]
@@ -535,7 +557,8 @@ def open_benchmark(name: str, path: str | Path | None = None, *, text: str | Non
     if is_index and text is not None:
         raise ConfigError(f"benchmark '{name}' is an index file ({p}): a text view applies to data files only",
                           key="--benchmark-text")
-    return Benchmark(name, p, file_sha256(p), text or "auto", id, fmt, is_index=is_index)
+    view = (text or "auto").replace("\\n", "\n")  # a shell's '{question}\n{answer}': the newline meant
+    return Benchmark(name, p, file_sha256(p), view, id, fmt, is_index=is_index)
 
 
 def read_items(path: Path, text: str, id_field: str | None, fmt: str | None,

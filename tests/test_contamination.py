@@ -30,7 +30,7 @@ CONTAMINATED = {"verbatim": ("gm-03", "ngram"),           # the question inside 
                 "trivia_line": ("tq-02", "line"),         # a 10-word question as the instruction
                 "trivia_whole": ("tq-08", "text"),        # question and answer, nothing else
                 "long_trivia": ("tq-11", "ngram"),        # a 19-word question inside a sentence
-                "solution_copy": ("gm-16", "line")}       # only the worked solution, on a line of its own
+                "solution_copy": ("gm-16", "ngram")}      # only the worked solution
 
 
 def records() -> list[dict[str, Any]]:
@@ -185,3 +185,17 @@ def test_cli_errors_name_the_flag(tmp_path: Path) -> None:
     run = CliRunner().invoke(main, ["filter", str(SAMPLES), "-c", "decontam", "-o", str(tmp_path / "o"), "-q",
                                     "--benchmark", f"school={BENCH}", "--benchmark-text", "other={question}"])
     assert run.exit_code == 2 and "--benchmark-text" in run.output
+
+
+def test_the_shipped_humaneval_index() -> None:
+    """`--benchmark humaneval` needs no file: the index ships in rules/benchmarks (hashes of the prompts only)."""
+    g = Gate.from_config({"version": 1, "extends": "decontam", "input": {"id": "id"}}, cache_dir=None)
+    g.load_benchmark("humaneval")
+    copied = ("Here is the task: Check if in given list of numbers, are any two numbers closer to each other than "
+              "given threshold. Write it in Python.")  # one sentence of HumanEval/0's docstring (MIT)
+    near = "Write a Python function that returns True when two numbers in a list differ by less than a threshold."
+    result = g.run([{"id": "copy", "instruction": copied, "output": "def f(xs, t): ..."},
+                    {"id": "near", "instruction": near, "output": "def f(xs, t): ..."}])
+    found = {d.id: d.findings[0].evidence["item_id"] if d.findings else None for d in result.decisions}
+    assert found == {"copy": "HumanEval/0", "near": None}
+    assert g.sets_info["benchmark"]["benchmarks"]["humaneval"]["index"] is True
