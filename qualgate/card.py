@@ -184,6 +184,7 @@ def build_card(report: Mapping[str, Any], tally: FileTally | None = None, *,
         "gate": {"passed": bool(gate.get("passed")), "conditions": gate.get("conditions", [])},
         "diversity": _diversity(report.get("diversity")),
         "leak": _leak(checks, report.get("private"), sets),
+        "decontamination": _decontamination(checks, sets),
         "set_checks": {name: _scalars(sec) for name, sec in sets.items() if isinstance(sec, Mapping)},
         "other_sections": {k: _scalars(v) for k, v in report.items()
                            if k not in _KNOWN_REPORT_KEYS and isinstance(v, Mapping)},
@@ -414,6 +415,23 @@ def _leak(checks: list[dict[str, Any]], private: Mapping[str, Any] | None,
                         "reasons": c["reasons"],
                         "private_records": (sets.get(c["name"]) or {}).get("private_records")}
                        for c in leak_checks]}
+
+
+def _decontamination(checks: list[dict[str, Any]], sets: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The benchmarks a check kept out (a set-check section listing ``benchmarks``): their names, item counts and
+    source hashes, and what the check rejected. None when no check compared with a benchmark."""
+    found = []
+    for c in checks:
+        section = sets.get(c["name"])
+        if not isinstance(section, Mapping) or not isinstance(section.get("benchmarks"), list):
+            continue
+        benchmarks = [{**{k: b.get(k) for k in ("name", "items", "n") if k in b},
+                       "sources": [{k: src.get(k) for k in ("file", "sha256") if k in src}
+                                   for src in b.get("sources") or [] if isinstance(src, Mapping)]}
+                      for b in section["benchmarks"] if isinstance(b, Mapping)]
+        found.append({"check": c["name"], "thresholds": c["thresholds"], "rejected": c.get("rejected", 0),
+                      "reasons": c["reasons"], "benchmarks": benchmarks})
+    return {"checks": found} if found else None
 
 
 def _repairs(rep: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -712,6 +730,14 @@ def to_markdown(card: Mapping[str, Any]) -> str:
                       f"private records ({md_text(_thresholds_text(c['thresholds']))})" for c in leak["checks"]]
         else:
             lines.append(md_text(leak.get("note") or "no check compared with the private set", 600))
+    decon = card.get("decontamination")
+    if decon:
+        lines += ["", "## Benchmark decontamination", ""]
+        for c in decon["checks"]:
+            names = "; ".join(f"{md_text(b.get('name'))} ({_fmt(b.get('items'))} items"
+                              + "".join(f", {md_code(src.get('file'))} sha256 {md_code(src.get('sha256'))}"
+                                        for src in b["sources"]) + ")" for b in c["benchmarks"]) or "none loaded"
+            lines.append(f"- {md_text(c['check'])}: {_fmt(c['rejected'])} rejected; benchmarks: {names}")
     if card.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {md_text(w, 600)}" for w in card["warnings"]]
     lines += ["", f"Tool: qualgate {md_code(tool['version'])}, {md_text(tool['python'])} on "

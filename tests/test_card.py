@@ -168,6 +168,19 @@ def test_a_report_missing_sections_or_with_new_ones_still_gives_a_card() -> None
     assert [i["sha256"] for i in huge["inputs"]] == [None, None]
     assert huge["huggingface"]["source_datasets"] == ["in.jsonl"]
     assert "1,000,000,000,005 synthetic records" in to_markdown(huge)
+    # a set-aware check that lists the benchmarks it kept out (contamination): names, counts, source hashes
+    decon = build_card({"total": 2, "accepted": 1, "by_check": {"contamination": {"kind": "contamination", "scored": 2,
+                                                                                   "rejected": 1, "reasons": {"x": 1}}},
+                        "config": {"resolved": {"checks": [{"check": "contamination", "name": "contamination",
+                                                            "n": 13}]}},
+                        "sets": {"contamination": {"n": 13, "benchmarks": [
+                            {"name": "gsm8k", "items": 60, "sources": [{"file": "gsm.jsonl", "sha256": "ab" * 32}],
+                             "examples": ["a benchmark question"]}], "warnings": []}}})
+    assert decon["decontamination"] == {"checks": [{"check": "contamination", "thresholds": {"n": 13}, "rejected": 1,
+                                                    "reasons": {"x": 1}, "benchmarks": [
+        {"name": "gsm8k", "items": 60, "sources": [{"file": "gsm.jsonl", "sha256": "ab" * 32}]}]}]}
+    assert "gsm8k (60 items, `gsm.jsonl` sha256" in to_markdown(decon)
+    assert "a benchmark question" not in json.dumps(decon)
     assert yaml.safe_load(to_yaml(huge))["created"] == "2026-01-01T00:00:00Z"
 
 
