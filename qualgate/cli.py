@@ -242,10 +242,25 @@ def _role_fields(items: tuple[str, ...]) -> dict[str, str] | None:
     return out or None
 
 
+class _NoProgress:
+    """The progress bar nobody sees (``-q``, or stderr is no terminal): tqdm is not even imported (5 ms)."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+
 def _progress(quiet: bool) -> Any:
+    if quiet or not sys.stderr.isatty():
+        return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(unit=" samples", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, mininterval=0.5)
+    return tqdm(unit=" samples", file=sys.stderr, mininterval=0.5)
 
 
 @main.command("report")

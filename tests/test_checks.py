@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qualgate import Gate
 from qualgate.findings import Finding
@@ -240,8 +242,9 @@ def test_truncated_lets_list_items_end_without_a_period(text: str, reasons: list
     "xAs an AI language model",  # inside a word: no match
     "AS  AN\nAI   LANGUAGE MODEL, and as an ai language modelling course",
     "I'm sorry, but I can't. I’m sorry, but I can't.",
-    "A\u017f an AI language model",  # long s, read as "s" when case is ignored: the slow path keeps it
+    "A\u017f an AI language model",  # long s, read as "s" when case is ignored
     "_As an AI language model_ 9as an AI language model",
+    "\u0130\u2019m \u017forry, but I can\u2019t. As an AI \u212aNOWLEDGE \u00c9 caf\u00e9: i\u0307 \u0131 as an ai",
 ])
 def test_phrase_regex_fast_path_finds_what_re_finds(text: str) -> None:
     """PhraseRegex lower-cases an ASCII text and searches it without the lookbehind; the matches (text, start,
@@ -255,3 +258,37 @@ def test_phrase_regex_fast_path_finds_what_re_finds(text: str) -> None:
         assert [(m.group(0), m.start(), m.end()) for m in rx.finditer(text)] == expected
         first = rx.search(text)
         assert (first.group(0) if first else None) == (expected[0][0] if expected else None)
+
+
+_PHRASE_WORDS = ["as", "an", "ai", "language", "model", "i'm", "i’m", "sorry", "but", "i", "cannot", "AS", "AI",
+                 "\u017forry", "A\u017f", "a\u0130", "\u0131'm", "\u0130", "\u0131", "\u212a", "\u00e9", "x", "_", "9",
+                 ","]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PHRASE_WORDS), st.sampled_from([" ", "", "\n", "  ", "\u00a0", "-"])),
+                max_size=14).map(lambda pairs: "".join(w + sep for w, sep in pairs)))
+def test_phrase_regex_fast_path_finds_what_re_finds_beyond_ascii(text: str) -> None:
+    """A text beyond ASCII is folded (``_FOLD``), not searched with the case-blind pattern: same matches."""
+    from qualgate.checks.rules import phrase_regex
+
+    rx = phrase_regex(["as an ai language model", "i'm sorry, but", "i cannot", "ai", "sorry"])
+    expected = [(m.group(0), m.start(), m.end()) for m in rx.pattern.finditer(text)]
+    assert [(m.group(0), m.start(), m.end()) for m in rx.finditer(text)] == expected
+
+
+def test_the_fold_covers_every_character_re_matches_with_an_ascii_letter() -> None:
+    """``_FOLD`` maps each non-ASCII character that ``re.IGNORECASE`` equates with an ASCII one to that letter
+    (a newer Unicode could add one)."""
+    import re
+    import string
+    import sys
+
+    from qualgate.checks.rules import _FOLD
+
+    ascii_class = re.compile("[" + re.escape("".join(map(chr, range(128)))) + "]", re.IGNORECASE)
+    found = {}
+    for cp in range(128, sys.maxunicode + 1):
+        if ascii_class.fullmatch(c := chr(cp)):
+            found[cp] = next(a for a in string.ascii_lowercase if re.fullmatch(a, c, re.IGNORECASE))
+    assert found == {cp: chr(to) for cp, to in _FOLD.items() if cp >= 128}
