@@ -51,7 +51,8 @@ _KNOWN_REPORT_KEYS = frozenset({"total", "accepted", "rejected", "reject_rate", 
 _CHUNK = 1 << 22
 #: Numeric parameters that tune how a check computes (batching, search effort, seeds), not where it decides.
 _SETTINGS = frozenset({"batch_size", "window", "exact_limit", "partitions", "max_neighbours", "max_candidates",
-                       "num_perm", "seed", "trials", "folds", "k", "workers"})
+                       "num_perm", "seed", "trials", "folds", "k", "workers", "order", "max_tokens",
+                       "reference_limit", "cache_prior"})
 
 
 # ------------------------------------------------------------------------------------------ per-file counts
@@ -158,7 +159,7 @@ def build_card(report: Mapping[str, Any], tally: FileTally | None = None, *,
     sets = report.get("sets") or {}
     by_check = report.get("by_check") or {}
     tally = tally or FileTally()
-    inputs = [{**file_identity(p), **tally.of(p)} for p in run.get("inputs") or []]
+    inputs = [{**file_identity(p), **tally.of(p)} for p in dict.fromkeys(run.get("inputs") or [])]
     checks = _checks(resolved, by_check, sets, run.get("check_order"))
     models = _models(resolved, sets, report.get("diversity"))
     gate = report.get("gate") or {"passed": True, "conditions": []}
