@@ -775,7 +775,12 @@ def load_card(run_dir: str | Path, *, rebuild: bool = False, source_datasets: li
         raise InputError(f"cannot read the run's report: {exc}", file=str(run / REPORT_JSON)) from None
     if not isinstance(report, dict):
         raise InputError("not a qualgate report (a JSON object)", file=str(run / REPORT_JSON))
-    return build_card(report, tally_from_run(run), source_datasets=source_datasets, task_categories=task_categories)
+    try:
+        return build_card(report, tally_from_run(run), source_datasets=source_datasets,
+                          task_categories=task_categories)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # edited by hand, or by another tool
+        raise InputError(f"not as qualgate writes it ({type(exc).__name__}: {exc})", file=str(run / REPORT_JSON)) \
+            from None
 
 
 def render(card: Mapping[str, Any], fmt: str) -> str:

@@ -140,6 +140,10 @@ def test_qualgate_card_reads_card_json_or_rebuilds_it_for_older_runs(run: Path, 
     assert rebuilt["inputs"] == _card(run)["inputs"]
     res = CliRunner().invoke(main, ["card", str(tmp_path)])
     assert res.exit_code == 2 and "report.json" in res.output
+    report = json.loads((old / "report.json").read_text())
+    (old / "report.json").write_text(json.dumps({**report, "run": ["not", "a", "mapping"]}))
+    res = CliRunner().invoke(main, ["card", str(old)])
+    assert res.exit_code == 2 and "not as qualgate writes it" in res.output, res.output
 
 
 def test_a_file_name_with_a_newline_colon_and_yaml_markers_stays_inside_its_field(tmp_path: Path) -> None:
