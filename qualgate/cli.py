@@ -206,6 +206,12 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
 
 def _load_benchmarks(gate: Any, items: tuple[str, ...], texts: tuple[str, ...], cache: Any) -> None:
     """``--benchmark NAME=PATH`` (or a shipped NAME) with ``--benchmark-text NAME=TEMPLATE``, loaded into ``gate``."""
+    for name, where, view in _benchmark_specs(items, texts):
+        gate.load_benchmark(name, where, text=view, cache_dir=cache)
+
+
+def _benchmark_specs(items: tuple[str, ...], texts: tuple[str, ...]) -> list[tuple[str, str | None, str | None]]:
+    """(name, absolute path or None for a shipped index, text view) of each ``--benchmark``."""
     import os
 
     named: dict[str, str | None] = {}
@@ -224,8 +230,7 @@ def _load_benchmarks(gate: Any, items: tuple[str, ...], texts: tuple[str, ...], 
             raise click.BadParameter(f"{item!r}: expected NAME=TEMPLATE for a NAME given with --benchmark",
                                      param_hint="--benchmark-text")
         views[name.strip()] = template
-    for name, where in named.items():
-        gate.load_benchmark(name, where, text=views.get(name), cache_dir=cache)
+    return [(name, where, views.get(name)) for name, where in named.items()]
 
 
 def _role_fields(items: tuple[str, ...]) -> dict[str, str] | None:
@@ -496,9 +501,15 @@ class _CheckCommand(click.Command):
 @click.option("--trust-worktree", is_flag=True,
               help="Read the config and the overrides from the working tree instead of the base revision. Only where "
                    "the change itself is trusted: otherwise a pull request could bring the rules that judge it.")
+@click.option("--benchmark", "benchmarks", multiple=True, metavar="NAME=PATH",
+              help="A benchmark no added record may contain (repeatable; -c decontam): a data or index file read as "
+              "given (keep it outside the repository, or a change could edit it), or NAME for a shipped index.")
+@click.option("--benchmark-text", "benchmark_texts", multiple=True, metavar="NAME=TEMPLATE",
+              help="Text view of a benchmark file's items (default: auto).")
 def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str | None, id_field: str | None,
               fields: tuple[str, ...], out_format: str, fmt: str | None, max_listed: int, cache_dir: str | None,
-              overrides: str | None, hook: bool, trust_worktree: bool) -> None:
+              overrides: str | None, hook: bool, trust_worktree: bool, benchmarks: tuple[str, ...] = (),
+              benchmark_texts: tuple[str, ...] = ()) -> None:
     """Check only the records a change adds to dataset FILES, against the records already there.
 
     The config and the overrides file come from the base revision (a shipped pack, or the base's version of the
@@ -527,6 +538,7 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
     if hook and not click.get_current_context().meta.get("qualgate.end_of_options"):
         _fail(ConfigError("--hook: the hook's args must end with '--' (args: [-c, instruct, --]), or a committed file "
                           "named like an option (--config=x.json) would set that option"))
+    bench_specs = _benchmark_specs(benchmarks, benchmark_texts)  # paths as the user's working directory names them
     try:
         with temp_workdir() as tmp:
             from pathlib import Path
@@ -540,6 +552,8 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
             with working_dir(None if trusted is None else trusted.cwd()):
                 gate = Gate.from_config(config_ref, text=text, id=id_field, fields=_role_fields(fields), workers=1,
                                         cache_dir=cache)
+                for name, where, view in bench_specs:  # from the command line only, never from the change
+                    gate.load_benchmark(name, where, text=view, cache_dir=cache)
                 if overrides_file:
                     gate.use_overrides(overrides_file, require_hash=not trust_worktree)
             changes = find_changes(list(files), ref, fmt, Path(cache) / "check-base" if cache else Path(tmp),

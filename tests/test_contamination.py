@@ -199,3 +199,25 @@ def test_the_shipped_humaneval_index() -> None:
     found = {d.id: d.findings[0].evidence["item_id"] if d.findings else None for d in result.decisions}
     assert found == {"copy": "HumanEval/0", "near": None}
     assert g.sets_info["benchmark"]["benchmarks"]["humaneval"]["index"] is True
+
+
+def test_pull_request_check_takes_benchmarks_from_the_command_line(tmp_path: Path) -> None:
+    """`qualgate check -c decontam --benchmark NAME=PATH`: an added record that copies a benchmark item fails."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    clean = [r for r in records() if r["id"].startswith("clean_")]
+    (repo / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in clean[:4]))
+    subprocess.run(["git", "add", "data.jsonl"], cwd=repo, check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-q", "-m", "base"], cwd=repo, check=True, capture_output=True)
+    added = [r for r in records() if r["id"] in ("verbatim", "clean_planets")]
+    with (repo / "data.jsonl").open("a") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in added))
+    run = CliRunner().invoke(main, ["check", str(repo / "data.jsonl"), "--base", "HEAD", "-c", "decontam", "--id",
+                                    "id", "--format", "json", "--benchmark", f"school={BENCH}"])
+    assert run.exit_code == 1, run.output
+    out = json.loads(run.output)
+    assert [(r["id"], r["findings"][0]["evidence"]["item_id"]) for r in out["rejected"]] == [("verbatim", "gm-03")]
