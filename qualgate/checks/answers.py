@@ -18,7 +18,6 @@ from qualgate.checks.rules import (
     _compile_all,
     phrase_regex,
 )
-from qualgate.checks.tasks import transformation_task
 from qualgate.findings import Finding
 from qualgate.packs import is_shipped, list_param, read_list
 from qualgate.regex import check_patterns, user_patterns
@@ -359,6 +358,8 @@ class PromptEcho(Check[PromptEchoParams]):
         if rewrite:
             evidence["rewrite_verb"] = rewrite.group(0)
         copy = self._copy.search(instruction_text) if self._copy else None
+        from qualgate.checks.tasks import transformation_task  # 28 patterns (9 ms): not for a refusal-only run
+
         transform = transformation_task(instruction_text)
         if transform:
             evidence["transform_task"] = transform
