@@ -88,7 +88,9 @@ class KeyIndex:
         home: I64 = ((stored * self._GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
         return home
 
-    def add(self, keys: U64, values: I64) -> None:
+    def add(self, keys: U64, values: I64, stored: I64 | None = None) -> None:
+        """Store ``values`` under ``keys``. ``stored``: with ``cap``, how many values each key holds already, when
+        the caller has just looked them up (``BandCandidates.fill``), so they are not looked up again."""
         if len(keys) == 0:
             return
         keys = np.asarray(keys, dtype=np.uint64)
@@ -98,7 +100,7 @@ class KeyIndex:
         if len(keys) >= 2**31 - 2:
             raise ValueError("add at most 2^31 - 3 keys at a time")
         if self.cap is not None:
-            room = self._room(keys)
+            room = self._room(keys, stored)
             keys, values = keys[room], values[room]
             if len(keys) == 0:
                 return
@@ -107,12 +109,13 @@ class KeyIndex:
         self._place(*self._hash(keys), values.astype(np.int32))
         self._n += len(keys)
 
-    def _room(self, keys: U64) -> npt.NDArray[np.bool_]:
-        """Which of ``keys`` (in order) still fit under ``cap``: a key's stored count plus its earlier
-        occurrences in ``keys`` must stay below it."""
+    def _room(self, keys: U64, have: I64 | None = None) -> npt.NDArray[np.bool_]:
+        """Which of ``keys`` (in order) still fit under ``cap``: a key's stored count (``have``, else looked up)
+        plus its earlier occurrences in ``keys`` must stay below it."""
         assert self.cap is not None
         stored = self._hash(keys)[1]
-        have = np.bincount(self.query(keys)[0], minlength=len(keys))
+        if have is None:
+            have = np.bincount(self.query(keys)[0], minlength=len(keys))
         order = np.argsort(stored, kind="stable")
         ordered = stored[order]
         start = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
@@ -328,8 +331,8 @@ class BandCandidates:
         fps = fingerprints(keys.ravel()[live])
         pos, val = index.query(keys.ravel()[live])
         pos = live[pos]
-        #: entries already stored in each position's bucket
-        self._fill = np.bincount(pos, minlength=n * per_row)
+        #: entries already stored in each position's bucket (samples x bands, flat)
+        self.fill = np.bincount(pos, minlength=n * per_row)
         # positions whose bucket has room and that another position of the batch shares: their buckets fill
         # (and may turn crowded) as the batch's samples are kept, so they are looked at sample by sample
         order = np.argsort(fps, kind="stable")
@@ -339,7 +342,7 @@ class BandCandidates:
         twin[order[:-1][same]] = True
         moving = np.zeros(n * per_row, dtype=bool)
         moving[live[twin]] = True
-        moving &= self._fill < cap
+        moving &= self.fill < cap
         self._moving: dict[int, list[tuple[int, int]]] = {}  # sample -> [(position, fingerprint)]
         for p, fp in zip(np.flatnonzero(moving).tolist(), fingerprints(keys.ravel()[moving]).tolist(), strict=True):
             self._moving.setdefault(p // per_row, []).append((p, fp))
@@ -350,7 +353,7 @@ class BandCandidates:
         self._batch: dict[int, list[int]] = {}  # fingerprint -> the batch's kept samples with an entry there
         # the index's entries, counted and ranked for all samples at once as the batch starts: one sort of
         # (sample, kept number, crowded) gives each pair's matches with room and crowded
-        flagged = np.sort((((pos // per_row) << 32) | val) << 1 | (self._fill[pos] >= cap))
+        flagged = np.sort((((pos // per_row) << 32) | val) << 1 | (self.fill[pos] >= cap))
         first = np.ones(len(flagged), dtype=bool)
         first[1:] = (flagged[1:] >> 1) != (flagged[:-1] >> 1)
         starts = np.flatnonzero(first)
@@ -385,7 +388,7 @@ class BandCandidates:
             batch = self._batch.get(fp)
             if not batch:
                 continue
-            crowded = int(self._fill[p] + len(batch) >= self.cap)
+            crowded = int(self.fill[p] + len(batch) >= self.cap)
             if crowded:  # the batch filled it: its entries from the index count as crowded now
                 filled += batch
                 lo, hi = np.searchsorted(self._stored_pos, [p, p + 1])
@@ -420,7 +423,7 @@ class BandCandidates:
         """Sample ``i`` is kept as kept number ``g``: its entries join the buckets of the batch that have room."""
         for p, fp in self._moving.get(i, ()):
             batch = self._batch.setdefault(fp, [])
-            if self._fill[p] + len(batch) < self.cap:
+            if self.fill[p] + len(batch) < self.cap:
                 batch.append(g)
 
 

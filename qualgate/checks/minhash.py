@@ -204,7 +204,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         self.clusters: Counter[int] = Counter()
         self.members: dict[int, list[str]] = {}
         #: the last batch's tentatively kept samples (and its features), admitted to the index by ``commit``
-        self._pending: tuple[int, int, list[int], MinhashFeatures] | None = None
+        self._pending: tuple[int, int, list[int], MinhashFeatures, I64] | None = None
         #: with engine-found candidates (``PairFeatures``): the kept sample of each exact text (baseline
         #: first), and the last batch's tentatively kept (row, exact hash); no LSH index is needed
         self._by_exact: dict[int, int] | None = None
@@ -225,13 +225,15 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         sigs = signatures_flat(flat, offsets, self.perms)
         return MinhashFeatures(exact, flat, offsets, band_keys(sigs, self.bands, self.rows))
 
-    def _admit(self, feats: MinhashFeatures, rows: Sequence[int], first: int) -> None:
+    def _admit(self, feats: MinhashFeatures, rows: Sequence[int], first: int, fill: I64 | None = None) -> None:
         """Add the batch's ``rows`` as kept samples ``first, first+1, ...`` (ids already in ``kept_ids``) to the
-        index; their shingle sets move as one flat array."""
+        index; their shingle sets move as one flat array. ``fill``: the index's entries in each of the batch's
+        buckets (``BandCandidates.fill``; the index has not changed since)."""
         idx = np.asarray(rows, dtype=np.int64)
         globals_ = np.arange(first, first + len(idx), dtype=np.int64)
         self._exact.add(feats.exact[idx], globals_)
-        self._lsh.add(feats.bands[idx].ravel(), np.repeat(globals_, self.bands))
+        self._lsh.add(feats.bands[idx].ravel(), np.repeat(globals_, self.bands),
+                      None if fill is None else fill.reshape(len(feats.exact), -1)[idx].ravel())
         lo, counts = feats.offsets[idx], np.diff(feats.offsets)[idx]
         offsets = np.zeros(len(idx) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -299,7 +301,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                 if not alone[i]:  # a sample alone has no later sample of the batch as a candidate either
                     batch_sets[g] = feats.flat[offsets[i]:offsets[i + 1]]
                     candidates.keep(i, g)
-        self._pending = (first, len(samples), admitted, feats)
+        self._pending = (first, len(samples), admitted, feats, candidates.fill)
         self._note_prefix(results, texts)
         return [r for r in results if r is not None]
 
@@ -394,14 +396,14 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
             return
         if self._pending is None:
             return
-        first, _, admitted, feats = self._pending
+        first, _, admitted, feats, fill = self._pending
         self._pending = None
         flags = [i < len(accepted) and accepted[i] for i in admitted]
         keep = [i for i, f in zip(admitted, flags, strict=True) if f]
         remap = renumber_kept(self.kept_ids, self.kept_sources, first, flags) if len(keep) != len(admitted) else None
         count_found(self.clusters, self.members, self._found, len(accepted), first, remap)
         if keep:
-            self._admit(feats, keep, first)
+            self._admit(feats, keep, first, fill)
 
     def tentative_uses(self) -> Mapping[int, int]:
         return self._uses
