@@ -221,3 +221,14 @@ def test_pull_request_check_takes_benchmarks_from_the_command_line(tmp_path: Pat
     assert run.exit_code == 1, run.output
     out = json.loads(run.output)
     assert [(r["id"], r["findings"][0]["evidence"]["item_id"]) for r in out["rejected"]] == [("verbatim", "gm-03")]
+
+
+def test_tune_redecides_from_the_stored_evidence(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("version: 1\ninput: {id: id}\nchecks:\n  - {check: contamination, min_overlap: 0.3}\n")
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["filter", str(SAMPLES), "-c", str(cfg), "-o", str(out), "-q", "--no-html",
+                                     "--no-cache", "-j", "1", "--benchmark", f"school={BENCH}"]).exit_code == 0
+    assert "light_edit" not in (out / "rejected.jsonl").read_text()
+    run = CliRunner().invoke(main, ["tune", "--run", str(out), "--set", "contamination.min_overlap=0"])
+    assert "+2" in run.output and "light_edit" in run.output and "exact" in run.output, run.output
