@@ -259,6 +259,8 @@ class BenchmarkIndex:
                         a["short_item"], a["short_words"], meta)
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"not a qualgate benchmark index ({type(exc).__name__}: {exc})", file=where) from None
+        if (problem := index._problem()) is not None:
+            raise InputError(f"damaged benchmark index: {problem}", file=where)
         if version != VERSION:
             raise InputError(f"benchmark index version {version}, this qualgate reads version {VERSION}: rebuild "
                              "it with `qualgate bench-index build`", file=where)
@@ -267,6 +269,27 @@ class BenchmarkIndex:
             raise InputError("benchmark index hashed differently from this qualgate's hashing: rebuild it with "
                              "`qualgate bench-index build`", file=where)
         return index
+
+    def _problem(self) -> str | None:
+        """What makes these arrays unusable (lengths, item numbers out of range, unsorted hashes), or None."""
+        items = len(self.item_ids)
+        if not isinstance(self.meta, dict) or not isinstance(self.meta.get("benchmarks", {}), dict):
+            return "meta is not an object"
+        if not 1 <= self.n <= 1000 or self.item_ids.ndim != 1:
+            return f"n = {self.n}"
+        if not len(self.item_bench) == len(self.item_ngrams) == len(self.item_words) == items:
+            return "item arrays of different lengths"
+        if len(self.ngrams) != len(self.ngram_item) or not len(self.short) == len(self.short_item) == len(
+                self.short_words):
+            return "hash and item arrays of different lengths"
+        for name, values, top in (("item_bench", self.item_bench, len(self.names)), ("ngram_item", self.ngram_item,
+                                  items), ("short_item", self.short_item, items)):
+            if len(values) and (values.min() < 0 or values.max() >= top):
+                return f"{name} out of range"
+        for name, hashes in (("ngrams", self.ngrams), ("short", self.short)):
+            if len(hashes) > 1 and bool((hashes[1:] < hashes[:-1]).any()):
+                return f"{name} not sorted"
+        return None
 
     def save(self, path: str | Path) -> None:
         from qualgate.npz import save_npz

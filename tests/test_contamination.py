@@ -232,3 +232,16 @@ def test_tune_redecides_from_the_stored_evidence(tmp_path: Path) -> None:
     assert "light_edit" not in (out / "rejected.jsonl").read_text()
     run = CliRunner().invoke(main, ["tune", "--run", str(out), "--set", "contamination.min_overlap=0"])
     assert "+2" in run.output and "light_edit" in run.output and "exact" in run.output, run.output
+
+
+def test_a_damaged_index_is_refused_by_name(tmp_path: Path) -> None:
+    index = BenchmarkIndex.build("school", [i["question"] for i in ITEMS], [i["id"] for i in ITEMS])
+    arrays = index.arrays()
+    arrays["ngram_item"] = arrays["ngram_item"] + 1000  # items that do not exist
+    np.savez(tmp_path / "bad.npz", **arrays)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    g = Gate.from_config("decontam", cache_dir=None)
+    with pytest.raises(InputError, match="damaged benchmark index: ngram_item out of range"):
+        g.load_benchmark("school", tmp_path / "bad.npz")
+    with pytest.raises(InputError, match="cannot read benchmark index"):
+        g.load_benchmark("school", tmp_path / "junk.npz")
