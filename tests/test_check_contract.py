@@ -39,6 +39,7 @@ MODEL_HEAVY = {
     "outlier": "needs a sentence-embedding model (embed extra); covered by tests/test_embedding.py",
     "private_leak": "needs a sentence-embedding model (embed extra); covered by tests/test_embedding.py",
     "semantic_duplicate": "needs a sentence-embedding model (embed extra); covered by tests/test_semdedup.py",
+    "contamination_rephrase": "needs a sentence-embedding model (embed extra); see tests/test_decontam_recall.py",
 }
 
 PROSE = [json.loads(x)["text"] for x in (FIXTURES / "human_prose.jsonl").read_text().splitlines() if x]

@@ -24,6 +24,7 @@ BUILTIN: dict[str, str] = {
     "semantic_duplicate": "embedding", "private_leak": "embedding", "outlier": "embedding",
     "perplexity": "perplexity",
     "contamination": "contamination",
+    "contamination_rephrase": "contamination_rephrase",
 }
 
 
