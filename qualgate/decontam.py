@@ -307,13 +307,14 @@ class BenchmarkIndex:
 
     # ------------------------------------------------------------------------------------- matching
     def match(self, texts: Sequence[str], *, short_min_words: int = 6, max_items_per_ngram: int = 10,
-              min_matches: int = 1) -> list[Match | None]:
+              min_matches: int = 1, short_inside: bool = False) -> list[Match | None]:
         """Per text: the item it overlaps most (highest share of the item's n-grams, then most n-grams), or None.
 
         An n-gram that more than ``max_items_per_ngram`` items share is template text (answer formats,
         instructions repeated by every item) and matches nothing. Where no n-gram matched, each line, paragraph and
         the whole text of a sample shorter than n words and at least ``short_min_words`` long is looked up among
-        the items' short lines (and short items) whole."""
+        the items' short lines (and short items) whole; with ``short_inside``, every run of words of a short line's
+        length anywhere in the sample is ("Quiz: which planet ... day? Answer: ...")."""
         n = self.n
         lines = len(self.short) > 0
         normalized, line_words = split_lines(texts) if lines else ([normalize(t) for t in texts], [])
@@ -348,25 +349,41 @@ class BenchmarkIndex:
             out[d] = self._match(texts[d], normalized[d], item, overlap, matched, "ngram", start_w, end_w,
                                  [self._also(s[2], s[0]) for s in scored[1:5]])
         if lines:
-            self._match_short(texts, normalized, line_words, tok, out, short_min_words, max_items_per_ngram)
+            self._match_short(texts, normalized, line_words, tok, out, short_min_words, max_items_per_ngram,
+                              short_inside)
         return out
 
     def _match_short(self, texts: Sequence[str], normalized: list[str], line_words: list[list[int]], tok: Tokens,
-                     out: list[Match | None], short_min_words: int, max_items: int) -> None:
+                     out: list[Match | None], short_min_words: int, max_items: int, inside: bool) -> None:
         """Whole matches of the items' short lines against each line, paragraph and whole text of the samples
-        without an n-gram match."""
-        segs = [(d, first, k, how) for d, words in enumerate(line_words) if out[d] is None
-                for first, k, how in _segments(words, int(tok.counts[d]), self.n, paragraphs=True)
-                if k >= short_min_words]
-        if segs:  # enough wordy words: not a line of numbers ("1, 2, 3, 4, 5, 6") or a bare signature
-            flat = tok.starts[np.asarray([x[0] for x in segs], np.int64)] + np.asarray([x[1] for x in segs], np.int64)
-            lengths = np.asarray([x[2] for x in segs], np.int64)
-            wordy = tok.wordy_words(flat, lengths) >= short_min_words
-            segs = [x for x, ok in zip(segs, wordy.tolist(), strict=True) if ok]
-            flat, lengths = flat[wordy], lengths[wordy]
-        if not segs:
+        without an n-gram match (``inside``: against every run of as many words)."""
+        if inside:
+            todo = np.asarray([d for d in range(len(out)) if out[d] is None], np.int64)
+            parts = []
+            for k in np.unique(self.short_words[self.short_words >= short_min_words]).tolist():
+                docs = todo[tok.counts[todo] >= k]
+                per = tok.counts[docs] - k + 1
+                parts.append((np.repeat(docs, per), ranges(np.zeros(len(docs), np.int64), per), k))
+            doc = np.concatenate([p[0] for p in parts] or [np.empty(0, np.int64)])
+            first = np.concatenate([p[1] for p in parts] or [np.empty(0, np.int64)])
+            length = np.concatenate([np.full(len(p[0]), p[2], np.int64) for p in parts] or [np.empty(0, np.int64)])
+            hows = ["inside"]
+            how = np.zeros(len(doc), np.int64)
+        else:
+            segs = [(d, f, k, h) for d, words in enumerate(line_words) if out[d] is None
+                    for f, k, h in _segments(words, int(tok.counts[d]), self.n, paragraphs=True)
+                    if k >= short_min_words]
+            hows = ["line", "paragraph", "text"]
+            doc = np.asarray([x[0] for x in segs], np.int64)
+            first = np.asarray([x[1] for x in segs], np.int64)
+            length = np.asarray([x[2] for x in segs], np.int64)
+            how = np.asarray([hows.index(x[3]) for x in segs], np.int64)
+        flat = tok.starts[doc] + first
+        # enough wordy words: not a line of numbers ("1, 2, 3, 4, 5, 6") or a bare signature
+        keep = np.flatnonzero(tok.wordy_words(flat, length) >= short_min_words)
+        if not len(keep):
             return
-        h = tok.segments(flat, lengths)
+        h = tok.segments(flat[keep], length[keep])
         lo = np.searchsorted(self.short, h, side="left")
         hit = lo < len(self.short)
         hit[hit] = self.short[lo[hit]] == h[hit]
@@ -377,14 +394,14 @@ class BenchmarkIndex:
         for j in np.flatnonzero(hit).tolist():
             if hi[j] - lo[j] > max_items:
                 continue
-            d, _, k, _ = segs[j]
+            s, d = int(keep[j]), int(doc[keep[j]])
             for item in self.short_item[lo[j]:hi[j]].tolist():
-                overlap = k / max(int(self.item_words[item]), 1)
+                overlap = int(length[s]) / max(int(self.item_words[item]), 1)
                 if d not in best or overlap > best[d][0]:
-                    best[d] = (overlap, j, item)
-        for d, (overlap, j, item) in best.items():
-            _, first, k, how = segs[j]
-            out[d] = self._match(texts[d], normalized[d], item, overlap, 1, how, first, first + k, [])
+                    best[d] = (overlap, s, item)
+        for d, (overlap, s, item) in best.items():
+            f, k = int(first[s]), int(length[s])
+            out[d] = self._match(texts[d], normalized[d], item, overlap, 1, hows[int(how[s])], f, f + k, [])
 
     def _also(self, item: int, overlap: float) -> dict[str, Any]:
         return {"benchmark": self.names[int(self.item_bench[item])], "item_id": str(self.item_ids[item]),

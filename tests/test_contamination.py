@@ -245,3 +245,12 @@ def test_a_damaged_index_is_refused_by_name(tmp_path: Path) -> None:
         g.load_benchmark("school", tmp_path / "bad.npz")
     with pytest.raises(InputError, match="cannot read benchmark index"):
         g.load_benchmark("school", tmp_path / "junk.npz")
+
+
+def test_short_inside_finds_a_short_question_within_a_line() -> None:
+    quiz = {"id": "quiz", "instruction": "Quiz time! Which organ of the human body produces insulin? Think first.",
+            "output": "The pancreas."}
+    assert gate().run([quiz]).decisions[0].accepted  # not a whole line: missed by default
+    found = gate(short_inside=True).run([quiz]).decisions[0].findings[0].evidence
+    assert (found["item_id"], found["match"], found["span"]) == (
+        "tq-06", "inside", "Which organ of the human body produces insulin")

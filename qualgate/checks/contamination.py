@@ -29,6 +29,9 @@ class ContaminationParams(Params):
                                "(0: any; 0.5 keeps samples that quote only part of an item)")
     short_min_words: int = Field(6, ge=1, description="an item shorter than n words is matched whole against each "
                                  "line, paragraph and the whole sample when it has at least this many words")
+    short_inside: bool = Field(False, description="also find an item's short line inside a longer line of the "
+                               "sample ('Quiz: <question> Answer: ...'), not only as a whole line; finds more, "
+                               "and more common phrases")
     max_items_per_ngram: int = Field(10, ge=1, description="an n-gram that more items share is template text "
                                      "(answer formats, repeated instructions) and matches nothing")
     field: FieldName = Field(None, description=FIELD_DOC)
@@ -113,7 +116,8 @@ class Contamination(BenchmarkCheck[ContaminationParams]):
         texts, problems = field_texts(samples, self.params.field)
         p = self.params
         matches = (self.index.match(texts, short_min_words=p.short_min_words,
-                                    max_items_per_ngram=p.max_items_per_ngram, min_matches=p.min_matches)
+                                    max_items_per_ngram=p.max_items_per_ngram, min_matches=p.min_matches,
+                                    short_inside=p.short_inside)
                    if self.index is not None else [None] * len(texts))
         out: list[Measurement | FieldProblem] = []
         for problem, m in zip(problems, matches, strict=True):
