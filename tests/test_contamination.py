@@ -254,3 +254,17 @@ def test_short_inside_finds_a_short_question_within_a_line() -> None:
     found = gate(short_inside=True).run([quiz]).decisions[0].findings[0].evidence
     assert (found["item_id"], found["match"], found["span"]) == (
         "tq-06", "inside", "Which organ of the human body produces insulin")
+
+
+def test_a_resumed_checkpoint_does_not_reuse_verdicts_of_other_benchmarks(tmp_path: Path) -> None:
+    bench = tmp_path / "bench.jsonl"
+    shutil.copy(BENCH, bench)
+    args = ["filter", str(SAMPLES), "-c", "decontam", "--id", "id", "-q", "--no-html", "--no-cache", "-j", "1",
+            "--checkpoint", str(tmp_path / "ckpt"), "--benchmark", f"school={bench}"]
+    assert CliRunner().invoke(main, [*args, "-o", str(tmp_path / "a")]).exit_code == 0
+    assert "clean_berlin" not in (tmp_path / "a" / "rejected.jsonl").read_text()
+    berlin = next(r for r in records() if r["id"] == "clean_berlin")
+    with bench.open("a") as fh:
+        fh.write(json.dumps({"id": "new", "question": berlin["output"], "answer": "1989"}) + "\n")
+    assert CliRunner().invoke(main, [*args, "-o", str(tmp_path / "b")]).exit_code in (0, 1)  # 9 of 16: > 50%
+    assert "clean_berlin" in (tmp_path / "b" / "rejected.jsonl").read_text()
