@@ -27,8 +27,9 @@ class ContaminationParams(Params):
     min_overlap: float = Field(0.0, ge=0, le=1,
                                description="share of the item's n-grams the sample must contain to be rejected "
                                "(0: any; 0.5 keeps samples that quote only part of an item)")
-    short_min_words: int = Field(6, ge=1, description="an item shorter than n words is matched whole against each "
-                                 "line, paragraph and the whole sample when it has at least this many words")
+    short_min_words: int = Field(6, ge=1, description="a line of an item (or an item) shorter than n words is "
+                                 "matched whole against each line, paragraph and the whole sample when it has at "
+                                 "least this many words of 2+ characters, not all digits")
     short_inside: bool = Field(False, description="also find an item's short line inside a longer line of the "
                                "sample ('Quiz: <question> Answer: ...'), not only as a whole line; finds more, "
                                "and more common phrases")
