@@ -232,8 +232,11 @@ class RunWriter:
                                                  else None for d in part]
         rows[OVERRIDE_COLUMN] += [dumps_record(d.override.to_dict()).decode("utf-8") if d.override else None
                                   for d in part]
-        rows[REPAIRS_COLUMN] += [_utf8(dumps_record(repairs).decode("utf-8")) if (repairs := repairs_of(s.record))
-                                 else None for s in samples]
+        if any(isinstance(s.record, Repaired) for s in samples):
+            rows[REPAIRS_COLUMN] += [_utf8(dumps_record(repairs).decode("utf-8"))
+                                     if (repairs := repairs_of(s.record)) else None for s in samples]
+        else:
+            rows[REPAIRS_COLUMN] += [None] * len(samples)
         for d in part:
             if d.override is not None:
                 if self._overrides is None:

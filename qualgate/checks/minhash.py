@@ -266,6 +266,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         candidates = BandCandidates(self._lsh, feats.bands, self.params.max_candidates)
         # most samples have no candidate at all, in the index or in the batch: no ranking, no Jaccard to compute
         alone = candidates.alone().tolist()
+        nothing = Measurement({"exact": 0.0, "jaccard": 0.0}, {})  # read only: the samples alone share it
         known = self._initial_jaccards(candidates, feats)
         first = len(self.kept_ids)
         batch_exact: dict[int, int] = {}
@@ -283,7 +284,7 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
                     uses.setdefault(admitted[kept - first], i)
                 continue
             if alone[i]:  # what _judge gives for no candidates
-                results[i], duplicate = Measurement({"exact": 0.0, "jaccard": 0.0}, {}), False
+                results[i], duplicate = nothing, False
             else:
                 ranked, cut, filled = candidates.ranked(i)
                 shingles = feats.flat[offsets[i]:offsets[i + 1]]

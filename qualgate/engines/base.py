@@ -119,13 +119,14 @@ def _run_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all
             new = _score_live(check, [live[r] for r in todo], [positions[r] for r in todo], features)
             memo.update(((check.name, id(live[r])), m) for r, m in zip(todo, new, strict=True))
             results = [memo[check.name, id(d)] for d in live]
+        columns = [(f"{check.name}.{key}", key) for key in check.score_names]
         for d, m in zip(live, results, strict=True):
             if isinstance(m, FieldProblem):
                 bad = malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key)
                 d.findings.append(replace(bad, evidence={**bad.evidence, "from_check": check.name}))
                 continue
-            for key in check.score_names:
-                d.scores[f"{check.name}.{key}"] = m.values.get(key)
+            for column, key in columns:
+                d.scores[column] = m.values.get(key)
             if m.evidence:
                 d.evidence[check.name] = m.evidence
             d.findings.extend(check.decide(m))
