@@ -162,9 +162,12 @@ class PhraseRegex:
     several times faster, and the case-blind ``pattern`` (which takes twice as long to compile as the other:
     8 ms for refusal.txt) is compiled only for phrases beyond ASCII."""
 
-    def __init__(self, parts: list[str], ascii_only: bool) -> None:
+    def __init__(self, parts: list[str], ascii_only: bool, trie: str | None = None) -> None:
+        """``parts``: a regex per phrase, longest phrase first; ``trie``: the same alternation as ``_trie``
+        writes it (for the case-sensitive pattern only: ignoring case, two branches can match one letter)."""
         self._body = "|".join(parts)
-        self._lower = re.compile(r"(?:" + self._body + r")(?!\w)") if parts and ascii_only else None
+        lower = trie if trie is not None else self._body
+        self._lower = re.compile(r"(?:" + lower + r")(?!\w)") if parts and ascii_only else None
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -190,6 +193,33 @@ class PhraseRegex:
 _WORD_CHAR = re.compile(r"\w")
 
 
+def _trie(phrases: list[str]) -> str:
+    """The alternation of ``phrases`` (lower case, single-spaced, no "’") with each shared start written once:
+    ``as\\s+an(?:\\s+ai(?:\\s+language\\s+model)?|...)``.
+
+    The same matches as the longest-first alternation: the branches of a node match different characters (one
+    letter, ``['’]`` or whitespace), so a text position follows one path, and on it a longer phrase is tried
+    before one that ends sooner (``(...)?`` tries the group first). Compiles faster (refusal.txt: 3.9 -> 2.0 ms)
+    and matches 4-17 times faster (``re`` no longer tries a hundred phrases that start alike one by one)."""
+    root: dict[str, Any] = {}
+    for phrase in phrases:
+        node = root
+        for i, word in enumerate(phrase.split(" ")):
+            for atom in [r"\s+"] * (i > 0) + ["['’]" if c == "'" else re.escape(c) for c in word]:
+                node = node.setdefault(atom, {})
+        node[""] = {}  # a phrase ends here
+
+    def write(node: dict[str, Any]) -> str:
+        branches = [atom + write(child) for atom, child in node.items() if atom]
+        if not branches:
+            return ""
+        if len(branches) == 1 and "" not in node:
+            return branches[0]
+        return "(?:" + "|".join(branches) + ")" + ("?" if "" in node else "")
+
+    return write(root)
+
+
 def phrase_regex(phrases: list[str]) -> PhraseRegex:
     """One case-insensitive regex for many phrases: apostrophes and whitespace matched loosely."""
     parts = []
@@ -198,7 +228,10 @@ def phrase_regex(phrases: list[str]) -> PhraseRegex:
         words = [re.escape(w).replace("'", "['’]") for w in phrase.split()]
         parts.append(r"\s+".join(words))
     # a non-ASCII letter may match an ASCII one when case is ignored ("ſ" is "s"): such lists keep ``re``'s way
-    return PhraseRegex(parts, all(p.replace("’", "").isascii() for p in unique))
+    ascii_only = all(p.replace("’", "").isascii() for p in unique)
+    # a phrase with "’" (matched by "['’]" too) or odd spacing, or a very long one (recursion), stays flat
+    tree = ascii_only and all(p and p == " ".join(p.split()) and "’" not in p and len(p) <= 300 for p in unique)
+    return PhraseRegex(parts, ascii_only, _trie(unique) if tree else None)
 
 
 class BoilerplateParams(Params):
