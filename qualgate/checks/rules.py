@@ -204,13 +204,13 @@ def _trie(phrases: list[str]) -> str:
     root: dict[str, Any] = {}
     for phrase in phrases:
         node = root
-        for i, word in enumerate(phrase.split(" ")):
-            for atom in [r"\s+"] * (i > 0) + ["['’]" if c == "'" else re.escape(c) for c in word]:
-                node = node.setdefault(atom, {})
+        for c in phrase:
+            node = node.setdefault(c, {})
         node[""] = {}  # a phrase ends here
 
     def write(node: dict[str, Any]) -> str:
-        branches = [atom + write(child) for atom, child in node.items() if atom]
+        branches = [(r"\s+" if c == " " else "['’]" if c == "'" else re.escape(c)) + write(child)
+                    for c, child in node.items() if c]
         if not branches:
             return ""
         if len(branches) == 1 and "" not in node:
