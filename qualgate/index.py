@@ -243,9 +243,11 @@ class ShingleStore:
         idx = np.asarray(rows, dtype=np.int64)
         chunk = np.searchsorted(np.asarray(self._starts, dtype=np.int64), idx, side="right") - 1
         by_chunk = np.argsort(chunk, kind="stable")
-        bounds = np.searchsorted(chunk[by_chunk], np.arange(len(self._chunks) + 1)).tolist()
+        # the chunks the rows are in, not every chunk: a chunk is a batch, and a million records make 2,000
+        present, starts = np.unique(chunk[by_chunk], return_index=True)
+        ends = np.append(starts[1:], len(idx))
         lo, hi = np.empty(len(idx), np.int64), np.empty(len(idx), np.int64)
-        parts = [(c, by_chunk[a:b]) for c, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a]
+        parts = [(c, by_chunk[a:b]) for c, a, b in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True)]
         for c, sel in parts:
             offsets = self._chunks[c][1]
             j = idx[sel] - self._starts[c]

@@ -272,8 +272,19 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         batch_exact: dict[int, int] = {}
         batch_sets: dict[int, U32] = {}
         admitted: list[int] = []
-        found, uses = self._found, self._uses
+        found, uses, kept_ids = self._found, self._uses, self.kept_ids
+        # readable, eligible, alone and without an exact copy in the index (most samples): kept, unless an
+        # earlier sample of the batch has the same exact text
+        plain = [a and p is None and e and i not in exact_hit
+                 for i, (a, p, e) in enumerate(zip(alone, problems, eligible, strict=True))]
         for i, (s, key) in enumerate(zip(samples, exact.tolist(), strict=True)):
+            if plain[i] and key not in batch_exact:  # the steps below, for such a sample
+                results[i] = nothing
+                batch_exact[key] = len(kept_ids)
+                kept_ids.append(s.id)
+                self.kept_sources.append(source_tuple(s.source))
+                admitted.append(i)
+                continue
             if results[i] is not None:
                 continue
             kept = exact_hit.get(i, batch_exact.get(key))

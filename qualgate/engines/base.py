@@ -120,16 +120,24 @@ def _run_checks(checks: Sequence[Check[Any]], decisions: Sequence[Decision], all
             memo.update(((check.name, id(live[r])), m) for r, m in zip(todo, new, strict=True))
             results = [memo[check.name, id(d)] for d in live]
         columns = [(f"{check.name}.{key}", key) for key in check.score_names]
+        quiet: Any = None  # the last measurement, if it had no evidence and decided nothing, and its scores
+        quiet_scores: dict[str, float | None] = {}
         for d, m in zip(live, results, strict=True):
+            if m is quiet:  # shared by the samples a set check found nothing for: decided once
+                d.scores.update(quiet_scores)
+                continue
             if isinstance(m, FieldProblem):
                 bad = malformed(m.reason, f"check '{check.name}': {m.message}", d.sample.source, m.key)
                 d.findings.append(replace(bad, evidence={**bad.evidence, "from_check": check.name}))
                 continue
-            for column, key in columns:
-                d.scores[column] = m.values.get(key)
+            scores = {column: m.values.get(key) for column, key in columns}
+            d.scores.update(scores)
             if m.evidence:
                 d.evidence[check.name] = m.evidence
-            d.findings.extend(check.decide(m))
+            if found := check.decide(m):
+                d.findings.extend(found)
+            elif not m.evidence:
+                quiet, quiet_scores = m, scores
 
     decide_in_order([c.name for c in checks], decisions, all_findings, run, _readable)
     return scored
