@@ -77,18 +77,19 @@ class FileTally:
 def tally_files(scores: Path, rejected: Path | None) -> FileTally:
     """Per-file counts from a run's scores.parquet (file, accepted: two columns) and rejected.jsonl (only the
     lines that mention ``malformed`` are parsed)."""
-    import pyarrow.compute as pc
+    from collections import Counter
+
     import pyarrow.parquet as pq
 
     from qualgate.runfolder import QUALGATE_FIELD
 
     tally = FileTally()
     table = pq.ParquetFile(scores).read(columns=["file", "accepted"])  # pq.read_table would import pandas
-    files, accepted = table.column("file"), table.column("accepted")
-    for group in pc.value_counts(files).to_pylist():
-        tally.add(group["values"], int(group["counts"]), 0)
-    for group in pc.value_counts(pc.filter(files, accepted)).to_pylist():  # a null drops the row
-        tally.add(group["values"], 0, int(group["counts"]))
+    files, accepted = table.column("file").to_pylist(), table.column("accepted").to_pylist()
+    for file, n in Counter(files).items():  # not pyarrow.compute: its import is 30 ms of a 0.45 s run
+        tally.add(file, n, 0)
+    for file, n in Counter(f for f, a in zip(files, accepted, strict=True) if a).items():
+        tally.add(file, 0, n)
     if rejected is not None and rejected.is_file():
         with open(rejected, "rb") as fh:
             for line in fh:
