@@ -144,6 +144,29 @@ def test_static_embedding_recall_per_kind_and_no_hit_on_clean_fixtures() -> None
     assert _rephrase_hits(check, [r for name in CLEAN for r in _lines(name)]) == []
 
 
+def test_static_rephrase_evidence_points_at_the_samples_own_passage() -> None:
+    pytest.importorskip("wordllama")
+    pytest.importorskip("faiss")
+    from qualgate.errors import ConfigError
+
+    host = _hosts()[0]
+    item = next(x for x in ITEMS if x["id"] == "math-14")  # one of the paraphrases wordllama finds (0.90)
+    rec = {**host, "output": host["output"] + "\n\n" + B.item_text(PARAPHRASES[item["id"]])}
+    g = _gate({"check": "contamination_rephrase", "model": "wordllama"})
+    assert g.config.checks[0].params.cosine == 0.85  # the static backend's own default
+    d = g.run([host, rec]).decisions
+    assert d[0].accepted and not d[1].accepted
+    f = d[1].findings[0]
+    ev = f.evidence
+    assert (f.reason, ev["benchmark"], ev["item_id"], ev["part"]) == ("contamination_rephrase", "school", "math-14",
+                                                                      "paragraph")
+    assert d[1].sample.text[ev["start"]:ev["end"]] == B.item_text(PARAPHRASES[item["id"]])
+    assert f.message.startswith("says what item math-14 of benchmark school says (a paragraph of it, characters ")
+    with pytest.raises(ConfigError, match="--benchmark NAME=PATH"):
+        Gate.from_config({"version": 1, "checks": [{"check": "contamination_rephrase", "model": "wordllama"}]},
+                         cache_dir=None).run([host])
+
+
 @pytest.mark.slow
 def test_minilm_finds_paraphrases_and_nothing_in_clean_fixtures() -> None:
     """MiniLM at its default 0.8 on the hand-written paraphrases (the kind the n-gram check misses) and on every

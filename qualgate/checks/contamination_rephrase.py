@@ -209,7 +209,8 @@ class ContaminationRephrase(_EmbeddingCheck[ContaminationRephraseParams],
         if cos is None or cos < self.params.cosine:
             return []
         ev = m.evidence
-        where = "" if ev["part"] == "text" else f" (its {ev['part']} at {ev['start']}-{ev['end']})"
+        part = {"paragraph": "a paragraph", "sentences": "a run of sentences"}.get(ev["part"])
+        where = f" ({part} of it, characters {ev['start']}-{ev['end']})" if part else ""
         return [self.finding("contamination_rephrase", cos, self.params.cosine,
                              f"says what item {ev['item_id']} of benchmark {ev['benchmark']} says{where}: "
                              f"cosine {cos:.3f} >= {self.params.cosine}", **ev)]
