@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -33,8 +33,10 @@ from qualgate.findings import Finding
 from qualgate.index import pack_strings, unpack_strings
 from qualgate.sample import FieldProblem, Sample
 
-#: the threshold when none is given, per backend: the lowest cosine that no clean Alpaca sample reached in the
-#: calibration of bench/bench_decontam.py (see bench/RESULTS.md), MiniLM and the static wordllama backend
+#: the threshold when none is given, per backend (bench/bench_decontam.py, bench/RESULTS.md). MiniLM: above the
+#: highest cosine of 2,300 random clean Alpaca records to our 60 items (0.75), where answers that restate a trivia
+#: item begin (0.81-0.86); it finds 50 of 60 hand-written paraphrases (0.75: 58). wordllama: 15 of 52k Alpaca
+#: records (12 of them same-topic only), a third of the paraphrases.
 DEFAULT_COSINE = {None: 0.8, STATIC_MODEL: 0.85}
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
@@ -51,7 +53,7 @@ def _flat(text: str) -> str:
 def passages(text: str, sizes: Sequence[int], min_words: int, limit: int) -> list[tuple[int, int, str]]:
     """The units a sample is compared by: (start, end, what) in ``text``; the whole text first, then its
     paragraphs (when there are several) and every run of ``sizes`` consecutive sentences (when there are more
-    sentences than that), at least ``min_words`` words each, from the first ``limit`` sentences."""
+    sentences than that), at least ``min_words`` words each, from the first ``limit`` paragraphs and sentences."""
     out = [(0, len(text), "text")]
     paras, at = [], 0
     for m in [*_PARAGRAPH.finditer(text), None]:
@@ -59,6 +61,7 @@ def passages(text: str, sizes: Sequence[int], min_words: int, limit: int) -> lis
         if text[at:end].strip():
             paras.append((at, end))
         at = m.end() if m is not None else at
+    paras = paras[:limit]
     if len(paras) > 1:
         out += [(s, e, "paragraph") for s, e in paras]
     sentences: list[tuple[int, int]] = []
@@ -91,12 +94,14 @@ class ContaminationRephraseParams(EmbeddingParams):
                           f"{DEFAULT_COSINE[None]}, with model {STATIC_MODEL} {DEFAULT_COSINE[STATIC_MODEL]}")
     benchmarks: list[str] = Field(default_factory=list, description="names of the loaded benchmarks (--benchmark "
                                   "NAME=PATH) to compare with; empty = all of them")
-    sentences: list[int] = Field([2, 3], description="sizes of the runs of consecutive sentences compared besides "
-                                 "the whole sample and its paragraphs; [] = whole sample and paragraphs only")
+    sentences: list[Annotated[int, Field(ge=1, le=20)]] = Field(
+        [2, 3], max_length=5, description="sizes of the runs of consecutive sentences compared besides the whole "
+        "sample and its paragraphs; [] = whole sample and paragraphs only")
     min_words: int = Field(8, ge=1, description="passages shorter than this many words are not compared (the whole "
                            "sample always is)")
-    max_sentences: int = Field(200, ge=1, description="sentences of a sample cut into passages; later ones are only "
-                               "seen in the whole sample's vector (from its beginning: the model reads 256 tokens)")
+    max_sentences: int = Field(200, ge=1, description="sentences (and paragraphs) of a sample cut into passages; "
+                               "later ones are only seen in the whole sample's vector (from its beginning: the "
+                               "model reads 256 tokens)")
     window: int = Field(0, ge=0, le=0, description="not used: passages are embedded per gate batch (a batch's "
                         "thousands of passages sort into even forward passes already)")
 
