@@ -198,7 +198,7 @@ def qualgate_removed(out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ harness
-def measure(cmd: list[str]) -> tuple[float, float, float]:
+def measure(cmd: list[str], cwd: str | None = None) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MiB) of the process tree, and CPU seconds of the whole tree: ``wait4`` counts the
     children each process waited for, and each process's CPU time is also sampled every 50 ms (a forkserver's
     workers, as datatrove's, are nobody's waited-for children); the larger of the two. On a loaded machine CPU
@@ -208,7 +208,7 @@ def measure(cmd: list[str]) -> tuple[float, float, float]:
     import psutil
 
     start = time.perf_counter()
-    proc = psutil.Popen(cmd)
+    proc = psutil.Popen(cmd, cwd=cwd)
     peak = 0
     seen: dict[int, float] = {}
     while True:
@@ -312,7 +312,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=0, help="instead: memory/time for this many short samples")
     ap.add_argument("--buckets", type=int, nargs="+", help="instead: a template's giant buckets, at these sizes")
-    ap.add_argument("--src", help="with --buckets: the qualgate checkout to run (default: this one)")
+    ap.add_argument("--src", help="with --buckets: the qualgate checkout to run (default: this one); else the "
+                    "checkout the methods qualgate-src and qualgate-src-1proc run (the code before a change, "
+                    "interleaved with this one's)")
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--work", default="/tmp/qualgate-bench-minhash")
     ap.add_argument("--repeat", type=int, default=1, help="runs per method, interleaved; the median wall is reported")
@@ -352,6 +354,11 @@ def main() -> None:
                      str(work / "qualgate" / "qg"), "-q", "-j", "2", "--no-html", "--no-cache"],
         "qualgate-1proc": [sys.executable, "-m", "qualgate.cli", "filter", str(corpus), "-c", str(cfg), "-o",
                            str(work / "qualgate-1proc" / "qg"), "-q", "-j", "1", "--no-html", "--no-cache"],
+        **({"qualgate-src": [sys.executable, "-m", "qualgate.cli", "filter", str(corpus), "-c", str(cfg), "-o",
+                             str(work / "qualgate-src" / "qg"), "-q", "-j", "2", "--no-html", "--no-cache"],
+            "qualgate-src-1proc": [sys.executable, "-m", "qualgate.cli", "filter", str(corpus), "-c", str(cfg), "-o",
+                                   str(work / "qualgate-src-1proc" / "qg"), "-q", "-j", "1", "--no-html",
+                                   "--no-cache"]} if args.src else {}),
         "datasketch": [*me, "--run-datasketch", str(corpus), str(work / "datasketch")],
         "datatrove": [*me, "--run-datatrove", str(corpus), str(work / "datatrove")],
     }
@@ -362,7 +369,8 @@ def main() -> None:
         for name in args.methods:
             shutil.rmtree(work / name, ignore_errors=True)
             (work / name).mkdir(parents=True)
-            wall, rss, cpu = measure(commands[name])
+            # ``python -m`` imports from the working folder first: the other checkout's code runs from there
+            wall, rss, cpu = measure(commands[name], args.src if name.startswith("qualgate-src") else None)
             walls[name].append(wall)
             rsss[name].append(rss)
             cpus[name].append(cpu)
