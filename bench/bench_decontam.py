@@ -17,10 +17,15 @@ Two benchmarks: the 60 items we wrote (fixtures/benchmark_items.jsonl: maths wor
 trivia questions, short reading comprehension; question and answer), and Dolly (human-written,
 ../shared/data/dolly_3k.json, not shipped) used as a benchmark of realistic size (no paraphrases for it).
 Each planted record is checked by a Gate holding only the check under test, with the benchmark loaded as
-the CLI loads it; a kind's recall is the share of planted records rejected *naming the planted item*.
+the CLI loads it; a kind's recall is the share of planted records rejected *naming the planted item*. The rows
+"ngram13+..." count a plant found by either (``-c decontam_embed``: the n-gram check, then the embedding stage).
+Methods: ``contamination`` n=13 and n=8, ``contamination_rephrase`` with wordllama, and with MiniLM (own items;
+``--dolly-minilm`` for the Dolly plants too: minutes on a CPU). Vectors are cached in bench/out/cache.
 
 clean: all 52k Alpaca records, nothing planted, through the n-gram check (13 and 8) against both benchmarks;
 the hits are written to bench/out/decontam_clean_*.jsonl to read (some are real overlaps, not false hits).
+
+embed-speed: docs/s of ``contamination_rephrase`` on Alpaca, MiniLM against wordllama, cold.
 
 speed: the n-gram check alone over the 52k Alpaca texts against Dolly (3k items) and a synthetic benchmark of
 20k items (Alpaca-shaped texts drawn from Dolly's words); µs per document, median of rounds, compared with
