@@ -32,7 +32,7 @@ from qualgate.minhashing import Shingler, _fmix64_np, _pow_table
 
 #: Bump when normalisation, hashing or the index layout changes: cached indexes are rebuilt and index files
 #: built by another version are refused (they would silently match nothing).
-VERSION = 1
+VERSION = 2  # 2: line-leading list markers dropped before hashing
 DEFAULT_N = 13
 #: Fields a benchmark file's item id is read from, in order (else the item's 0-based row: "row 12")
 ID_FIELDS = ("id", "task_id", "question_id", "qid", "_id", "uid", "idx")
@@ -46,9 +46,21 @@ _ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
 _WORD = re.compile(r"[^\W_]+")
 
 
+#: A list marker at the start of a line ("1. ", "2) ", "b. ", "- ", "• "): dropped before hashing, on the item side
+#: and the sample side alike, else a benchmark item re-wrapped into a numbered list has a number between every
+#: few words and no 13-gram survives
+_MARKER = re.compile(r"(?m)^[ \t]*(?:[-*\u2022]|\d{1,3}[.)]|[A-Za-z][.)])[ \t]+")
+
+
+def unmarked(text: str) -> str:
+    """``text`` with every line's leading list marker blanked out (same length, so character offsets hold)."""
+    return _MARKER.sub(lambda m: " " * len(m.group()), text)
+
+
 def normalize(text: str) -> str:
-    """NFKC, casefold, punctuation / symbols / whitespace / line breaks folded to single spaces (digits kept)."""
-    return _SHINGLER.normalize(text)
+    """List markers dropped (``unmarked``), then NFKC, casefold, punctuation / symbols / whitespace / line breaks
+    folded to single spaces (digits kept)."""
+    return _SHINGLER.normalize(unmarked(text))
 
 
 # ------------------------------------------------------------------------------------------ hashing
@@ -475,7 +487,7 @@ def _longest_run(positions: list[int], n: int) -> tuple[int, int]:
 
 def _span(text: str, normalized: str, start_w: int, end_w: int) -> tuple[int, int, str]:
     """Character offsets and text of words [start_w, end_w) of ``text`` (its own words, as written)."""
-    words = list((_ASCII_WORD if text.isascii() else _WORD).finditer(text))
+    words = list((_ASCII_WORD if text.isascii() else _WORD).finditer(unmarked(text)))
     total = normalized.count(" ") + 1 if normalized else 0
     if len(words) == total and end_w <= total:
         start, end = words[start_w].start(), words[end_w - 1].end()
