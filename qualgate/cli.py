@@ -672,23 +672,11 @@ def bench_index_build(name: str, files: tuple[str, ...], output: str, n: int, te
                 ids = [f"{os.path.basename(path)}:{i}" for i in ids]
             parts.append(BenchmarkIndex.build(name, texts, ids, n,
                                               {**bench.provenance(), **({"licence": licence} if licence else {})}))
-        index = parts[0] if len(parts) == 1 else _merged_files(name, parts)
+        index = BenchmarkIndex.merge_files(name, parts)
         index.save(output)
     except QualgateError as exc:
         _fail(exc)
     _show_index(index.describe(), output)
-
-
-def _merged_files(name: str, parts: list[Any]) -> Any:
-    from qualgate.decontam import BenchmarkIndex
-
-    infos = [p.meta["benchmarks"][name] for p in parts]
-    merged = BenchmarkIndex.merge([p.renamed(f"{name}#{k}") for k, p in enumerate(parts)])
-    info = {**infos[0], "items": len(merged), "short_items": sum(i["short_items"] for i in infos),
-            "empty_items": sum(i["empty_items"] for i in infos), "sources": [s for i in infos for s in i["sources"]]}
-    return BenchmarkIndex(merged.n, [name], merged.item_ids, [0] * len(merged), merged.item_ngrams,
-                          merged.item_words, merged.ngrams, merged.ngram_item, merged.short, merged.short_item,
-                          {"benchmarks": {name: info}})
 
 
 def _show_index(info: dict[str, Any], path: str) -> None:

@@ -165,7 +165,7 @@ class BenchmarkIndex:
     """Sorted 64-bit n-gram hashes of benchmark items -> item; whole hashes of the items' lines (and items) shorter
     than n words -> item, with their word counts. Holds ids and counts, never text."""
 
-    def __init__(self, n: int, names: list[str], item_ids: Any, item_bench: Any, item_ngrams: Any,
+    def __init__(self, *, n: int, names: list[str], item_ids: Any, item_bench: Any, item_ngrams: Any,
                  item_words: Any, ngrams: U64, ngram_item: Any, short: U64, short_item: Any, short_words: Any,
                  meta: dict[str, Any] | None = None) -> None:
         self.n, self.names = n, names
@@ -202,9 +202,10 @@ class BenchmarkIndex:
         info = {"version": VERSION, "probe": str(probe()), "n": n, "items": len(texts),
                 "short_items": int(((tok.counts > 0) & (tok.counts < n)).sum()), "short_lines": len(short),
                 "empty_items": int((tok.counts == 0).sum()), **(meta or {})}
-        return cls(n, [name], list(ids), np.zeros(len(texts), np.int32), per_item, tok.counts.astype(np.int32),
-                   h[order], doc[order], short[s_order], s_doc[s_order], s_len[first][s_order],
-                   {"benchmarks": {name: info}})
+        return cls(n=n, names=[name], item_ids=list(ids), item_bench=np.zeros(len(texts), np.int32),
+                   item_ngrams=per_item, item_words=tok.counts.astype(np.int32), ngrams=h[order],
+                   ngram_item=doc[order], short=short[s_order], short_item=s_doc[s_order],
+                   short_words=s_len[first][s_order], meta={"benchmarks": {name: info}})
 
     @classmethod
     def merge(cls, parts: Sequence[BenchmarkIndex]) -> BenchmarkIndex:
@@ -236,9 +237,32 @@ class BenchmarkIndex:
         h, hi = np.concatenate(cols["h"]), np.concatenate(cols["hi"])
         s, si = np.concatenate(cols["s"]), np.concatenate(cols["si"])
         o, so = np.argsort(h, kind="stable"), np.argsort(s, kind="stable")
-        return cls(parts[0].n, names, np.concatenate(cols["ids"]), np.concatenate(cols["bench"]),
-                   np.concatenate(cols["ng"]), np.concatenate(cols["words"]), h[o], hi[o], s[so], si[so],
-                   np.concatenate(cols["sw"])[so], meta)
+        return cls(n=parts[0].n, names=names, item_ids=np.concatenate(cols["ids"]),
+                   item_bench=np.concatenate(cols["bench"]), item_ngrams=np.concatenate(cols["ng"]),
+                   item_words=np.concatenate(cols["words"]), ngrams=h[o], ngram_item=hi[o], short=s[so],
+                   short_item=si[so], short_words=np.concatenate(cols["sw"])[so], meta=meta)
+
+    @classmethod
+    def merge_files(cls, name: str, parts: Sequence[BenchmarkIndex]) -> BenchmarkIndex:
+        """One benchmark ``name`` from the indexes of its several files (each built as ``name``): one set of
+        items, the files' sources listed together."""
+        if len(parts) == 1:
+            return parts[0]
+        infos = [p.meta["benchmarks"][name] for p in parts]
+        merged = cls.merge([p.renamed(f"{name}#{k}") for k, p in enumerate(parts)])
+        info = {**infos[0], "items": len(merged), "short_items": sum(i["short_items"] for i in infos),
+                "empty_items": sum(i["empty_items"] for i in infos),
+                "sources": [s for i in infos for s in i["sources"]]}
+        return merged._with(names=[name], item_bench=np.zeros(len(merged), np.int32),
+                            meta={"benchmarks": {name: info}})
+
+    def _with(self, **changes: Any) -> BenchmarkIndex:
+        """A copy with some fields replaced (the arrays are shared, not copied)."""
+        fields = {"n": self.n, "names": self.names, "item_ids": self.item_ids, "item_bench": self.item_bench,
+                  "item_ngrams": self.item_ngrams, "item_words": self.item_words, "ngrams": self.ngrams,
+                  "ngram_item": self.ngram_item, "short": self.short, "short_item": self.short_item,
+                  "short_words": self.short_words, "meta": self.meta}
+        return BenchmarkIndex(**{**fields, **changes})
 
     def renamed(self, name: str) -> BenchmarkIndex:
         """This (single-benchmark) index under another name."""
@@ -247,9 +271,7 @@ class BenchmarkIndex:
         info = dict(self.meta.get("benchmarks", {}).get(self.names[0], {}))
         if self.names[0] != name:
             info["built_as"] = self.names[0]
-        return BenchmarkIndex(self.n, [name], self.item_ids, self.item_bench, self.item_ngrams, self.item_words,
-                              self.ngrams, self.ngram_item, self.short, self.short_item, self.short_words,
-                              {"benchmarks": {name: info}})
+        return self._with(names=[name], meta={"benchmarks": {name: info}})
 
     # --------------------------------------------------------------------------------- (de)serialising
     def arrays(self) -> dict[str, Any]:
@@ -266,9 +288,10 @@ class BenchmarkIndex:
         try:
             version = int(a["decontam_version"])
             meta = json.loads(str(a["meta"]))
-            index = cls(int(a["n"]), [str(x) for x in a["names"].tolist()], a["item_ids"], a["item_bench"],
-                        a["item_ngrams"], a["item_words"], a["ngrams"], a["ngram_item"], a["short"],
-                        a["short_item"], a["short_words"], meta)
+            index = cls(n=int(a["n"]), names=[str(x) for x in a["names"].tolist()], item_ids=a["item_ids"],
+                        item_bench=a["item_bench"], item_ngrams=a["item_ngrams"], item_words=a["item_words"],
+                        ngrams=a["ngrams"], ngram_item=a["ngram_item"], short=a["short"],
+                        short_item=a["short_item"], short_words=a["short_words"], meta=meta)
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"not a qualgate benchmark index ({type(exc).__name__}: {exc})", file=where) from None
         if (problem := index._problem()) is not None:

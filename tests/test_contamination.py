@@ -268,3 +268,22 @@ def test_a_resumed_checkpoint_does_not_reuse_verdicts_of_other_benchmarks(tmp_pa
         fh.write(json.dumps({"id": "new", "question": berlin["output"], "answer": "1989"}) + "\n")
     assert CliRunner().invoke(main, [*args, "-o", str(tmp_path / "b")]).exit_code in (0, 1)  # 9 of 16: > 50%
     assert "clean_berlin" in (tmp_path / "b" / "rejected.jsonl").read_text()
+
+
+def test_bench_index_build_of_several_files(tmp_path: Path) -> None:
+    """One benchmark from two files: one index, items named by file, both files' sha256 recorded."""
+    lines = BENCH.read_text().splitlines(keepends=True)
+    (tmp_path / "a.jsonl").write_text("".join(lines[:20]))
+    (tmp_path / "b.jsonl").write_text("".join(lines[20:]))
+    index_file = tmp_path / "ab.npz"
+    run = CliRunner().invoke(main, ["bench-index", "build", "school", str(tmp_path / "a.jsonl"),
+                                    str(tmp_path / "b.jsonl"), "-o", str(index_file)], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    index = BenchmarkIndex.load(index_file)
+    assert index.names == ["school"] and len(index) == 30 and len(index.short_words) == len(index.short)
+    assert [s["file"] for s in index.meta["benchmarks"]["school"]["sources"]] == ["a.jsonl", "b.jsonl"]
+    g = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "contamination"}]},
+                         cache_dir=None)
+    g.load_benchmark("school", index_file)
+    got = {d.id: d.findings[0].evidence["item_id"] for d in g.run(records()).decisions if d.findings}
+    assert {k: v.split(":", 1)[1] for k, v in got.items()} == {k: v[0] for k, v in CONTAMINATED.items()}
