@@ -345,6 +345,9 @@ class BenchmarkIndex:
               min_matches: int = 1, short_inside: bool = False) -> list[Match | None]:
         """Per text: the item it overlaps most (highest share of the item's n-grams, then most n-grams), or None.
 
+        Only items with at least ``min_matches`` distinct n-grams in the text count as n-gram matches (a whole-line,
+        paragraph or text match of a short item is one match however long, and is not held to it).
+
         An n-gram that more than ``max_items_per_ngram`` items share is template text (answer formats,
         instructions repeated by every item) and matches nothing. Where no n-gram matched, each line, paragraph and
         the whole text of a sample shorter than n words and at least ``short_min_words`` long is looked up among
@@ -377,7 +380,9 @@ class BenchmarkIndex:
             for item, hits in items.items():
                 matched = len({g for _, g in hits})  # distinct n-grams of the item, not repeats
                 scored.append((matched / max(int(self.item_ngrams[item]), 1), matched, item, [p for p, _ in hits]))
-            scored = [s for s in scored if s[1] >= min_matches] or scored
+            scored = [s for s in scored if s[1] >= min_matches]  # fewer: no n-gram match (a short line may be)
+            if not scored:
+                continue
             scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
             overlap, matched, item, positions = scored[0]
             start_w, end_w = _longest_run(sorted(set(positions)), n)

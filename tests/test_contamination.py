@@ -287,3 +287,31 @@ def test_bench_index_build_of_several_files(tmp_path: Path) -> None:
     g.load_benchmark("school", index_file)
     got = {d.id: d.findings[0].evidence["item_id"] for d in g.run(records()).decisions if d.findings}
     assert {k: v.split(":", 1)[1] for k, v in got.items()} == {k: v[0] for k, v in CONTAMINATED.items()}
+
+
+def test_min_matches_is_a_scoring_parameter_and_spares_whole_line_matches(tmp_path: Path) -> None:
+    """min_matches chooses which item matches (an item with fewer shared n-grams is no match), so `tune` cannot
+    re-decide it from stored evidence; a short item found as a whole line is one match and is not held to it."""
+    words = [f"word{i}x" for i in range(52)]
+    bench = tmp_path / "ab.jsonl"
+    bench.write_text(json.dumps({"id": "A", "text": "alpha bravo charlie delta echo foxtrot golf hotel india juliet "
+                                 "kilo lima mike november oscar"}) + "\n"
+                     + json.dumps({"id": "B", "text": " ".join(words)}) + "\n")
+    sample = [{"id": "s1", "text": "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+               "and then " + " ".join(words[:15])}]
+    cfg = {"version": 1, "input": {"id": "id", "text": "text"}}
+    found = {}
+    for k in (1, 2, 3):
+        g = Gate.from_config({**cfg, "checks": [{"check": "contamination", "min_matches": k}]}, cache_dir=None)
+        g.load_benchmark("ab", bench)
+        found[k] = [(f.evidence["item_id"], f.evidence["matched_ngrams"]) for f in g.run(sample).decisions[0].findings]
+    assert found == {1: [("A", 1)], 2: [("B", 3)], 3: [("B", 3)]}
+    trivia = [r for r in records() if r["id"] in ("trivia_line", "trivia_whole")]
+    result = gate(min_matches=3).run(trivia)
+    assert [d.findings[0].evidence["match"] for d in result.decisions] == ["line", "text"]
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["filter", str(SAMPLES), "-o", str(out), "-q", "--no-html", "--no-cache", "-j",
+                                     "1", "-c", "decontam", "--id", "id", "--benchmark",
+                                     f"school={BENCH}"]).exit_code == 0
+    run = CliRunner().invoke(main, ["tune", "--run", str(out), "--set", "contamination.min_matches=2"])
+    assert run.exit_code == 2 and "re-run the gate" in run.output and "exact" not in run.output, run.output

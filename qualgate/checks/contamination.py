@@ -22,8 +22,10 @@ class ContaminationParams(Params):
     benchmarks: list[str] = Field(default_factory=list,
                                   description="names of the benchmarks to compare with (--benchmark NAME=PATH); "
                                   "empty = every benchmark loaded")
-    min_matches: int = Field(1, ge=1, description="distinct n-grams of one item a sample must contain to be rejected "
-                             "(1: any shared n-gram, as GPT-3, open-r1 and datatrove decontaminate)")
+    min_matches: int = Field(1, ge=1, description="distinct n-grams of one item a sample must contain for an n-gram "
+                             "match (1: any shared n-gram, as GPT-3, open-r1 and datatrove decontaminate); whole "
+                             "line / paragraph / text matches of short items are not held to it. It chooses which "
+                             "item is matched, so changing it needs a re-run (not `qualgate tune`)")
     min_overlap: float = Field(0.0, ge=0, le=1,
                                description="share of the item's n-grams the sample must contain to be rejected "
                                "(0: any; 0.5 keeps samples that quote only part of an item)")
@@ -78,7 +80,7 @@ class Contamination(BenchmarkCheck[ContaminationParams]):
     kind = "contamination"
     params_model = ContaminationParams
     score_names = ("overlap", "matched_ngrams")
-    decision_params = frozenset({"min_matches", "min_overlap"})
+    decision_params = frozenset({"min_overlap"})  # min_matches picks the item: scoring
     cost = 45  # cheap (hashing and one searchsorted): before the MinHash and embedding checks
 
     def __init__(self, name: str, params: ContaminationParams) -> None:
@@ -136,7 +138,7 @@ class Contamination(BenchmarkCheck[ContaminationParams]):
         if "benchmark" not in ev:
             return []
         p = self.params
-        if ev["matched_ngrams"] < p.min_matches or ev["overlap"] < p.min_overlap:
+        if ev["overlap"] < p.min_overlap:  # min_matches was applied while scoring (n-gram matches only)
             return []
         if ev["match"] == "ngram":
             what = (f"{ev['matched_ngrams']} of its {ev['item_ngrams']} word {ev['n']}-grams "
