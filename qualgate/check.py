@@ -571,6 +571,23 @@ class TrustedFiles:
                                      "absolute path", file=ref)
         return os.path.relpath(first, self.cwd())
 
+    def benchmark(self, path: str) -> str:
+        """The base version of a ``--benchmark`` file inside the repository (a change could otherwise edit or empty
+        the benchmark that judges it); a file outside the repository as given."""
+        rel = self.inside(path)
+        if rel is None:
+            return path
+        local = self.fetch(rel, name=path)
+        if local is None or not local.is_file():
+            raise InputError(f"benchmark file not in the base revision {self.rev!r}: the benchmark that judges a "
+                             "change comes from its base, so a pull request cannot bring or edit its own; merge it "
+                             "first, keep it outside the repository, or pass --trust-worktree where the working "
+                             "tree is trusted", file=path)
+        if Path(path).is_file() and Path(path).read_bytes() != local.read_bytes():
+            self.notes.append(f"benchmark file {path} differs from the base revision: the base's version was used, "
+                              "not the change's edits")
+        return str(local)
+
     def overrides(self, path: str) -> str | None:
         """The base version of an overrides file (None, with a note, when the base has none)."""
         rel = self.inside(path)

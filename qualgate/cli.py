@@ -502,8 +502,8 @@ class _CheckCommand(click.Command):
               help="Read the config and the overrides from the working tree instead of the base revision. Only where "
                    "the change itself is trusted: otherwise a pull request could bring the rules that judge it.")
 @click.option("--benchmark", "benchmarks", multiple=True, metavar="NAME=PATH",
-              help="A benchmark no added record may contain (repeatable; -c decontam): a data or index file read as "
-              "given (keep it outside the repository, or a change could edit it), or NAME for a shipped index.")
+              help="A benchmark no added record may contain (repeatable; -c decontam): a data or index file (inside "
+              "the repository: the base revision's, unless --trust-worktree), or NAME for a shipped index.")
 @click.option("--benchmark-text", "benchmark_texts", multiple=True, metavar="NAME=TEMPLATE",
               help="Text view of a benchmark file's items (default: auto).")
 def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str | None, id_field: str | None,
@@ -552,7 +552,9 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
             with working_dir(None if trusted is None else trusted.cwd()):
                 gate = Gate.from_config(config_ref, text=text, id=id_field, fields=_role_fields(fields), workers=1,
                                         cache_dir=cache)
-                for name, where, view in bench_specs:  # from the command line only, never from the change
+                for name, where, view in bench_specs:  # from the command line; inside the repository, the base's
+                    if trusted is not None and where is not None:
+                        where = trusted.benchmark(where)
                     gate.load_benchmark(name, where, text=view, cache_dir=cache)
                 if overrides_file:
                     gate.use_overrides(overrides_file, require_hash=not trust_worktree)
@@ -580,12 +582,18 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
     passed = report.passed and all(d.accepted for d in decisions)
     origin = "working tree" if trusted is None else f"base {changes[0].base}"
     judged_by = f"{gate.config.identity()}, from the {origin}"
+    benches = [{"name": b.name, "file": b.path.name, "sha256": b.sha256} for b in gate.sets.benchmarks.values()]
+    if benches:
+        judged_by += "; benchmarks " + ", ".join(f"{b['name']} ({b['file']} sha256 {b['sha256'][:12]})"
+                                                  for b in benches)
     notes = ([] if trusted is None else trusted.notes) + (gate.overrides.problems() if gate.overrides else [])
     markdown = summary_markdown(changes, decisions, passed, failed, max_listed, judged_by, notes)
     if out_format == "json":
         out = summary_json(changes, decisions, passed, report.data)
         out["config"] = {"label": gate.config.label, "sha256": gate.config.digest(), "from": origin}
         out["notes"] = notes
+        if benches:
+            out["benchmarks"] = benches
         click.echo(json.dumps(out, indent=2, default=str))
     else:
         click.echo(markdown, nl=False)

@@ -315,3 +315,39 @@ def test_min_matches_is_a_scoring_parameter_and_spares_whole_line_matches(tmp_pa
                                      f"school={BENCH}"]).exit_code == 0
     run = CliRunner().invoke(main, ["tune", "--run", str(out), "--set", "contamination.min_matches=2"])
     assert run.exit_code == 2 and "re-run the gate" in run.output and "exact" not in run.output, run.output
+
+
+def test_pull_request_check_reads_a_benchmark_inside_the_repository_from_the_base(tmp_path: Path) -> None:
+    """A change that edits the benchmark file in the repository cannot switch decontamination off: the base's
+    version judges it (the working tree's with --trust-worktree), and the summary names the benchmark's sha256."""
+    import hashlib
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        git(*args)
+    shutil.copy(BENCH, repo / "bench" / "gsm.jsonl")
+    clean = [r for r in records() if r["id"].startswith("clean_")]
+    (repo / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in clean[:4]))
+    git("add", "data.jsonl", "bench/gsm.jsonl")
+    git("commit", "-q", "-m", "base")
+    added = [r for r in records() if r["id"] == "verbatim"]
+    with (repo / "data.jsonl").open("a") as fh:
+        fh.write(json.dumps(added[0]) + "\n")
+    (repo / "bench" / "gsm.jsonl").write_text(json.dumps({"id": "x", "question": "Nothing to see here at all, "
+                                                           "just one unrelated harmless question."}) + "\n")
+    args = ["check", str(repo / "data.jsonl"), "--base", "HEAD", "-c", "decontam", "--id", "id", "--benchmark",
+            f"school={repo / 'bench' / 'gsm.jsonl'}"]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 1, run.output
+    sha = hashlib.sha256(BENCH.read_bytes()).hexdigest()
+    assert f"school (gsm.jsonl sha256 {sha[:12]})" in run.output
+    assert "benchmark file" in run.output and "differs from the base revision" in run.output
+    out = json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).output)
+    assert out["benchmarks"] == [{"name": "school", "file": "gsm.jsonl", "sha256": sha}]
+    assert CliRunner().invoke(main, [*args, "--trust-worktree"]).exit_code == 0
