@@ -333,6 +333,11 @@ class BenchmarkIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> BenchmarkIndex:
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise InputError("cannot read benchmark index: not an .npz index (from `qualgate bench-index build`)",
+                             file=str(path))
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -631,6 +636,8 @@ def open_benchmark(name: str, path: str | Path | None = None, *, text: str | Non
                               f"file as --benchmark {name}=PATH", key="--benchmark")
         return Benchmark(name, found[0], file_sha256(found[0]), is_index=True, shipped=True)
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"benchmark '{name}' is a directory: pass a data or index file", file=str(path))
     if not p.is_file():
         raise InputError(f"benchmark '{name}' file not found", file=str(path))
     is_index = p.suffix == ".npz"
@@ -644,33 +651,40 @@ def open_benchmark(name: str, path: str | Path | None = None, *, text: str | Non
 def read_items(path: Path, text: str, id_field: str | None, fmt: str | None,
                name: str) -> tuple[list[str], list[str]]:
     """A benchmark file's item texts and ids. ``text``: "auto" (as the input's auto view; a record it cannot read
-    gives the newline-joined string fields other than the id), a field, or a template."""
+    gives the newline-joined string fields other than the id), a field, or a template.
+
+    Read strictly, as trusted data must be: an unreadable record (bad JSON, invalid UTF-8) or an item without
+    text is an InputError naming the file and line, and an empty file is refused, never a benchmark of no items
+    that matches nothing."""
     from qualgate.io import read_records
     from qualgate.sample import FieldProblem, TextSpec
 
     spec = TextSpec(text)
     texts: list[str] = []
     ids: list[str] = []
-    skipped = 0
     for row, raw in enumerate(read_records([str(path)], fmt)):
         record = raw.record
+        file, line = raw.source.file, raw.source.line if raw.source.unit == "line" else None
+        at = "" if raw.source.unit == "line" else f" ({raw.source.unit} {raw.source.line})"
         if record is None:
-            skipped += 1
-            continue
+            why = raw.error[1] if raw.error else "unreadable record"
+            raise InputError(f"benchmark '{name}': {why}{at}; a benchmark is read strictly: fix the file",
+                             file=file, line=line)
         key = id_field or next((k for k in ID_FIELDS if isinstance(record.get(k), (str, int))), None)
         value = record.get(key) if key else None
         item_id = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else f"row {row}"
         try:
             item = spec.render(record)[0]
-        except FieldProblem:
+        except FieldProblem as exc:
             if spec.kind != "auto":
-                skipped += 1
-                continue
+                raise InputError(f"benchmark '{name}' item {item_id}{at}: {exc}; pass --benchmark-text "
+                                 f"{name}=TEMPLATE with the fields its items have", file=file, line=line) from None
             item = "\n".join(v for k, v in record.items() if isinstance(v, str) and k != key)
+        if not normalize(item):
+            raise InputError(f"benchmark '{name}' item {item_id}{at} has no text (text view {text!r}); pass "
+                             f"--benchmark-text {name}=TEMPLATE with the fields its items have", file=file, line=line)
         texts.append(item)
         ids.append(item_id)
     if not texts:
-        raise InputError(f"benchmark '{name}': no usable item ({skipped} records without the text view "
-                         f"{text!r}); pass --benchmark-text {name}=TEMPLATE", file=str(path))
+        raise InputError(f"benchmark '{name}' file is empty", file=str(path))
     return texts, ids
-

@@ -351,3 +351,28 @@ def test_pull_request_check_reads_a_benchmark_inside_the_repository_from_the_bas
     out = json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).output)
     assert out["benchmarks"] == [{"name": "school", "file": "gsm.jsonl", "sha256": sha}]
     assert CliRunner().invoke(main, [*args, "--trust-worktree"]).exit_code == 0
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"id": "a", "question": "A fine question with enough words."}\n{bad json}\n', r"bad\.jsonl:2: .*invalid JSON"),
+    (b'{"id": "a", "question": "caf\xe9 au lait"}\n', r"bad\.jsonl:1: .*not valid UTF-8"),
+    (b'{"id": "a", "question": "A fine question."}\n{"id": "b", "score": 3}\n', r"bad\.jsonl:2: .*item b has no text"),
+    (b"", r"bad\.jsonl: benchmark 'school' file is empty"),
+])
+def test_a_benchmark_file_is_read_strictly(tmp_path: Path, content: bytes, message: str) -> None:
+    """Trusted data: a line that cannot be read or an item without text stops the run, naming file and line
+    (it was skipped, and a benchmark of no usable item matched nothing without a word)."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        Gate.from_config("decontam", cache_dir=None).load_benchmark("school", bad)
+
+
+def test_a_directory_or_a_fake_index_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "dir.jsonl").mkdir()
+    (tmp_path / "fake.npz").write_text("not a zip")
+    g = Gate.from_config("decontam", cache_dir=None)
+    with pytest.raises(InputError, match="is a directory"):
+        g.load_benchmark("school", tmp_path / "dir.jsonl")
+    with pytest.raises(InputError, match=r"not an \.npz index"):
+        g.load_benchmark("school", tmp_path / "fake.npz")
