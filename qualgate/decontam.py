@@ -32,7 +32,7 @@ from qualgate.minhashing import Shingler, _fmix64_np, _pow_table
 
 #: Bump when normalisation, hashing or the index layout changes: cached indexes are rebuilt and index files
 #: built by another version are refused (they would silently match nothing).
-VERSION = 2  # 2: line-leading list markers dropped before hashing
+VERSION = 3  # 2: line-leading list markers dropped before hashing; 3: format characters (Cf) deleted
 DEFAULT_N = 13
 #: Fields a benchmark file's item id is read from, in order (else the item's 0-based row: "row 12")
 ID_FIELDS = ("id", "task_id", "question_id", "qid", "_id", "uid", "idx")
@@ -52,14 +52,27 @@ _WORD = re.compile(r"[^\W_]+")
 _MARKER = re.compile(r"(?m)^[ \t]*(?:[-*\u2022]|\d{1,3}[.)]|[A-Za-z][.)])[ \t]+")
 
 
+#: Unicode format characters (category Cf, as of Unicode 14, fixed here so the hashes do not move with Python's
+#: Unicode tables): zero-width space and joiners, soft hyphen, word joiner, BOM, bidi controls, tag characters.
+#: Invisible, so a sample can put one inside a word ("ques\u200btion") to split it and dodge every n-gram: they
+#: are deleted before normalising (here only; other checks' shingles are unchanged).
+_FORMAT = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+                     "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+                     "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+                     "\U000e0020-\U000e007f]")
+
+
 def unmarked(text: str) -> str:
     """``text`` with every line's leading list marker blanked out (same length, so character offsets hold)."""
     return _MARKER.sub(lambda m: " " * len(m.group()), text)
 
 
 def normalize(text: str) -> str:
-    """List markers dropped (``unmarked``), then NFKC, casefold, punctuation / symbols / whitespace / line breaks
-    folded to single spaces (digits kept)."""
+    """Format characters deleted (zero-width space, soft hyphen: ``_FORMAT``), list markers dropped (``unmarked``),
+    then NFKC, casefold, punctuation / symbols / whitespace / line breaks folded to single spaces (digits kept).
+    Look-alike letters of other scripts (a Cyrillic "о" in an English word) are not folded: such a word differs."""
+    if not text.isascii():
+        text = _FORMAT.sub("", text)
     return _SHINGLER.normalize(unmarked(text))
 
 

@@ -376,3 +376,18 @@ def test_a_directory_or_a_fake_index_is_named_as_such(tmp_path: Path) -> None:
         g.load_benchmark("school", tmp_path / "dir.jsonl")
     with pytest.raises(InputError, match=r"not an \.npz index"):
         g.load_benchmark("school", tmp_path / "fake.npz")
+
+
+def test_invisible_format_characters_do_not_split_words() -> None:
+    """A zero-width space or a soft hyphen inside every few words split them into two and hid the copy; they are
+    deleted before hashing (the near-duplicate checks' shingles are unchanged)."""
+    from qualgate.minhashing import Shingler
+
+    question = next(i["question"] for i in ITEMS if i["id"] == "gm-03")
+    words = question.split(" ")
+    hidden = " ".join(w[:2] + ("\u200b" if k % 2 else "\u00ad") + w[2:] if len(w) > 3 else w
+                      for k, w in enumerate(words))
+    assert normalize(hidden) == normalize(question)
+    result = gate().run([{"id": "zw", "instruction": hidden, "output": "42"}])
+    assert result.decisions[0].findings[0].evidence["item_id"] == "gm-03"
+    assert " " in Shingler(5, "word").normalize("ab\u200bcd")  # other checks: as before
