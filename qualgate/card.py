@@ -9,7 +9,9 @@ the dataset's README; ``card.json`` also carries the Croissant responsible-AI (`
 to a filtered synthetic set.
 
 Built from what the run already knows (its report and per-file counts), so it costs one sha256 pass over the
-inputs and the sets. Identical runs give identical cards but for ``created``, the only clock reading.
+inputs and the sets; a relative path is opened under the directory the run was made in (the report's
+``run.cwd``), wherever the card is built. Identical runs give identical cards but for ``created``, the only clock
+reading.
 Private records appear as file names, hashes and counts only, never as texts or ids.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from qualgate.findings import MALFORMED
+from qualgate.hashing import sha256_and_size
 from qualgate.untrusted import md_code, md_text, visible
 
 CARD_JSON, CARD_MD = "card.json", "CARD.md"
@@ -48,7 +51,6 @@ _EMBEDDING_DEFAULT = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v
 _KNOWN_REPORT_KEYS = frozenset({"total", "accepted", "rejected", "reject_rate", "by_check", "scores", "histograms",
                                 "examples", "gate", "sets", "warnings", "notes", "baseline", "private", "reference",
                                 "diversity", "overrides", "repairs", "config", "run"})
-_CHUNK = 1 << 22
 #: Numeric parameters that tune how a check computes (batching, search effort, seeds), not where it decides.
 _SETTINGS = frozenset({"batch_size", "window", "exact_limit", "partitions", "max_neighbours", "max_candidates",
                        "num_perm", "seed", "trials", "folds", "k", "workers", "order", "max_tokens",
@@ -113,8 +115,18 @@ def tally_from_run(run_dir: str | Path) -> FileTally:
 
 
 # ------------------------------------------------------------------------------------------------- hashing
-def file_identity(path: str) -> dict[str, Any]:
-    """sha256 (read in 4 MiB chunks) and byte size of a local file; for stdin or a remote URL, why not."""
+def local_path(path: str, base: str | None) -> str:
+    """Where the file a run named ``path`` is: under ``base`` (the run's working directory) when relative."""
+    return os.path.join(base, path) if base and not os.path.isabs(path) else path
+
+
+def is_local(path: str) -> bool:
+    return path not in ("-", "<stdin>") and "://" not in path
+
+
+def file_identity(path: str, base: str | None = None) -> dict[str, Any]:
+    """sha256 and byte size of a local file (``path`` as recorded, opened under ``base`` when relative); for
+    stdin or a remote URL, why not."""
     out: dict[str, Any] = {"path": path, "sha256": None, "bytes": None}
     if path in ("-", "<stdin>"):
         out["note"] = "read from stdin: not hashed"
@@ -122,17 +134,10 @@ def file_identity(path: str) -> dict[str, Any]:
     if "://" in path:
         out["note"] = "not a local file: not hashed"
         return out
-    digest = hashlib.sha256()
-    size = 0
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+        out["sha256"], out["bytes"] = sha256_and_size(local_path(path, base))
     except OSError as exc:
         out["note"] = f"not hashed: {exc.strerror or exc}"
-        return out
-    out["sha256"], out["bytes"] = digest.hexdigest(), size
     return out
 
 
@@ -150,7 +155,9 @@ def build_card(report: Mapping[str, Any], tally: FileTally | None = None, *,
                created: str | None = None, source_datasets: list[str] | None = None,
                task_categories: list[str] | None = None) -> dict[str, Any]:
     """The card of a run from its report (``report.json``'s data) and per-file counts. ``source_datasets`` and
-    ``task_categories`` (Hugging Face names) replace the input file names and add the task, when given."""
+    ``task_categories`` (Hugging Face names) replace the input file names and add the task, when given. Files
+    named by relative paths are hashed under the run's working directory (``run.cwd``; the current one for a
+    report that does not record it)."""
     from qualgate import __version__
 
     total, accepted = int(report.get("total") or 0), int(report.get("accepted") or 0)
@@ -160,9 +167,10 @@ def build_card(report: Mapping[str, Any], tally: FileTally | None = None, *,
     sets = report.get("sets") or {}
     by_check = report.get("by_check") or {}
     tally = tally or FileTally()
-    inputs = [{**file_identity(p), **tally.of(p)} for p in dict.fromkeys(run.get("inputs") or [])]
+    base = run.get("cwd") if isinstance(run.get("cwd"), str) else None
+    inputs = [{**file_identity(p, base), **tally.of(p)} for p in dict.fromkeys(run.get("inputs") or [])]
     checks = _checks(resolved, by_check, sets, run.get("check_order"))
-    models = _models(resolved, sets, report.get("diversity"))
+    models = _models(resolved, sets, report.get("diversity"), base)
     gate = report.get("gate") or {"passed": True, "conditions": []}
     card: dict[str, Any] = {
         "card_version": CARD_VERSION,
@@ -180,7 +188,7 @@ def build_card(report: Mapping[str, Any], tally: FileTally | None = None, *,
                    "description": cfg.get("description") or resolved.get("description"),
                    "sha256": _config_digest(resolved), "resolved": resolved},
         "inputs": inputs,
-        "sets": _sets(report),
+        "sets": _sets(report, base),
         "models": models,
         "checks": checks,
         "gate": {"passed": bool(gate.get("passed")), "conditions": gate.get("conditions", [])},
@@ -283,7 +291,8 @@ def _model_entry(used_by: str, role: str, name: str, **fields: Any) -> dict[str,
     return {"used_by": [used_by], "role": role, "name": name, **{k: v for k, v in fields.items() if v is not None}}
 
 
-def _embedding_model(model: Any, section: Mapping[str, Any] | None, used_by: str) -> dict[str, Any]:
+def _embedding_model(model: Any, section: Mapping[str, Any] | None, used_by: str,
+                     base: str | None = None) -> dict[str, Any]:
     from qualgate.embed import STATIC_MODEL
 
     embedder = (section or {}).get("embedder") or {}
@@ -296,7 +305,7 @@ def _embedding_model(model: Any, section: Mapping[str, Any] | None, used_by: str
     if model == STATIC_MODEL:
         return _model_entry(used_by, "embedding", STATIC_MODEL, package="wordllama",
                             version=package_version("wordllama"), fingerprint=fingerprint)
-    path = Path(os.path.expanduser(str(model)))
+    path = Path(local_path(os.path.expanduser(str(model)), base))
     if fingerprint is None and path.is_dir():
         from qualgate.models import model_fingerprint
 
@@ -304,8 +313,8 @@ def _embedding_model(model: Any, section: Mapping[str, Any] | None, used_by: str
     return _model_entry(used_by, "embedding", str(model), fingerprint=fingerprint, runtime=runtime)
 
 
-def _models(resolved: Mapping[str, Any], sets: Mapping[str, Any],
-            diversity: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def _models(resolved: Mapping[str, Any], sets: Mapping[str, Any], diversity: Mapping[str, Any] | None,
+            base: str | None = None) -> list[dict[str, Any]]:
     """The models that judged: package and version for packaged ones, else the content hash of the file or the
     fingerprint (xxh3-128 of every file, as the embedding cache keys it) of the folder. One entry per model."""
     found: list[dict[str, Any]] = []
@@ -319,15 +328,15 @@ def _models(resolved: Mapping[str, Any], sets: Mapping[str, Any],
                                  package=pkgs[0], version=package_version(pkgs[0]),
                                  runtime={p: package_version(p) for p in pkgs[1:]} or None)
             if model:
-                entry.update(name=str(model), file=_model_file(str(model)))
+                entry.update(name=str(model), file=_model_file(str(model), base))
                 entry.pop("package"), entry.pop("version")
             found.append(entry)
         elif (section is not None and "embedder" in section) or kind in _EMBEDDING_KINDS:
-            found.append(_embedding_model(model, section, name))
+            found.append(_embedding_model(model, section, name, base))
         elif kind == "perplexity":
-            found.append(_language_model(spec, section, name))
+            found.append(_language_model(spec, section, name, base))
     if diversity and diversity.get("model"):
-        found.append(_embedding_model(diversity.get("model"), None, "diversity"))
+        found.append(_embedding_model(diversity.get("model"), None, "diversity", base))
     merged: list[dict[str, Any]] = []
     for entry in found:  # one model used by several checks is listed once
         key = {k: v for k, v in entry.items() if k != "used_by" and k != "fingerprint"}
@@ -341,9 +350,9 @@ def _models(resolved: Mapping[str, Any], sets: Mapping[str, Any],
     return merged
 
 
-def _model_file(path: str) -> dict[str, Any]:
+def _model_file(path: str, base: str | None = None) -> dict[str, Any]:
     """A model given as a file (ARPA, GGUF, .ftz): its sha256; a folder: its fingerprint."""
-    p = Path(os.path.expanduser(path))
+    p = Path(local_path(os.path.expanduser(path), base))
     if p.is_dir():
         from qualgate.models import model_fingerprint
 
@@ -353,7 +362,8 @@ def _model_file(path: str) -> dict[str, Any]:
     return ident
 
 
-def _language_model(spec: Mapping[str, Any], section: Mapping[str, Any] | None, used_by: str) -> dict[str, Any]:
+def _language_model(spec: Mapping[str, Any], section: Mapping[str, Any] | None, used_by: str,
+                    base: str | None = None) -> dict[str, Any]:
     backend, model = spec.get("backend") or "ngram", spec.get("model")
     sec = section or {}
     if backend == "ngram" and not model:
@@ -369,18 +379,18 @@ def _language_model(spec: Mapping[str, Any], section: Mapping[str, Any] | None, 
     runtime = ({"kenlm": package_version("kenlm")} if backend == "kenlm" else
                {"transformers": package_version("transformers"), "torch": package_version("torch")}
                if backend == "hf" else None)
-    return _model_entry(used_by, "language model", str(model), backend=backend, file=_model_file(str(model)),
+    return _model_entry(used_by, "language model", str(model), backend=backend, file=_model_file(str(model), base),
                         runtime=runtime)
 
 
-def _sets(report: Mapping[str, Any]) -> dict[str, Any]:
+def _sets(report: Mapping[str, Any], base: str | None = None) -> dict[str, Any]:
     """Baseline, private and reference sets: file names, sha256 and counts (never texts or ids)."""
     out: dict[str, Any] = {}
     for role in ("baseline", "private", "reference"):
         info = report.get(role)
         if not isinstance(info, Mapping):
             continue
-        entry: dict[str, Any] = {"files": [file_identity(str(f)) for f in info.get("files") or []],
+        entry: dict[str, Any] = {"files": [file_identity(str(f), base) for f in info.get("files") or []],
                                  "records": info.get("records"), "skipped": info.get("skipped")}
         if info.get("note"):
             entry["note"] = info["note"]
@@ -419,18 +429,35 @@ def _leak(checks: list[dict[str, Any]], private: Mapping[str, Any] | None,
                        for c in leak_checks]}
 
 
+def _benchmark_list(value: Any) -> list[Mapping[str, Any]] | None:
+    """A section's ``benchmarks`` as a list of dicts: a list of them as written, or a dict by name (of item counts
+    or of dicts, as older reports of ``contamination_rephrase`` wrote it); None for anything else."""
+    if isinstance(value, Mapping):
+        value = [{**v, "name": k} if isinstance(v, Mapping) else
+                 {"name": k, "items": v} if isinstance(v, int) and not isinstance(v, bool) else {"name": k}
+                 for k, v in value.items()]
+    if not isinstance(value, list):
+        return None
+    return [b for b in value if isinstance(b, Mapping)]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _decontamination(checks: list[dict[str, Any]], sets: Mapping[str, Any]) -> dict[str, Any] | None:
     """The benchmarks a check kept out (a set-check section listing ``benchmarks``): their names, item counts and
     source hashes, and what the check rejected. None when no check compared with a benchmark."""
     found = []
     for c in checks:
         section = sets.get(c["name"])
-        if not isinstance(section, Mapping) or not isinstance(section.get("benchmarks"), list):
+        listed = _benchmark_list(section.get("benchmarks")) if isinstance(section, Mapping) else None
+        if listed is None:
             continue
         benchmarks = [{**{k: b.get(k) for k in ("name", "items", "n") if k in b},
                        "sources": [{k: src.get(k) for k in ("file", "sha256") if k in src}
-                                   for src in b.get("sources") or [] if isinstance(src, Mapping)]}
-                      for b in section["benchmarks"] if isinstance(b, Mapping)]
+                                   for src in _as_list(b.get("sources")) if isinstance(src, Mapping)]}
+                      for b in listed]
         found.append({"check": c["name"], "thresholds": c["thresholds"], "rejected": c.get("rejected", 0),
                       "reasons": c["reasons"], "benchmarks": benchmarks})
     return {"checks": found} if found else None
@@ -753,23 +780,118 @@ def card_files(card: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     return [(CARD_JSON, to_json(card).encode("utf-8")), (CARD_MD, to_markdown(card).encode("utf-8"))]
 
 
+#: Hugging Face keys in the order ``huggingface_metadata`` writes them (a patched card keeps that order).
+_HF_ORDER = ("language", "multilinguality", "language_creators", "annotations_creators", "size_categories",
+             "source_datasets", "task_categories", "tags", "configs")
+#: What every card has (``to_markdown`` reads them): a card.json without them was not written by qualgate.
+_CARD_KEYS = ("card_version", "dataset", "tool", "config", "inputs", "checks", "gate")
+
+
+def card_problem(data: Any) -> str | None:
+    """Why ``data`` is not a card as qualgate writes it (None when it is): not an object, a key missing, or a
+    field of the wrong shape (found by rendering it)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    missing = [k for k in _CARD_KEYS if k not in data]
+    if missing:
+        return "no " + ", ".join(missing)
+    try:
+        to_markdown(data)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        return f"a field of the wrong shape ({type(exc).__name__}: {exc})"
+    return None
+
+
+def with_hub_names(card: Mapping[str, Any], source_datasets: list[str] | None = None,
+                   task_categories: list[str] | None = None) -> dict[str, Any]:
+    """``card`` with its Hugging Face ``source_datasets`` / ``task_categories`` replaced (when given) and nothing
+    else changed: the inputs are not hashed again."""
+    hub = dict(card.get("huggingface") or {})
+    if source_datasets is not None:
+        hub.pop("source_datasets", None)
+        if source_datasets:
+            hub["source_datasets"] = list(dict.fromkeys(source_datasets))
+    if task_categories:
+        hub["task_categories"] = list(task_categories)
+    rank = {k: i for i, k in enumerate(_HF_ORDER)}
+    ordered = dict(sorted(hub.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    return {**card, "huggingface": ordered}
+
+
+def _recorded_files(card: Any) -> dict[str, str]:
+    """path -> sha256 of the inputs and set files a stored card.json recorded (whatever its shape)."""
+    if not isinstance(card, Mapping):
+        return {}
+    entries = list(_as_list(card.get("inputs")))
+    sets = card.get("sets")
+    for info in (sets.values() if isinstance(sets, Mapping) else []):
+        entries += _as_list(info.get("files")) if isinstance(info, Mapping) else []
+    return {e["path"]: e["sha256"] for e in entries
+            if isinstance(e, Mapping) and isinstance(e.get("path"), str) and isinstance(e.get("sha256"), str)}
+
+
+def _compare_with_run(card: dict[str, Any], report: Mapping[str, Any], stored: Any) -> None:
+    """For a card built again after the run: a warning for each input or set file that is missing now, whose
+    content differs from the sha256 the run's card.json recorded, or that was found from the current directory
+    because the report does not say where the run was made (an older run)."""
+    run: Mapping[str, Any] = report["run"] if isinstance(report.get("run"), Mapping) else {}
+    base = run.get("cwd") if isinstance(run.get("cwd"), str) else None
+    recorded = _recorded_files(stored)
+    entries = [("input", e) for e in card["inputs"]] + [
+        (f"{role} file", e) for role, info in card["sets"].items() for e in info["files"]]
+    warnings: list[str] = []
+    for what, entry in entries:
+        path = entry["path"]
+        if not is_local(path):
+            continue
+        where = local_path(path, base)
+        then = recorded.get(path)
+        if entry["sha256"] is None:
+            warnings.append(f"{what} {path}: cannot be read now at {where} ({entry.get('note')})"
+                            + (f"; the run's card.json recorded sha256 {then}" if then else ""))
+        elif then and then != entry["sha256"]:
+            entry["note"] = f"changed since the run: card.json recorded sha256 {then}"
+            warnings.append(f"{what} {path}: content changed since the run: sha256 now {entry['sha256']} "
+                            f"({where}), the run's card.json recorded {then}")
+        if base is None and not os.path.isabs(path):
+            warnings.append(f"{what} {path}: hashed as found from the current directory: the run's report does "
+                            "not record the directory the run was made in")
+    then_config = (stored.get("config") or {}).get("sha256") if isinstance(stored, Mapping) and isinstance(
+        stored.get("config"), Mapping) else None
+    if then_config and card["config"].get("sha256") != then_config:
+        warnings.append(f"config sha256 now {card['config'].get('sha256')}, the run's card.json recorded "
+                        f"{then_config}: a file the config names changed or is not found from here")
+    if warnings:
+        card["warnings"] = [*card["warnings"], *_clean(warnings)]
+        card["croissant_rai"] = croissant_rai(card)
+
+
 def load_card(run_dir: str | Path, *, rebuild: bool = False, source_datasets: list[str] | None = None,
               task_categories: list[str] | None = None) -> dict[str, Any]:
-    """A run folder's card: card.json as written, or (``rebuild``, an older run without one, or other Hugging
-    Face names) built again from report.json, scores.parquet and rejected.jsonl."""
+    """A run folder's card: card.json as written (with other Hugging Face names, when given, patched in), or
+    (``rebuild``, or an older run without one) built again from report.json, scores.parquet and rejected.jsonl.
+    A rebuilt card hashes the inputs where the run found them and warns about any that changed or went missing
+    since; a card.json that is not a card is an InputError, not a crash."""
     from qualgate.errors import InputError
     from qualgate.runfolder import REPORT_JSON
 
     run = Path(run_dir)
     path = run / CARD_JSON
-    if path.is_file() and not rebuild and source_datasets is None and not task_categories:
+    stored: Any = None
+    if path.is_file():
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            stored = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read the run's card: {exc}", file=str(path)) from None
-        if not isinstance(data, dict):
-            raise InputError("not a card (a JSON object)", file=str(path))
-        return data
+            if not rebuild:
+                raise InputError(f"cannot read the run's card: {exc}", file=str(path)) from None
+        problem = card_problem(stored) if stored is not None else None
+        if not rebuild:
+            if problem is not None:
+                raise InputError(f"not a card as qualgate writes it ({problem}); `qualgate card --rebuild` builds "
+                                 "it again from report.json", file=str(path))
+            if source_datasets is None and not task_categories:
+                return dict(stored)
+            return with_hub_names(stored, source_datasets, task_categories)
     try:
         report = json.loads((run / REPORT_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -777,11 +899,13 @@ def load_card(run_dir: str | Path, *, rebuild: bool = False, source_datasets: li
     if not isinstance(report, dict):
         raise InputError("not a qualgate report (a JSON object)", file=str(run / REPORT_JSON))
     try:
-        return build_card(report, tally_from_run(run), source_datasets=source_datasets,
+        card = build_card(report, tally_from_run(run), source_datasets=source_datasets,
                           task_categories=task_categories)
+        _compare_with_run(card, report, stored)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # edited by hand, or by another tool
         raise InputError(f"not as qualgate writes it ({type(exc).__name__}: {exc})", file=str(run / REPORT_JSON)) \
             from None
+    return card
 
 
 def render(card: Mapping[str, Any], fmt: str) -> str:

@@ -129,6 +129,8 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
             cache_dir: str | None, no_cache: bool, overrides: str | None, engine: str, ray_address: str | None,
             checkpoint: str | None, html: bool, quiet: bool, benchmarks: tuple[str, ...] = (),
             benchmark_texts: tuple[str, ...] = ()) -> None:
+    import os
+
     from qualgate.gate import Gate, default_cache_dir
     from qualgate.report import ReportBuilder
     from qualgate.runfolder import RunWriter
@@ -172,7 +174,7 @@ def _filter(inputs: tuple[str, ...], config: str, outdir: str, text: str | None,
                 builder.add_all(batch)
                 bar.update(len(batch))
         elapsed = time.perf_counter() - start
-        report = gate.finish_report(builder, inputs=list(inputs), seconds=round(elapsed, 3),
+        report = gate.finish_report(builder, inputs=list(inputs), cwd=os.getcwd(), seconds=round(elapsed, 3),
                                     samples_per_second=round(builder.total / elapsed, 1) if elapsed else None)
         writer.close(report)
     except BaseException as exc:  # nothing under the final names, whatever stopped the run
@@ -315,11 +317,12 @@ def report_cmd(run_dir: str, fmt: str, output: str | None) -> None:
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of stdout.")
 @click.option("--rebuild", is_flag=True, help="Build the card again from report.json, scores.parquet and "
-              "rejected.jsonl (and hash the inputs again) instead of reading card.json.")
+              "rejected.jsonl (and hash the inputs again, where the run found them; a warning names any that is "
+              "missing or changed since) instead of reading card.json.")
 @click.option("--source-dataset", "source_datasets", multiple=True, metavar="NAME",
-              help="Hugging Face source_datasets entry (repeatable; default: the input file names). Rebuilds.")
+              help="Hugging Face source_datasets entry (repeatable; default: the input file names). Patches the card.")
 @click.option("--task-category", "task_categories", multiple=True, metavar="NAME",
-              help="Hugging Face task_categories entry, e.g. text-generation (repeatable). Rebuilds.")
+              help="Hugging Face task_categories entry, e.g. text-generation (repeatable). Patches the card.")
 def card_cmd(run_dir: str, fmt: str, output: str | None, rebuild: bool, source_datasets: tuple[str, ...],
              task_categories: tuple[str, ...]) -> None:
     """Print the provenance card of the run in RUN_DIR: config and its sha256, inputs with sha256 and counts,

@@ -221,3 +221,114 @@ def test_diversity_and_leak_summaries_name_private_files_but_never_their_records
     for line in private.read_text().splitlines():
         rec = json.loads(line)
         assert rec["text"][:30] not in text and str(rec.get("id", "\0")) not in text
+
+
+def _quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A run made in tmp/made of `in.jsonl` named relatively (one length check: fast); (run folder, input)."""
+    made = tmp_path / "made"
+    made.mkdir()
+    shutil.copy(INSTRUCT, made / "in.jsonl")
+    (made / "quick.yaml").write_text("version: 1\nchecks:\n  - check: length\n    min_words: 3\n")
+    monkeypatch.chdir(made)
+    _filter(tmp_path / "run", "in.jsonl", config="quick.yaml")
+    return tmp_path / "run", made / "in.jsonl"
+
+
+def _card_cli(*args: str | Path) -> tuple[int, str]:
+    res = CliRunner().invoke(main, ["card", *map(str, args)])
+    return res.exit_code, res.output
+
+
+def test_hub_names_and_rebuild_hash_the_runs_own_inputs_never_a_namesake_in_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run, made = _quick_run(tmp_path, monkeypatch)
+    stored = _card(run)
+    assert stored["inputs"][0]["path"] == "in.jsonl"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "in.jsonl").write_text('{"output": "another file"}\n')  # same name, other content
+    monkeypatch.chdir(elsewhere)
+    code, out = _card_cli(run, "--format", "json", "--task-category", "text-generation")
+    assert code == 0, out
+    patched = json.loads(out)  # only the Hub fields change: nothing is hashed again
+    assert patched["huggingface"]["task_categories"] == ["text-generation"]
+    assert list(patched["huggingface"]) == [k for k in ("language_creators", "annotations_creators",
+                                                        "size_categories", "source_datasets", "task_categories",
+                                                        "tags", "configs")]
+    assert {**patched, "huggingface": None} == {**stored, "huggingface": None}
+    code, out = _card_cli(run, "--format", "json", "--source-dataset", "tatsu-lab/alpaca")
+    assert json.loads(out)["huggingface"]["source_datasets"] == ["tatsu-lab/alpaca"]
+    code, out = _card_cli(run, "--format", "json", "--rebuild")  # hashed where the run was made
+    assert code == 0, out
+    rebuilt = json.loads(out)
+    assert rebuilt["inputs"] == stored["inputs"] and rebuilt["warnings"] == stored["warnings"] == []
+    made.write_text(made.read_text() + "\n")  # edited since the run
+    rebuilt = json.loads(_card_cli(run, "--format", "json", "--rebuild")[1])
+    assert rebuilt["inputs"][0]["sha256"] == hashlib.sha256(made.read_bytes()).hexdigest()
+    assert stored["inputs"][0]["sha256"] in rebuilt["inputs"][0]["note"]
+    (warning,) = rebuilt["warnings"]
+    assert "in.jsonl: content changed since the run" in warning and str(made) in warning
+    assert warning in rebuilt["croissant_rai"]["rai:dataLimitations"]
+    made.unlink()
+    code, out = _card_cli(run, "--rebuild")
+    assert code == 0, out
+    assert f"in.jsonl: cannot be read now at {made}" in out and stored["inputs"][0]["sha256"] in out
+    report = json.loads((run / "report.json").read_text())
+    assert report["run"]["cwd"] == str(made.parent)
+
+
+def test_a_rebuilt_card_of_a_report_without_its_directory_says_it_hashed_from_the_current_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run, _ = _quick_run(tmp_path, monkeypatch)
+    report = json.loads((run / "report.json").read_text())
+    del report["run"]["cwd"]  # written before the report recorded it
+    (run / "report.json").write_text(json.dumps(report))
+    (run / "card.json").unlink()
+    monkeypatch.chdir(tmp_path)
+    card = json.loads(_card_cli(run, "--format", "json")[1])
+    assert card["inputs"][0]["sha256"] is None
+    assert any("hashed as found from the current directory" in w for w in card["warnings"])
+
+
+def test_a_card_json_not_written_by_qualgate_is_an_input_error_and_rebuild_replaces_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run, _ = _quick_run(tmp_path, monkeypatch)
+    stored = _card(run)
+    for bad in ('{"x": 1}', "[1, 2]", json.dumps({**stored, "inputs": [{"path": "a"}]})):
+        (run / "card.json").write_text(bad)
+        for extra in ((), ("--task-category", "text-generation")):
+            code, out = _card_cli(run, *extra)
+            assert code == 2 and "card.json" in out and "not a card as qualgate writes it" in out, out
+            assert "--rebuild" in out
+        code, out = _card_cli(run, "--rebuild", "--format", "json")
+        assert code == 0, out
+        assert json.loads(out)["inputs"] == stored["inputs"]
+
+
+def test_the_decontamination_summary_reads_benchmarks_listed_or_keyed_by_name() -> None:
+    def card_of(benchmarks: Any) -> dict[str, Any]:
+        return build_card({"total": 2, "accepted": 2,
+                           "config": {"resolved": {"checks": [{"check": "contamination_rephrase",
+                                                               "name": "contamination_rephrase", "cosine": 0.8}]}},
+                           "sets": {"contamination_rephrase": {"benchmarks": benchmarks, "warnings": []}}})
+
+    want = [{"name": "gsm8k", "items": 60, "sources": []}, {"name": "mmlu", "items": 5, "sources": []}]
+    listed = card_of([{"name": "gsm8k", "items": 60}, {"name": "mmlu", "items": 5}])
+    keyed = card_of({"gsm8k": 60, "mmlu": {"items": 5, "sources": "not a list"}})  # as reports before the fix had
+    for card in (listed, keyed):
+        assert card["decontamination"]["checks"][0]["benchmarks"] == want
+        assert "benchmarks: gsm8k (60 items); mmlu (5 items)" in to_markdown(card)
+    assert card_of("three")["decontamination"] is None
+
+
+def test_contamination_rephrase_reports_its_benchmarks_as_contamination_does() -> None:
+    pytest.importorskip("wordllama")
+    import numpy as np
+
+    from qualgate.checks.contamination_rephrase import ContaminationRephrase, ContaminationRephraseParams
+
+    check = ContaminationRephrase("contamination_rephrase", ContaminationRephraseParams(model="wordllama"))
+    dim = check.index.dim
+    check._add("gsm8k", np.full((2, dim), dim ** -0.5, dtype=np.float32), ["a", "b"])
+    check._add("mmlu", np.full((1, dim), dim ** -0.5, dtype=np.float32), ["c"])
+    assert check.report_section()["benchmarks"] == [{"name": "gsm8k", "items": 2}, {"name": "mmlu", "items": 1}]

@@ -225,4 +225,6 @@ class ContaminationRephrase(_EmbeddingCheck[ContaminationRephraseParams],
 
     def report_section(self) -> dict[str, Any]:
         counts = np.bincount(self.item_bench, minlength=len(self.bench_names)).tolist()
-        return {**self.describe(), "benchmarks": dict(zip(self.bench_names, counts, strict=True)), "warnings": []}
+        return {**self.describe(), "benchmarks": [{"name": name, "items": n}  # the shape contamination's has
+                                                  for name, n in zip(self.bench_names, counts, strict=True)],
+                "warnings": []}
