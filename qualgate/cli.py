@@ -585,7 +585,7 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
     passed = report.passed and all(d.accepted for d in decisions)
     origin = "working tree" if trusted is None else f"base {changes[0].base}"
     judged_by = f"{gate.config.identity()}, from the {origin}"
-    benches = [{"name": b.name, "file": b.path.name, "sha256": b.sha256} for b in gate.sets.benchmarks.values()]
+    benches = gate.benchmarks_read()
     if benches:
         judged_by += "; benchmarks " + ", ".join(f"{b['name']} ({b['file']} sha256 {b['sha256'][:12]})"
                                                   for b in benches)

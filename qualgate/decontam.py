@@ -583,6 +583,8 @@ class Benchmark:
                                       f"from the data file with `qualgate bench-index build {self.name} FILE -n {n}`",
                                       key="benchmark")
             index = BenchmarkIndex.load(path).renamed(self.name)
+            index.meta["benchmarks"][self.name].update(
+                {"file": path.name, "sha256": self.sha256 if path == self.path else file_sha256(path)})
             if index.n != n:
                 raise ConfigError(f"benchmark index {path} holds {index.n}-grams, the check uses n={n}: rebuild it "
                                   f"with `qualgate bench-index build {self.name} FILES -n {n}`", key="benchmark")
@@ -600,6 +602,9 @@ class Benchmark:
                 if cached is not None:
                     loaded.save(cached)
             index = loaded.renamed(self.name)
+            info = index.meta["benchmarks"][self.name]
+            info.pop("built_as", None)  # a cached index was built from the same content under any name
+            info.update({**self.provenance(), "file": self.path.name, "sha256": self.sha256})  # not the cache's
         self._built[n] = index
         return index
 

@@ -322,6 +322,22 @@ class Gate:
         info["benchmarks"][name] = {"file": str(bench.path), "sha256": bench.sha256, "index": bench.is_index}
         return info
 
+    def benchmarks_read(self) -> list[dict[str, Any]]:
+        """Name, file and sha256 of each benchmark file the checks read (a shipped index: the one for their n)."""
+        from qualgate.checks.contamination import BenchmarkCheck
+
+        out: list[dict[str, Any]] = []
+        for check in self.set_checks:
+            if isinstance(check, BenchmarkCheck):
+                for b in (check.describe() or {}).get("benchmarks", []):
+                    entry = {"name": b["name"], "file": b.get("file"), "sha256": b.get("sha256")}
+                    if entry["file"] is not None and entry not in out:
+                        out.append(entry)
+        named = {e["name"] for e in out}  # data files only other checks read (a shipped index is read per n above)
+        out += [{"name": b.name, "file": b.path.name, "sha256": b.sha256} for b in self.sets.benchmarks.values()
+                if b.name not in named and not b.shipped]
+        return out
+
     def input_fit_checks(self) -> list[SetCheck[Any]]:
         """Checks that will fit on the input itself: they need their set, can fit, and have none loaded."""
         return [c for c in self.set_checks if c.fits_on_input and c.needs_set()

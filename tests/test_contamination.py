@@ -391,3 +391,28 @@ def test_invisible_format_characters_do_not_split_words() -> None:
     result = gate().run([{"id": "zw", "instruction": hidden, "output": "42"}])
     assert result.decisions[0].findings[0].evidence["item_id"] == "gm-03"
     assert " " in Shingler(5, "word").normalize("ab\u200bcd")  # other checks: as before
+
+
+def test_the_report_names_each_benchmark_file_read(tmp_path: Path) -> None:
+    """Per benchmark: name, the file read and its sha256, n, text view, also for the shipped index of another n and
+    for an index the cache built from a file of another name (it kept the first file's name)."""
+    import hashlib
+
+    cache = tmp_path / "cache"
+    for name in ("gsm_old.jsonl", "TOTALLY_NEW_NAME.jsonl"):
+        shutil.copy(BENCH, tmp_path / name)
+        g = Gate.from_config({"version": 1, "input": {"id": "id"}, "checks": [{"check": "contamination"}]},
+                             cache_dir=None)
+        g.load_benchmark("school", tmp_path / name, cache_dir=cache)
+        section = next(c for c in g.set_checks if c.kind == "contamination").report_section()
+        info = section["benchmarks"][0]
+        assert isinstance(section["benchmarks"], list) and info["name"] == "school" and info["n"] == 13
+        assert (info["file"], info["text"], [s["file"] for s in info["sources"]]) == (name, "auto", [name])
+        assert info["sha256"] == hashlib.sha256(BENCH.read_bytes()).hexdigest() and "built_as" not in info
+    g = Gate.from_config({"version": 1, "checks": [{"check": "contamination", "n": 8}]}, cache_dir=None)
+    g.load_benchmark("humaneval")
+    info = next(c for c in g.set_checks if c.kind == "contamination").report_section()["benchmarks"][0]
+    shipped = Path(__file__).parents[1] / "rules" / "benchmarks" / "humaneval-8.npz"
+    assert (info["file"], info["n"], info["text"]) == ("humaneval-8.npz", 8, "{prompt}")
+    assert info["sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    assert g.benchmarks_read() == [{"name": "humaneval", "file": "humaneval-8.npz", "sha256": info["sha256"]}]
