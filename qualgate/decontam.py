@@ -582,7 +582,12 @@ class Benchmark:
                     raise ConfigError(f"benchmark '{self.name}' ships as {', '.join(have)}, not for n={n}: build one "
                                       f"from the data file with `qualgate bench-index build {self.name} FILE -n {n}`",
                                       key="benchmark")
-            index = BenchmarkIndex.load(path).renamed(self.name)
+            whole = BenchmarkIndex.load(path)
+            if len(whole.names) != 1:
+                raise ConfigError(f"benchmark '{self.name}': index {path} holds {len(whole.names)} benchmarks "
+                                  f"({', '.join(whole.names)}); pass an index of one benchmark, built by "
+                                  "`qualgate bench-index build NAME FILES`", key="--benchmark")
+            index = whole.renamed(self.name)
             index.meta["benchmarks"][self.name].update(
                 {"file": path.name, "sha256": self.sha256 if path == self.path else file_sha256(path)})
             if index.n != n:

@@ -310,6 +310,11 @@ class Gate:
             raise ConfigError(f"--benchmark {name}: config {self.config.label} has no check that compares with "
                               "benchmarks: use -c decontam, or add `- check: contamination` to the config",
                               file=self.config.source)
+        if all(c.params.benchmarks for c in users) and not any(name in c.params.benchmarks for c in users):
+            raise ConfigError(f"--benchmark {name}: no check of config {self.config.label} compares with it (they "
+                              f"name {', '.join(sorted({b for c in users for b in c.params.benchmarks}))} in "
+                              "`benchmarks`): pass " + " ".join(f"--benchmark {b}=PATH" for b in sorted(
+                                  {b for c in users for b in c.params.benchmarks})), file=self.config.source)
         self.sets.benchmarks[name] = open_benchmark(name, path, text=text, id=id, fmt=fmt)
         for check in users:
             if (wanted := check.wanted(self.sets.benchmarks)) is not None:

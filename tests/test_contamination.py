@@ -162,7 +162,8 @@ def test_clear_errors() -> None:
         decontam.load_benchmark("school", "no/such/file.jsonl")
     named = Gate.from_config({"version": 1, "checks": [{"check": "contamination", "benchmarks": ["gsm8k"]}]},
                              cache_dir=None)
-    named.load_benchmark("school", BENCH)
+    with pytest.raises(ConfigError, match=re.escape("pass --benchmark gsm8k=PATH")):
+        named.load_benchmark("school", BENCH)
     with pytest.raises(ConfigError, match=re.escape("pass --benchmark gsm8k=PATH")):
         named.run(records())
 
@@ -416,3 +417,16 @@ def test_the_report_names_each_benchmark_file_read(tmp_path: Path) -> None:
     assert (info["file"], info["n"], info["text"]) == ("humaneval-8.npz", 8, "{prompt}")
     assert info["sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
     assert g.benchmarks_read() == [{"name": "humaneval", "file": "humaneval-8.npz", "sha256": info["sha256"]}]
+
+
+def test_a_benchmark_no_check_uses_and_an_index_of_several_are_refused(tmp_path: Path) -> None:
+    named = Gate.from_config({"version": 1, "checks": [{"check": "contamination", "benchmarks": ["gsm8k"]}]},
+                             cache_dir=None)
+    with pytest.raises(ConfigError, match=r"--benchmark school: no check .* compares with it \(they name gsm8k"):
+        named.load_benchmark("school", BENCH)
+    questions = [i["question"] for i in ITEMS]
+    two = BenchmarkIndex.merge([BenchmarkIndex.build("a", questions[:5], [str(k) for k in range(5)]),
+                                BenchmarkIndex.build("b", questions[5:], [str(k) for k in range(25)])])
+    two.save(tmp_path / "two.npz")
+    with pytest.raises(ConfigError, match=r"holds 2 benchmarks \(a, b\); pass an index of one benchmark"):
+        Gate.from_config("decontam", cache_dir=None).load_benchmark("school", tmp_path / "two.npz")
