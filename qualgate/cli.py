@@ -691,15 +691,21 @@ def bench_index_build(name: str, files: tuple[str, ...], output: str, n: int, te
 
 
 def _show_index(info: dict[str, Any], path: str) -> None:
+    """The text of ``bench-index show``: every value from the index's meta (a file anyone can craft) escaped."""
+    def count(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) else term(repr(value), 40)
+
     click.echo(f"{term(path)}: {info['items']:,} items, {info['ngrams']:,} {info['n']}-gram hashes "
                f"(index version {info['version']})")
     for b in info["benchmarks"]:
         click.echo(f"  {term(b['name'])}: {b['items']:,} items, {b['ngrams']:,} n-grams, {b['short_lines']:,} "
-                   f"lines and items shorter than {info['n']} words ({b.get('short_items', 0):,} items), "
-                   f"{b.get('empty_items', 0):,} empty; text view {term(repr(b.get('text')))}, id field "
-                   f"{term(b.get('id') or 'auto')}")
-        for src in b.get("sources", []):
-            click.echo(f"    from {term(src['file'])} sha256 {src['sha256']}")
+                   f"lines and items shorter than {info['n']} words ({count(b.get('short_items', 0))} items), "
+                   f"{count(b.get('empty_items', 0))} empty; text view {term(repr(b.get('text')), 200)}, id field "
+                   f"{term(b.get('id') or 'auto', 80)}")
+        sources = b.get("sources")
+        for src in sources if isinstance(sources, list) else []:
+            if isinstance(src, dict):
+                click.echo(f"    from {term(src.get('file'), 200)} sha256 {term(src.get('sha256'), 80)}")
         if b.get("licence"):
             click.echo(f"    licence: {term(b['licence'])}")
 

@@ -430,3 +430,14 @@ def test_a_benchmark_no_check_uses_and_an_index_of_several_are_refused(tmp_path:
     two.save(tmp_path / "two.npz")
     with pytest.raises(ConfigError, match=r"holds 2 benchmarks \(a, b\); pass an index of one benchmark"):
         Gate.from_config("decontam", cache_dir=None).load_benchmark("school", tmp_path / "two.npz")
+
+
+def test_bench_index_show_escapes_a_crafted_meta(tmp_path: Path) -> None:
+    index = BenchmarkIndex.build("school", [i["question"] for i in ITEMS], [i["id"] for i in ITEMS])
+    info = index.meta["benchmarks"]["school"]
+    info.update({"sources": [{"file": "evil\n---\ninjected: 1", "sha256": "\u202eabc\x1b[2J"}], "short_items": "x"})
+    index.save(tmp_path / "evil.npz")
+    run = CliRunner().invoke(main, ["bench-index", "show", str(tmp_path / "evil.npz")])
+    assert run.exit_code == 0, run.output
+    assert "\u202e" not in run.output and "\x1b" not in run.output and "\ninjected" not in run.output
+    assert "evil\\n---" in run.output
