@@ -673,8 +673,8 @@ def open_benchmark(name: str, path: str | Path | None = None, *, text: str | Non
 
 def read_items(path: Path, text: str, id_field: str | None, fmt: str | None,
                name: str) -> tuple[list[str], list[str]]:
-    """A benchmark file's item texts and ids. ``text``: "auto" (as the input's auto view; a record it cannot read
-    gives the newline-joined string fields other than the id), a field, or a template.
+    """A benchmark file's item texts and ids. ``text``: "auto" (as the input's auto view: text, messages,
+    instruction/output, question/answer, ...), a field, or a template.
 
     Read strictly, as trusted data must be: an unreadable record (bad JSON, invalid UTF-8) or an item without
     text is an InputError naming the file and line, and an empty file is refused, never a benchmark of no items
@@ -699,10 +699,13 @@ def read_items(path: Path, text: str, id_field: str | None, fmt: str | None,
         try:
             item = spec.render(record)[0]
         except FieldProblem as exc:
-            if spec.kind != "auto":
-                raise InputError(f"benchmark '{name}' item {item_id}{at}: {exc}; pass --benchmark-text "
-                                 f"{name}=TEMPLATE with the fields its items have", file=file, line=line) from None
-            item = "\n".join(v for k, v in record.items() if isinstance(v, str) and k != key)
+            # auto and no known layout: joining every string field would hash solutions and tests with the items
+            fields = ", ".join(k for k, v in record.items() if isinstance(v, str) and k != key)
+            why = "no known text layout for the auto text view" if spec.kind == "auto" else str(exc)
+            raise InputError(f"benchmark '{name}' item {item_id}{at}: {why}; name the fields an item's text is in "
+                             f"(it has: {fields or 'none'}) with --benchmark-text {name}=TEMPLATE (bench-index "
+                             "build: --text TEMPLATE), e.g. "
+                             f"'{{{fields.split(', ')[0] if fields else 'text'}}}'", file=file, line=line) from None
         if not normalize(item):
             raise InputError(f"benchmark '{name}' item {item_id}{at} has no text (text view {text!r}); pass "
                              f"--benchmark-text {name}=TEMPLATE with the fields its items have", file=file, line=line)

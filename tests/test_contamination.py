@@ -341,7 +341,8 @@ def test_pull_request_check_reads_a_benchmark_inside_the_repository_from_the_bas
     with (repo / "data.jsonl").open("a") as fh:
         fh.write(json.dumps(added[0]) + "\n")
     (repo / "bench" / "gsm.jsonl").write_text(json.dumps({"id": "x", "question": "Nothing to see here at all, "
-                                                           "just one unrelated harmless question."}) + "\n")
+                                                           "just one unrelated harmless question.", "answer": "No."})
+                                               + "\n")
     args = ["check", str(repo / "data.jsonl"), "--base", "HEAD", "-c", "decontam", "--id", "id", "--benchmark",
             f"school={repo / 'bench' / 'gsm.jsonl'}"]
     run = CliRunner().invoke(main, args)
@@ -355,9 +356,11 @@ def test_pull_request_check_reads_a_benchmark_inside_the_repository_from_the_bas
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b'{"id": "a", "question": "A fine question with enough words."}\n{bad json}\n', r"bad\.jsonl:2: .*invalid JSON"),
-    (b'{"id": "a", "question": "caf\xe9 au lait"}\n', r"bad\.jsonl:1: .*not valid UTF-8"),
-    (b'{"id": "a", "question": "A fine question."}\n{"id": "b", "score": 3}\n', r"bad\.jsonl:2: .*item b has no text"),
+    (b'{"id": "a", "text": "A fine question with enough words."}\n{bad json}\n', r"bad\.jsonl:2: .*invalid JSON"),
+    (b'{"id": "a", "text": "caf\xe9 au lait"}\n', r"bad\.jsonl:1: .*not valid UTF-8"),
+    (b'{"id": "a", "text": "A fine question."}\n{"id": "b", "text": " ?! "}\n', r"bad\.jsonl:2: .*item b has no text"),
+    (b'{"task_id": "T/0", "prompt": "def add(a, b):", "canonical_solution": "return a + b", "test": "assert"}\n',
+     r"bad\.jsonl:1: .*item T/0: no known text layout .*\(it has: prompt, canonical_solution, test\)"),
     (b"", r"bad\.jsonl: benchmark 'school' file is empty"),
 ])
 def test_a_benchmark_file_is_read_strictly(tmp_path: Path, content: bytes, message: str) -> None:
