@@ -6,7 +6,7 @@ bits and every word n-gram (13 by default, as GPT-3's decontamination) becomes a
 are spaces after normalisation, a sample that re-wraps an item into short lines still has the same n-grams.
 Text shorter than n words has no n-gram: so each line of an item shorter than n words (a trivia question above
 its answer) and each whole item shorter than n words is hashed as a whole, and compared with each line, each
-paragraph and the whole text of a sample shorter than n words (normalised the same way).
+run of 2-3 lines, paragraph and the whole text of a sample shorter than n words (normalised the same way).
 
 A ``BenchmarkIndex`` holds only those hashes, the items' ids and counts: no benchmark text, so an index can be
 shipped or cached, and nothing of a benchmark reaches an output beyond the sample's own matched span. Looking a
@@ -367,10 +367,11 @@ class BenchmarkIndex:
         paragraph or text match of a short item is one match however long, and is not held to it).
 
         An n-gram that more than ``max_items_per_ngram`` items share is template text (answer formats,
-        instructions repeated by every item) and matches nothing. Where no n-gram matched, each line, paragraph and
-        the whole text of a sample shorter than n words and at least ``short_min_words`` long is looked up among
-        the items' short lines (and short items) whole; with ``short_inside``, every run of words of a short line's
-        length anywhere in the sample is ("Quiz: which planet ... day? Answer: ...")."""
+        instructions repeated by every item) and matches nothing. Where no n-gram matched, each line, run of 2-3
+        lines (a short item re-wrapped), paragraph and the whole text of a sample shorter than n words and at
+        least ``short_min_words`` long is looked up among the items' short lines (and short items) whole; with
+        ``short_inside``, every run of words of a short line's length anywhere in the sample is ("Quiz: which
+        planet ... day? Answer: ...")."""
         n = self.n
         lines = len(self.short) > 0
         normalized, line_words = split_lines(texts) if lines else ([normalize(t) for t in texts], [])
@@ -431,7 +432,7 @@ class BenchmarkIndex:
             segs = [(d, f, k, h) for d, words in enumerate(line_words) if out[d] is None
                     for f, k, h in _segments(words, int(tok.counts[d]), self.n, paragraphs=True)
                     if k >= short_min_words]
-            hows = ["line", "paragraph", "text"]
+            hows = ["line", "lines", "paragraph", "text"]
             doc = np.asarray([x[0] for x in segs], np.int64)
             first = np.asarray([x[1] for x in segs], np.int64)
             length = np.asarray([x[2] for x in segs], np.int64)
@@ -497,23 +498,31 @@ def split_lines(texts: Sequence[str]) -> tuple[list[str], list[list[int]]]:
 
 
 def _segments(line_words: list[int], total: int, n: int, paragraphs: bool) -> list[tuple[int, int, str]]:
-    """(first word, words, how) of each line shorter than n words, of each paragraph (runs of lines between empty
-    ones; with ``paragraphs``) and of the whole text, where shorter than n words."""
-    out: list[tuple[int, int, str]] = []
+    """(first word, words, how) of each line shorter than n words and, with ``paragraphs`` (the sample side), of
+    each run of 2 or 3 consecutive lines (a short item re-wrapped inside a longer paragraph) and each paragraph
+    (runs of lines between empty ones), and of the whole text, where shorter than n words."""
+    out: dict[tuple[int, int], str] = {}  # a run that is the whole paragraph or text is named so (written later)
     w, para_start, para_lines = 0, 0, 0
+    recent: list[tuple[int, int]] = []  # (first word, words) of the current paragraph's last lines
     for k in [*line_words, 0]:
         if k and k < n:
-            out.append((w, k, "line"))
+            out[(w, k)] = "line"
         if k:
             para_start, para_lines = (w, 1) if para_lines == 0 else (para_start, para_lines + 1)
+            if paragraphs:
+                recent = [*recent[-2:], (w, k)]
+                for r in (2, 3):
+                    if len(recent) >= r and w + k - recent[-r][0] < n:
+                        out[(recent[-r][0], w + k - recent[-r][0])] = "lines"
         else:
             if paragraphs and para_lines > 1 and w - para_start < n and w - para_start < total:
-                out.append((para_start, w - para_start, "paragraph"))
+                out[(para_start, w - para_start)] = "paragraph"
             para_lines = 0
+            recent = []
         w += k
     if 0 < total < n and sum(1 for k in line_words if k) > 1:
-        out.append((0, total, "text"))
-    return out
+        out[(0, total)] = "text"
+    return [(first, k, how) for (first, k), how in out.items()]
 
 
 def _longest_run(positions: list[int], n: int) -> tuple[int, int]:

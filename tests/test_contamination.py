@@ -444,3 +444,18 @@ def test_bench_index_show_escapes_a_crafted_meta(tmp_path: Path) -> None:
     assert run.exit_code == 0, run.output
     assert "\u202e" not in run.output and "\x1b" not in run.output and "\ninjected" not in run.output
     assert "evil\\n---" in run.output
+
+
+def test_a_short_item_rewrapped_over_lines_inside_a_paragraph() -> None:
+    """A trivia question broken over two or three lines, with the answer on the next line of the same paragraph:
+    no line and no paragraph is the item, a run of its lines is."""
+    question = next(i["question"] for i in ITEMS if i["id"] == "tq-02")
+    words = question.split(" ")
+    two = " ".join(words[:4]) + "\n" + " ".join(words[4:])
+    three = " ".join(words[:3]) + "\n" + " ".join(words[3:6]) + "\n" + " ".join(words[6:])
+    result = gate().run([{"id": f"w{k}", "instruction": "Answer this.", "input": "",
+                          "output": f"{text}\nThat one is easy, and here is the answer with its reasons."}
+                         for k, text in enumerate((two, three))])
+    got = [(d.findings[0].evidence["item_id"], d.findings[0].evidence["match"]) for d in result.decisions]
+    assert got == [("tq-02", "lines"), ("tq-02", "lines")]
+    assert "a run of lines of the sample is a line of it" in result.decisions[0].findings[0].message

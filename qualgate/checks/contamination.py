@@ -30,7 +30,8 @@ class ContaminationParams(Params):
                                description="share of the item's n-grams the sample must contain to be rejected "
                                "(0: any; 0.5 keeps samples that quote only part of an item)")
     short_min_words: int = Field(6, ge=1, description="a line of an item (or an item) shorter than n words is "
-                                 "matched whole against each line, paragraph and the whole sample when it has at "
+                                 "matched whole against each line, run of 2-3 lines, paragraph and the whole "
+                                 "sample when it has at "
                                  "least this many words of 2+ characters, not all digits")
     short_inside: bool = Field(False, description="also find an item's short line inside a longer line of the "
                                "sample ('Quiz: <question> Answer: ...'), not only as a whole line; finds more, "
@@ -144,7 +145,8 @@ class Contamination(BenchmarkCheck[ContaminationParams]):
             what = (f"{ev['matched_ngrams']} of its {ev['item_ngrams']} word {ev['n']}-grams "
                     f"({ev['overlap']:.0%})")
         else:
-            what = (f"a {ev['match']} of the sample is {'the whole item' if ev['overlap'] >= 1 else 'a line of it'} "
+            part = "run of lines" if ev["match"] == "lines" else ev["match"]
+            what = (f"a {part} of the sample is {'the whole item' if ev['overlap'] >= 1 else 'a line of it'} "
                     f"({ev['overlap']:.0%} of its words)")
         return [self.finding("contamination", ev["overlap"], p.min_overlap,
                              f"contains benchmark {ev['benchmark']} item {ev['item_id']}: {what}", **ev)]
