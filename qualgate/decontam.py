@@ -16,7 +16,6 @@ The check that uses it is ``qualgate.checks.contamination``; ``qualgate bench-in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from qualgate.errors import ConfigError, InputError
+from qualgate.hashing import sha256_file
 from qualgate.index import I64, U64, ranges
 from qualgate.minhashing import Shingler, _fmix64_np, _pow_table
 
@@ -598,7 +598,7 @@ class Benchmark:
                                   "`qualgate bench-index build NAME FILES`", key="--benchmark")
             index = whole.renamed(self.name)
             index.meta["benchmarks"][self.name].update(
-                {"file": path.name, "sha256": self.sha256 if path == self.path else file_sha256(path)})
+                {"file": path.name, "sha256": self.sha256 if path == self.path else sha256_file(path)})
             if index.n != n:
                 raise ConfigError(f"benchmark index {path} holds {index.n}-grams, the check uses n={n}: rebuild it "
                                   f"with `qualgate bench-index build {self.name} FILES -n {n}`", key="benchmark")
@@ -634,14 +634,6 @@ class Benchmark:
         return {"sources": [{"file": self.path.name, "sha256": self.sha256}], "text": self.text, "id": self.id}
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def shipped_dir() -> Path:
     from qualgate.packs import rules_dir
 
@@ -666,7 +658,7 @@ def open_benchmark(name: str, path: str | Path | None = None, *, text: str | Non
             have = ", ".join(shipped_names()) or "none"
             raise ConfigError(f"no shipped benchmark index named '{name}' (shipped: {have}); pass the benchmark's "
                               f"file as --benchmark {name}=PATH", key="--benchmark")
-        return Benchmark(name, found[0], file_sha256(found[0]), is_index=True, shipped=True)
+        return Benchmark(name, found[0], sha256_file(found[0]), is_index=True, shipped=True)
     p = Path(path)
     if p.is_dir():
         raise InputError(f"benchmark '{name}' is a directory: pass a data or index file", file=str(path))
@@ -677,7 +669,7 @@ def open_benchmark(name: str, path: str | Path | None = None, *, text: str | Non
         raise ConfigError(f"benchmark '{name}' is an index file ({p}): a text view applies to data files only",
                           key="--benchmark-text")
     view = (text or "auto").replace("\\n", "\n")  # a shell's '{question}\n{answer}': the newline meant
-    return Benchmark(name, p, file_sha256(p), view, id, fmt, is_index=is_index)
+    return Benchmark(name, p, sha256_file(p), view, id, fmt, is_index=is_index)
 
 
 def read_items(path: Path, text: str, id_field: str | None, fmt: str | None,
