@@ -145,6 +145,9 @@ class KeyIndex:
 
     def _place(self, slots: I64, stored: npt.NDArray[Any], values: npt.NDArray[np.int32]) -> None:
         while len(slots):
+            if len(slots) <= self._PLACE_TAIL:
+                self._place_tail(slots, stored, values)
+                return
             free = np.flatnonzero(self._vals[slots] < 0)
             placed = np.zeros(len(slots), dtype=bool)
             if len(free):
@@ -167,6 +170,9 @@ class KeyIndex:
         pos_out: list[I64] = []
         val_out: list[I64] = []
         while len(pos):
+            if len(pos) <= self._TAIL:
+                self._query_tail(slots, stored, pos, pos_out, val_out)
+                break
             vals = self._vals[slots]
             occupied = vals >= 0
             match = occupied & (self._keys[slots] == stored)
@@ -177,6 +183,65 @@ class KeyIndex:
         if not pos_out:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(pos_out), np.concatenate(val_out)
+
+    #: Look-ups (``_TAIL``) and insertions (``_PLACE_TAIL``) still probing once this few are left walk ``_WINDOW``
+    #: slots a round: the long chains of a batch, ~2/3 of its rounds, for a few dozen keys (100k-record bench,
+    #: main process: look-ups 0.29 -> 0.26 CPU s, insertions 0.51 -> 0.40).
+    _TAIL = 64
+    _PLACE_TAIL = 512
+    _WINDOW = 16
+
+    def _query_tail(self, slots: I64, stored: npt.NDArray[Any], pos: I64, pos_out: list[I64],
+                    val_out: list[I64]) -> None:
+        """``query``'s last rounds, ``_WINDOW`` probe steps at a time; its matches in the same order as one step a
+        round would give (by step, then by position in the keys)."""
+        step_out: list[I64] = []
+        window = np.arange(self._WINDOW, dtype=np.int64)
+        first = len(pos_out)
+        step = 0
+        while len(pos):
+            at = (slots[:, None] + window) & self._mask
+            vals = self._vals[at]
+            # a chain ends at its first empty slot: only the slots before it count
+            live = np.cumprod(vals >= 0, axis=1, dtype=bool)
+            match = live & (self._keys[at] == stored[:, None])
+            if match.any():
+                row, col = np.nonzero(match)
+                pos_out.append(pos[row])
+                val_out.append(vals[row, col].astype(np.int64))
+                step_out.append(step + col)
+            more = live[:, -1]
+            stored, pos, slots = stored[more], pos[more], (slots[more] + self._WINDOW) & self._mask
+            step += self._WINDOW
+        if len(pos_out) - first > 0:
+            steps, tail_pos = np.concatenate(step_out), np.concatenate(pos_out[first:])
+            order = np.lexsort((tail_pos, steps))
+            tail_val = np.concatenate(val_out[first:])
+            del pos_out[first:], val_out[first:]
+            pos_out.append(tail_pos[order])
+            val_out.append(tail_val[order])
+
+    def _place_tail(self, slots: I64, stored: npt.NDArray[Any], values: npt.NDArray[np.int32]) -> None:
+        """``_place``'s last rounds: each entry claims the first free slot of the ``_WINDOW`` from where it is (one
+        winner per slot, as in ``_place``); the others move on to the slot they lost or past the window."""
+        window = np.arange(self._WINDOW, dtype=np.int64)
+        while len(slots):
+            at = (slots[:, None] + window) & self._mask
+            free = self._vals[at] < 0
+            has = free.any(axis=1)
+            claim = at[np.arange(len(slots)), free.argmax(axis=1)]
+            placed = np.zeros(len(slots), dtype=bool)
+            some = np.flatnonzero(has)
+            if len(some):
+                markers = -2 - np.arange(len(some), dtype=np.int32)
+                self._vals[claim[some]] = markers
+                win = some[self._vals[claim[some]] == markers]
+                self._keys[claim[win]] = stored[win]
+                self._vals[claim[win]] = values[win]
+                placed[win] = True
+            rest = ~placed
+            slots = np.where(has, claim, (slots + self._WINDOW) & self._mask)[rest]
+            stored, values = stored[rest], values[rest]
 
     def items(self) -> tuple[npt.NDArray[Any], I64]:
         """Every stored ``(key, value)`` (fingerprints where ``fingerprint``), in slot order."""
