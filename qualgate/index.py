@@ -151,15 +151,7 @@ class KeyIndex:
             free = np.flatnonzero(self._vals[slots] < 0)
             placed = np.zeros(len(slots), dtype=bool)
             if len(free):
-                # One winner per free slot without sorting: every claimant writes its own marker
-                # (-2, -3, ...; the last write wins), and the winners are those that read theirs back.
-                # Each slot a loser marked is then overwritten by its winner's real value.
-                markers = -2 - np.arange(len(free), dtype=np.int32)
-                self._vals[slots[free]] = markers
-                win = free[self._vals[slots[free]] == markers]
-                self._keys[slots[win]] = stored[win]
-                self._vals[slots[win]] = values[win]
-                placed[win] = True
+                placed[self._claim(free, slots, stored, values)] = True
             rest = ~placed
             stored, values, slots = stored[rest], values[rest], (slots[rest] + 1) & self._mask
 
@@ -221,6 +213,19 @@ class KeyIndex:
             pos_out.append(tail_pos[order])
             val_out.append(tail_val[order])
 
+    def _claim(self, rows: I64, target: I64, stored: npt.NDArray[Any], values: npt.NDArray[np.int32]) -> I64:
+        """Entries ``rows`` each claim the free slot ``target[row]``; the rows that won one (one winner per slot).
+
+        No sorting: every claimant writes its own marker (-2, -3, ...; the last write wins), and the winners are
+        those that read theirs back. Each slot a loser marked is then overwritten by its winner's real value."""
+        at = target[rows]
+        markers = -2 - np.arange(len(rows), dtype=np.int32)
+        self._vals[at] = markers
+        win: I64 = rows[self._vals[at] == markers]
+        self._keys[target[win]] = stored[win]
+        self._vals[target[win]] = values[win]
+        return win
+
     def _place_tail(self, slots: I64, stored: npt.NDArray[Any], values: npt.NDArray[np.int32]) -> None:
         """``_place``'s last rounds: each entry claims the first free slot of the ``_WINDOW`` from where it is (one
         winner per slot, as in ``_place``); the others move on to the slot they lost or past the window."""
@@ -233,12 +238,7 @@ class KeyIndex:
             placed = np.zeros(len(slots), dtype=bool)
             some = np.flatnonzero(has)
             if len(some):
-                markers = -2 - np.arange(len(some), dtype=np.int32)
-                self._vals[claim[some]] = markers
-                win = some[self._vals[claim[some]] == markers]
-                self._keys[claim[win]] = stored[win]
-                self._vals[claim[win]] = values[win]
-                placed[win] = True
+                placed[self._claim(some, claim, stored, values)] = True
             rest = ~placed
             slots = np.where(has, claim, (slots + self._WINDOW) & self._mask)[rest]
             stored, values = stored[rest], values[rest]
