@@ -28,7 +28,7 @@ import numpy as np
 from qualgate.errors import ConfigError, InputError
 from qualgate.hashing import sha256_file
 from qualgate.index import I64, U64, ranges
-from qualgate.minhashing import Shingler, _fmix64_np, _pow_table
+from qualgate.minhashing import Shingler, fmix64_np, pow_table
 
 #: Bump when normalisation, hashing or the index layout changes: cached indexes are rebuilt and index files
 #: built by another version are refused (they would silently match nothing).
@@ -97,7 +97,7 @@ class Tokens:
         if present:
             joined = " ".join(present)
             cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-            hashes, _ = Shingler._word_hashes(cp, present)
+            hashes, _ = Shingler.word_hashes(cp, present)
             space = cp == 32
             token = np.cumsum(space)[~space]  # each non-space character's word
             length = np.bincount(token, minlength=len(hashes))
@@ -106,7 +106,7 @@ class Tokens:
         else:
             hashes, wordy = np.empty(0, np.uint64), np.empty(0, bool)
         prefix = np.zeros(len(hashes) + 1, dtype=np.uint64)
-        np.cumsum(hashes * _pow_table(_C2, len(hashes)), out=prefix[1:])
+        np.cumsum(hashes * pow_table(_C2, len(hashes)), out=prefix[1:])
         wordy_prefix = np.zeros(len(hashes) + 1, dtype=np.int64)
         np.cumsum(wordy, out=wordy_prefix[1:])
         return cls(hashes, starts.astype(np.int64), counts, prefix, wordy_prefix)
@@ -121,8 +121,8 @@ class Tokens:
         the run sits: the same words give the same hash in any text)."""
         if len(starts) == 0:
             return np.empty(0, np.uint64)
-        raw = (self.prefix[starts + lengths] - self.prefix[starts]) * _pow_table(_C2_INV, len(self.hashes))[starts]
-        return _fmix64_np(raw + lengths.astype(np.uint64) * np.uint64(_LEN))
+        raw = (self.prefix[starts + lengths] - self.prefix[starts]) * pow_table(_C2_INV, len(self.hashes))[starts]
+        return fmix64_np(raw + lengths.astype(np.uint64) * np.uint64(_LEN))
 
     def ngrams(self, n: int) -> tuple[U64, I64, I64]:
         """Every word n-gram's hash, with the text it is in and its first word's position in that text."""

@@ -297,10 +297,11 @@ class Gate:
 
     def load_benchmark(self, name: str, path: str | Path | None = None, *, text: str | None = None,
                        id: str | None = None, fmt: str | None = None,
-                       cache_dir: str | Path | None = None) -> dict[str, Any]:
+                       cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
         """Load a named benchmark for the checks that compare with benchmarks (``contamination``): ``path`` is a data
         file (items read with ``text``, "auto" by default), an index from ``qualgate bench-index build``, or None for
-        an index shipped in rules/benchmarks. Its hashed index is cached in ``cache_dir``, keyed by its content."""
+        an index shipped in rules/benchmarks. Its hashed index is cached in ``cache_dir``, keyed by its content.
+        Returns ``benchmarks_read()``: what the checks now read."""
         from qualgate.checks.contamination import BenchmarkCheck
         from qualgate.decontam import open_benchmark
         from qualgate.errors import ConfigError
@@ -322,10 +323,7 @@ class Gate:
                 assert isinstance(fresh, BenchmarkCheck)
                 fresh.use_benchmarks(wanted, cache_dir)
                 self._install(fresh, fresh.export_state())
-        info = self.sets.info.setdefault("benchmark", {"benchmarks": {}})
-        bench = self.sets.benchmarks[name]
-        info["benchmarks"][name] = {"file": str(bench.path), "sha256": bench.sha256, "index": bench.is_index}
-        return info
+        return self.benchmarks_read()
 
     def benchmarks_read(self) -> list[dict[str, Any]]:
         """Name, file and sha256 of each benchmark file the checks read (a shipped index: the one for their n)."""

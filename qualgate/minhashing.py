@@ -67,7 +67,8 @@ def shingle_hash(shingle: str | bytes | Sequence[str]) -> int:
 
 
 # ----------------------------------------------------------------------------------- vectorised
-def _fmix64_np(h: U64) -> U64:
+def fmix64_np(h: U64) -> U64:
+    """MurmurHash3's 64-bit finalizer on every element: spreads polynomial hashes over all 64 bits."""
     h = h ^ (h >> np.uint64(33))
     h = h * np.uint64(0xFF51AFD7ED558CCD)
     h = h ^ (h >> np.uint64(33))
@@ -94,7 +95,8 @@ def _powers(base: int, n: int) -> U64:
     return np.multiply.accumulate(out)
 
 
-def _pow_table(base: int, n: int) -> U64:
+def pow_table(base: int, n: int) -> U64:
+    """At least ``n`` powers of ``base`` mod 2^64 (cached by size): the weights of polynomial rolling hashes."""
     size = 1 << max(10, (max(n, 1) - 1).bit_length())
     if size > _MAX_CACHED_POWERS:  # a batch of huge texts: compute, but do not keep 8 bytes per code point
         return _powers.__wrapped__(base, n)
@@ -147,12 +149,12 @@ class Shingler:
         joined = " ".join(normalized[i] for i in present)
         cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
         if self.unit == "word":
-            tok_hash, doc_tok_len = self._word_hashes(cp, [normalized[i] for i in present])
+            tok_hash, doc_tok_len = self.word_hashes(cp, [normalized[i] for i in present])
         else:
             is_sep = np.zeros(len(cp), dtype=bool)
             lengths = np.fromiter((len(normalized[i]) for i in present), np.int64, len(present))
             is_sep[np.cumsum(lengths + 1)[:-1] - 1] = True  # the joining spaces between documents
-            tok_hash = _fmix64_np(cp[~is_sep] + np.uint64(_L))
+            tok_hash = fmix64_np(cp[~is_sep] + np.uint64(_L))
             doc_tok_len = lengths
         shingle, doc_of = self._ngrams(tok_hash, doc_tok_len)
         keys = np.sort((doc_of.astype(np.uint64) << np.uint64(32)) | shingle.astype(np.uint64))
@@ -165,18 +167,19 @@ class Shingler:
         return (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32), offsets
 
     @staticmethod
-    def _word_hashes(cp: U64, texts: list[str]) -> tuple[U64, I64]:
+    def word_hashes(cp: U64, texts: list[str]) -> tuple[U64, I64]:
+        """64-bit hashes of the space-separated words of ``cp`` (the code points of ``texts`` joined by spaces)."""
         n = len(cp)
-        weighted = cp * _pow_table(_B, n)
+        weighted = cp * pow_table(_B, n)
         prefix = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum(weighted, out=prefix[1:])
         space = np.flatnonzero(cp == 32)
         starts = np.concatenate([[0], space + 1]).astype(np.int64)
         ends = np.concatenate([space, [n]]).astype(np.int64)
-        raw = (prefix[ends] - prefix[starts]) * _pow_table(_B_INV, n)[starts]
+        raw = (prefix[ends] - prefix[starts]) * pow_table(_B_INV, n)[starts]
         lengths = (ends - starts).astype(np.uint64)
         words_per_doc = np.fromiter((t.count(" ") + 1 for t in texts), np.int64, len(texts))
-        return _fmix64_np(raw + lengths * np.uint64(_L)), words_per_doc
+        return fmix64_np(raw + lengths * np.uint64(_L)), words_per_doc
 
     def _ngrams(self, tok: U64, doc_len: I64) -> tuple[U32, I64]:
         n = self.ngram
@@ -199,7 +202,7 @@ class Shingler:
         long_vals = g[pos] + np.uint64(n) if len(pos) else np.empty(0, np.uint64)
         vals = np.concatenate([long_vals, short_vals])
         docs = np.concatenate([np.repeat(long_docs, counts), short]).astype(np.int64)
-        return (_fmix64_np(vals) >> np.uint64(32)).astype(np.uint32), docs
+        return (fmix64_np(vals) >> np.uint64(32)).astype(np.uint32), docs
 
 
 def permutations(num_perm: int, seed: int = 1) -> U32:
@@ -268,8 +271,8 @@ def optimal_bands(threshold: float, num_perm: int, recall: float = 0.995) -> tup
 def band_keys(sigs: U32, bands: int, rows: int) -> U64:
     """One 64-bit LSH key per (document, band): a hash of the band's ``rows`` signature values."""
     keys = np.empty((len(sigs), bands), dtype=np.uint64)
-    weights = _pow_table(_C, rows)
+    weights = pow_table(_C, rows)
     for band in range(bands):
         part = sigs[:, band * rows:(band + 1) * rows].astype(np.uint64)
-        keys[:, band] = _fmix64_np((part * weights).sum(axis=1, dtype=np.uint64) + np.uint64((band + 1) * _L & M64))
+        keys[:, band] = fmix64_np((part * weights).sum(axis=1, dtype=np.uint64) + np.uint64((band + 1) * _L & M64))
     return keys

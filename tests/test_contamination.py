@@ -15,8 +15,9 @@ from click.testing import CliRunner
 
 from qualgate import Gate
 from qualgate.cli import main
-from qualgate.decontam import BenchmarkIndex, normalize
+from qualgate.decontam import BenchmarkIndex, normalize, shipped_dir
 from qualgate.errors import ConfigError, InputError
+from qualgate.hashing import sha256_file
 from tests.conftest import FIXTURES
 
 BENCH = FIXTURES / "benchmark_sample.jsonl"
@@ -199,7 +200,9 @@ def test_the_shipped_humaneval_index() -> None:
                     {"id": "near", "instruction": near, "output": "def f(xs, t): ..."}])
     found = {d.id: d.findings[0].evidence["item_id"] if d.findings else None for d in result.decisions}
     assert found == {"copy": "HumanEval/0", "near": None}
-    assert g.sets_info["benchmark"]["benchmarks"]["humaneval"]["index"] is True
+    read = g.benchmarks_read()  # the shipped index for the check's n, with that file's own sha256
+    assert [(b["name"], b["file"]) for b in read] == [("humaneval", "humaneval-13.npz")]
+    assert read[0]["sha256"] == sha256_file(shipped_dir() / "humaneval-13.npz")
 
 
 def test_pull_request_check_takes_benchmarks_from_the_command_line(tmp_path: Path) -> None:
