@@ -29,6 +29,7 @@ from qualgate.errors import ConfigError, InputError
 from qualgate.hashing import sha256_file
 from qualgate.index import I64, U64, ranges
 from qualgate.minhashing import Shingler, fmix64_np, pow_table
+from qualgate.npz import load_npz
 
 #: Bump when normalisation, hashing or the index layout changes: cached indexes are rebuilt and index files
 #: built by another version are refused (they would silently match nothing).
@@ -352,8 +353,7 @@ class BenchmarkIndex:
             raise InputError("cannot read benchmark index: not an .npz index (from `qualgate bench-index build`)",
                              file=str(path))
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = load_npz(path)
         except (OSError, ValueError, EOFError) as exc:
             raise InputError(f"cannot read benchmark index: {exc}", file=str(path)) from None
         return cls.from_arrays(arrays, str(path))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qualgate.errors import ConfigError, InputError
-from qualgate.npz import save_npz
+from qualgate.npz import load_npz, save_npz
 from qualgate.sample import SetUsage
 
 if TYPE_CHECKING:
@@ -63,11 +63,8 @@ def load_cached(path: Path, fresh: SetCheck[Any], usage: SetUsage,
                 role: str) -> tuple[dict[str, Any], list[int]] | None:
     """Import the cached index at ``path`` into ``fresh``: its state and counts (skipped, not indexed), and the
     usage it recorded into ``usage``. None when it is damaged (or foreign): said, then rebuilt by the caller."""
-    import numpy as np
-
     try:
-        with np.load(path, allow_pickle=False) as z:
-            state = {k: z[k] for k in z.files}
+        state = load_npz(path)
         fresh.import_state(state)
         counts = state["_qualgate_counts"].tolist()
         if "_qualgate_usage" in state:

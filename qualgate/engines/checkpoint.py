@@ -26,7 +26,7 @@ import numpy as np
 
 from qualgate.engines.base import BatchFeatures, BatchResult, Verdict
 from qualgate.findings import Finding
-from qualgate.npz import save_npz
+from qualgate.npz import load_npz, save_npz
 
 if TYPE_CHECKING:
     from qualgate.gate import Gate
@@ -195,7 +195,6 @@ class Checkpoint:
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
+            return load_npz(path)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: recompute, not fail
             return None
