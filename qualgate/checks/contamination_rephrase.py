@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 
 from qualgate.checks.base import Measurement, field_texts, register
 from qualgate.checks.contamination import BenchmarkCheck
-from qualgate.checks.embedding import EmbeddingParams, _EmbeddingCheck
+from qualgate.checks.embedding import EmbeddingParams, _EmbeddingCheck, default_of_model
 from qualgate.decontam import Benchmark
 from qualgate.embed import STATIC_MODEL
 from qualgate.findings import Finding
@@ -109,9 +109,7 @@ class ContaminationRephraseParams(EmbeddingParams):
     @classmethod
     def _cosine_of_model(cls, data: Any) -> Any:
         """The static model's cosines run higher for unrelated texts: it has its own default."""
-        if isinstance(data, dict) and data.get("cosine") is None:
-            data = {**data, "cosine": DEFAULT_COSINE.get(data.get("model"), DEFAULT_COSINE[None])}
-        return data
+        return default_of_model(data, "cosine", DEFAULT_COSINE)
 
 
 @register

@@ -221,6 +221,14 @@ def _jaccard(a: Any, b: Any) -> float:
 
 # ------------------------------------------------------------------------------ semantic duplicate
 #: ``semantic_duplicate``'s threshold when none is given: per backend, measured on Alpaca (bench/RESULTS.md)
+def default_of_model(data: Any, key: str, defaults: Mapping[str | None, float]) -> Any:
+    """A params validator's body (mode "before"): ``key`` left unset takes the default of the configured ``model``
+    (``defaults[None]`` for the packaged one), since each model's cosines sit on its own scale."""
+    if isinstance(data, dict) and data.get(key) is None:
+        return {**data, key: defaults.get(data.get("model"), defaults[None])}
+    return data
+
+
 DEFAULT_THRESHOLD = {None: 0.9, STATIC_MODEL: 0.92}
 
 
@@ -241,9 +249,7 @@ class SemanticDuplicateParams(EmbeddingParams):
     @classmethod
     def _threshold_of_model(cls, data: Any) -> Any:
         """The static model has its own default, the one that agreed best with MiniLM's decisions on Alpaca."""
-        if isinstance(data, dict) and data.get("threshold") is None:
-            data = {**data, "threshold": DEFAULT_THRESHOLD.get(data.get("model"), DEFAULT_THRESHOLD[None])}
-        return data
+        return default_of_model(data, "threshold", DEFAULT_THRESHOLD)
 
 
 class NeighbourFeatures(Features):
