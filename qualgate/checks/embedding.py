@@ -29,7 +29,6 @@ from qualgate.checks.base import (
     unpack_sources,
 )
 from qualgate.checks.minhash import Found, count_found
-from qualgate.decide import takes_next
 from qualgate.embed import F32, STATIC_MODEL, Embedder, check_model, shared_embedder
 from qualgate.findings import Decision, Finding
 from qualgate.index import BandCandidates, KeyIndex, ShingleStore, csr_take, jaccard, pack_strings, unpack_strings
@@ -110,10 +109,7 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         if isinstance(features, EmbeddingFeatures):
             return features.vecs, field_texts(samples, self.params.field)[1]
         todo, ok, problems = self._to_embed(samples)
-        vecs = np.zeros((len(samples), self.embedder.dim), dtype=np.float32)
-        if ok:
-            vecs[ok] = self.embedder.encode(todo)
-        return vecs, problems
+        return self.features_from((todo, ok, len(samples))).vecs, problems
 
     def _to_embed(self, samples: Sequence[Sample]) -> tuple[list[str], list[int], list[FieldProblem | None]]:
         """The texts to embed (the readable samples' field, shared preamble dropped), their positions, and every
@@ -134,17 +130,15 @@ class _EmbeddingCheck(SetCheck[E], Generic[E]):
         the Ray engine, whose actors may hold GPUs); the local engine embeds in this process."""
         if not self.features_in_workers:
             return None
-        texts, problems = field_texts(samples, self.params.field)
-        if self.preamble is not None:
-            texts = self.preamble.strip_all(texts)
-        return texts, [p is None for p in problems]
+        todo, ok, _ = self._to_embed(samples)
+        return todo, ok, len(samples)
 
-    def features_from(self, data: Any) -> Features:
-        texts, ok = data
-        vecs = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
-        rows = [i for i, good in enumerate(ok) if good]
-        if rows:
-            vecs[rows] = self.embedder.encode([texts[i] for i in rows])
+    def features_from(self, data: Any) -> EmbeddingFeatures:
+        """Unit vectors of ``feature_input``'s texts at their positions, zeros for unreadable samples."""
+        todo, ok, n = data
+        vecs = np.zeros((n, self.embedder.dim), dtype=np.float32)
+        if ok:
+            vecs[ok] = self.embedder.encode(todo)
         return EmbeddingFeatures(vecs)
 
     def _remember(self, samples: Sequence[Sample]) -> None:
@@ -191,6 +185,8 @@ def read_ahead(batches: Iterator[Any], checks: Sequence[Any],
     The vectors do not depend on which texts share a forward pass (beyond float rounding), so neither do decisions.
     Samples that a later set check of the same batch rejects (a MinHash near-duplicate) are embedded anyway.
     """
+    from qualgate.engines.base import alive  # engines import the checks: not at module level
+
     wanting = [c for c in checks if isinstance(c, _EmbeddingCheck) and c.params.window and not c.features_in_workers]
     if not wanting:
         yield from batches
@@ -206,11 +202,10 @@ def read_ahead(batches: Iterator[Any], checks: Sequence[Any],
                 break
         if not held:
             return
-        alive = [d.sample for decisions, _ in held for d in decisions  # those the next check will see
-                 if d.sample.problem is None and takes_next(d.findings, all_findings)]
-        if alive:
+        seen = [d.sample for decisions, _ in held for d in decisions if alive(d, all_findings)]  # the next check's
+        if seen:
             for check in wanting:
-                check.prefetch(alive)
+                check.prefetch(seen)
         yield from held
 
 
