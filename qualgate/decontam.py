@@ -16,6 +16,7 @@ The check that uses it is ``qualgate.checks.contamination``; ``qualgate bench-in
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -134,6 +135,7 @@ class Tokens:
         return self.segments(flat, np.full(len(flat), n, np.int64)), doc, flat - self.starts[doc]
 
 
+@functools.cache
 def probe() -> int:
     """A fixed text's 13-gram hash: stored in every index, so a file hashed another way is refused, not missed."""
     tok = Tokens.of([normalize(_PROBE)])
@@ -474,13 +476,14 @@ class BenchmarkIndex:
 
     def describe(self) -> dict[str, Any]:
         """Counts and provenance (no text): what ``bench-index show`` prints and the report records."""
+        k = len(self.names)  # per benchmark, counted in one pass each (not one scan of the index per benchmark)
+        items = np.bincount(self.item_bench, minlength=k)
+        ngrams = np.bincount(self.item_bench[self.ngram_item], minlength=k)
+        short = np.bincount(self.item_bench[self.short_item], minlength=k)
         per = []
         for b, name in enumerate(self.names):
-            items = np.flatnonzero(self.item_bench == b)
             info = self.meta.get("benchmarks", {}).get(name, {})
-            per.append({"name": name, "items": len(items),
-                        "ngrams": int(np.isin(self.ngram_item, items).sum()),
-                        "short_lines": int(np.isin(self.short_item, items).sum()),
+            per.append({"name": name, "items": int(items[b]), "ngrams": int(ngrams[b]), "short_lines": int(short[b]),
                         **{k: v for k, v in info.items() if k not in ("probe", "items", "short_lines")}})
         return {"n": self.n, "version": VERSION, "items": len(self), "ngrams": len(self.ngrams),
                 "benchmarks": per}

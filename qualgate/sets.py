@@ -131,8 +131,7 @@ def require_sets(sets: LoadedSets, checks: Sequence[SetCheck[Any]], source: str 
                               f"loaded: {check.how_to_load()}", file=source)
         have = getattr(check, "n_baseline", 0)
         if have < check.min_set_size and check.set_role != "input":  # too small an input: the check abstains
-            where = "the input" if check.set_role == "input" else f"the {role} set"
             usage = sets.usage.get(role)
             why = f" of {usage.records}: {cause}" if usage and (cause := usage.explain(check.name)) else ""
             raise ConfigError(f"check '{check.name}' ({check.kind}) needs at least {check.min_set_size} "
-                              f"usable records in {where}, got {have}{why}", file=source)
+                              f"usable records in the {role} set, got {have}{why}", file=source)
