@@ -297,11 +297,12 @@ class Gate:
 
     def load_benchmark(self, name: str, path: str | Path | None = None, *, text: str | None = None,
                        id: str | None = None, fmt: str | None = None,
-                       cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+                       cache_dir: str | Path | None = None, build: bool = True) -> list[dict[str, Any]]:
         """Load a named benchmark for the checks that compare with benchmarks (``contamination``): ``path`` is a data
         file (items read with ``text``, "auto" by default), an index from ``qualgate bench-index build``, or None for
         an index shipped in rules/benchmarks. Its hashed index is cached in ``cache_dir``, keyed by its content.
-        Returns ``benchmarks_read()``: what the checks now read."""
+        ``build=False``: only open it (``build_benchmark_checks`` indexes what was loaded). Returns
+        ``benchmarks_read()``: what the checks now read."""
         from qualgate.checks.contamination import BenchmarkCheck
         from qualgate.decontam import open_benchmark
         from qualgate.errors import ConfigError
@@ -317,13 +318,22 @@ class Gate:
                               "`benchmarks`): pass " + " ".join(f"--benchmark {b}=PATH" for b in sorted(
                                   {b for c in users for b in c.params.benchmarks})), file=self.config.source)
         self.sets.benchmarks[name] = open_benchmark(name, path, text=text, id=id, fmt=fmt)
-        for check in users:
-            if (wanted := check.wanted(self.sets.benchmarks)) is not None:
+        if build:
+            self.build_benchmark_checks(cache_dir)
+        return self.benchmarks_read()
+
+    def build_benchmark_checks(self, cache_dir: str | Path | None = None) -> None:
+        """Index the loaded benchmarks for each check that compares with them (all it names must be loaded). The
+        CLI loads every ``--benchmark`` with ``build=False`` first, then builds once: each build indexes (and
+        ``contamination_rephrase`` embeds) every benchmark a check uses, not only the newest."""
+        from qualgate.checks.contamination import BenchmarkCheck
+
+        for check in self.set_checks:
+            if isinstance(check, BenchmarkCheck) and (wanted := check.wanted(self.sets.benchmarks)) is not None:
                 fresh = self._build_set_check(check.name, "benchmark")
                 assert isinstance(fresh, BenchmarkCheck)
                 fresh.use_benchmarks(wanted, cache_dir)
                 self._install(fresh, fresh.export_state())
-        return self.benchmarks_read()
 
     def benchmarks_read(self) -> list[dict[str, Any]]:
         """Name, file and sha256 of each benchmark file the checks read (a shipped index: the one for their n)."""
