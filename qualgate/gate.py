@@ -139,8 +139,6 @@ class Gate:
         lead = list(itertools.takewhile(lambda c: c.per_sample, self.checks))
         #: the leading per-sample checks, which an engine may run anywhere (worker processes, Ray actors) ...
         self.pooled_checks: list[Check[Any]] = lead
-        #: ... and the rest (set-aware and model checks), which decide in this process, in input order
-        self.local_checks: list[Check[Any]] = self.checks[len(lead):]
         #: the sets loaded for the set-aware checks (``load_set``, ``fit_input``): each check's index of its set
         self.sets = LoadedSets()
         #: reviewer overrides applied to every decision after all checks (``use_overrides``)
@@ -157,6 +155,12 @@ class Gate:
         config = self.config.diversity or DiversityConfig()
         check_model(config.model, "the diversity report")  # wordllama needs no sentence-transformers
         return DiversityTracker(config, self.cache_dir)
+
+    @property
+    def local_checks(self) -> list[Check[Any]]:
+        """The checks after ``pooled_checks`` (set-aware and model checks): they decide in this process, in input
+        order; derived, so a check instance swapped in for a loaded set is always the one used."""
+        return self.checks[len(self.pooled_checks):]
 
     @property
     def sets_info(self) -> dict[str, dict[str, Any]]:
@@ -259,7 +263,6 @@ class Gate:
                 if check.name in self.sets.state:
                     fresh.import_state(self.sets.state[check.name])
                 self.checks[i] = fresh
-        self.local_checks = self.checks[len(self.pooled_checks):]
 
     def load_baseline(self, paths: Sequence[str], *, fmt: str | None = None,
                       cache_dir: str | Path | None = None) -> dict[str, Any]:
@@ -454,7 +457,6 @@ class Gate:
         """Make ``check`` (holding exactly the baseline) the gate's instance, and remember its state."""
         self.sets.state[check.name] = state
         self.checks = [check if c.name == check.name else c for c in self.checks]
-        self.local_checks = self.checks[len(self.pooled_checks):]
 
     def report_sections(self) -> dict[str, Any]:
         """Dataset-level sections contributed by set-aware checks (duplicate clusters, ...)."""
