@@ -278,35 +278,32 @@ class NearDuplicate(SetCheck[NearDuplicateParams]):
         plain = [a and p is None and e and i not in exact_hit
                  for i, (a, p, e) in enumerate(zip(alone, problems, eligible, strict=True))]
         for i, (s, key) in enumerate(zip(samples, exact.tolist(), strict=True)):
-            if plain[i] and key not in batch_exact:  # the steps below, for such a sample
-                results[i] = nothing
-                batch_exact[key] = len(kept_ids)
-                kept_ids.append(s.id)
-                self.kept_sources.append(source_tuple(s.source))
-                admitted.append(i)
-                continue
-            if results[i] is not None:
-                continue
-            kept = exact_hit.get(i, batch_exact.get(key))
-            if kept is not None:
-                results[i] = self._measure(1.0, 1.0, kept)
-                found.append((i, kept, s.id))
-                if kept >= first:
-                    uses.setdefault(admitted[kept - first], i)
-                continue
-            if alone[i]:  # what _judge gives for no candidates
+            if plain[i] and key not in batch_exact:  # what the steps below give such a sample, without the look-ups
                 results[i], duplicate = nothing, False
             else:
-                ranked, cut, filled = candidates.ranked(i)
-                shingles = feats.flat[offsets[i]:offsets[i + 1]]
-                results[i], best, duplicate = self._judge(self._verify(shingles, i, ranked, first, batch_sets, known))
-                if duplicate:
-                    found.append((i, best, s.id))
-                for g in relied_on(ranked, best, cut, first) + filled:
-                    uses.setdefault(admitted[g - first], i)
+                if results[i] is not None:
+                    continue
+                kept = exact_hit.get(i, batch_exact.get(key))
+                if kept is not None:
+                    results[i] = self._measure(1.0, 1.0, kept)
+                    found.append((i, kept, s.id))
+                    if kept >= first:
+                        uses.setdefault(admitted[kept - first], i)
+                    continue
+                if alone[i]:  # what _judge gives for no candidates
+                    results[i], duplicate = nothing, False
+                else:
+                    ranked, cut, filled = candidates.ranked(i)
+                    shingles = feats.flat[offsets[i]:offsets[i + 1]]
+                    results[i], best, duplicate = self._judge(self._verify(shingles, i, ranked, first, batch_sets,
+                                                                           known))
+                    if duplicate:
+                        found.append((i, best, s.id))
+                    for g in relied_on(ranked, best, cut, first) + filled:
+                        uses.setdefault(admitted[g - first], i)
             if not duplicate and eligible[i]:
-                g = len(self.kept_ids)
-                self.kept_ids.append(s.id)
+                g = len(kept_ids)
+                kept_ids.append(s.id)
                 self.kept_sources.append(source_tuple(s.source))
                 admitted.append(i)
                 batch_exact[key] = g
