@@ -210,7 +210,8 @@ def _load_benchmarks(gate: Any, items: tuple[str, ...], texts: tuple[str, ...], 
     """``--benchmark NAME=PATH`` (or a shipped NAME) with ``--benchmark-text NAME=TEMPLATE``, loaded into ``gate``."""
     for name, where, view in _benchmark_specs(items, texts):
         gate.load_benchmark(name, where, text=view, build=False)
-    gate.build_benchmark_checks(cache)
+    if items:
+        gate.build_benchmark_checks(cache)
 
 
 def _benchmark_specs(items: tuple[str, ...], texts: tuple[str, ...]) -> list[tuple[str, str | None, str | None]]:
@@ -560,7 +561,8 @@ def check_cmd(files: tuple[str, ...], base: str | None, config: str, text: str |
                     if trusted is not None and where is not None:
                         where = trusted.benchmark(where)
                     gate.load_benchmark(name, where, text=view, build=False)
-                gate.build_benchmark_checks(cache)
+                if bench_specs:
+                    gate.build_benchmark_checks(cache)
                 if overrides_file:
                     gate.use_overrides(overrides_file, require_hash=not trust_worktree)
             changes = find_changes(list(files), ref, fmt, Path(cache) / "check-base" if cache else Path(tmp),
